@@ -1,0 +1,326 @@
+//! Configuration: the TOML file, then environment variables and flags on top,
+//! resolved into one typed [`Config`]. Nothing else reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {field}: {why}")]
+    Invalid { field: &'static str, why: String },
+}
+
+/// The config file (`--config`). Every field is optional; flags and
+/// environment variables override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address the HTTPS listener binds, e.g. `127.0.0.1:8443`.
+    pub listen: Option<SocketAddr>,
+    /// Where the database, the CA and the admin token live.
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: Option<String>,
+    /// Base of every URL the hub hands out; JWS `url` headers are checked against it.
+    pub public_url: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub validation: ValidationConfig,
+    #[serde(default)]
+    pub acme: AcmeConfig,
+    #[serde(default)]
+    pub ca: CaConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[validation]`: how the hub checks challenges (the VA's settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// DNS servers (`ip` or `ip:port`) for every lookup the hub makes; empty = the system's.
+    pub resolvers: Vec<String>,
+    /// Port http-01 validation connects to (RFC 8555 §8.3 says 80).
+    pub http01_port: u16,
+    /// Port tls-alpn-01 validation connects to (RFC 8737 says 443).
+    pub tlsalpn01_port: u16,
+    /// Whether validation may dial private, loopback and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Time limit for one validation attempt, in seconds.
+    pub attempt_timeout_secs: u64,
+    /// How many attempts a challenge gets before it is invalid.
+    pub attempts: u32,
+    /// Pause between attempts, in milliseconds.
+    pub retry_delay_ms: u64,
+    /// CAA issuer domain names that authorize this hub (RFC 8659); empty skips CAA checks.
+    pub caa_identities: Vec<String>,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            resolvers: Vec::new(),
+            http01_port: 80,
+            tlsalpn01_port: 443,
+            allow_private_targets: true,
+            attempt_timeout_secs: 10,
+            attempts: 3,
+            retry_delay_ms: 1000,
+            caa_identities: vec!["acmehub.local".to_string()],
+        }
+    }
+}
+
+impl ValidationConfig {
+    /// The resolvers as socket addresses (port 53 when none is given).
+    pub fn resolver_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.resolvers
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| ConfigError::Invalid {
+                        field: "validation.resolvers",
+                        why: format!("{s:?} is not an IP address or IP:port"),
+                    })
+            })
+            .collect()
+    }
+
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs(self.attempt_timeout_secs.max(1))
+    }
+}
+
+/// `[acme]`: what the directory advertises and how long objects live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    pub terms_of_service: Option<String>,
+    pub website: Option<String>,
+    /// Lifetime of a nonce, in seconds.
+    pub nonce_lifetime_secs: u64,
+    /// Lifetime of a pending order and its authorizations, in seconds.
+    pub order_lifetime_secs: u64,
+    /// Lifetime of a valid authorization, in seconds.
+    pub authz_valid_secs: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            terms_of_service: None,
+            website: None,
+            nonce_lifetime_secs: 3600,
+            order_lifetime_secs: 7 * 24 * 3600,
+            authz_valid_secs: 30 * 24 * 3600,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[ca]`: the local CA's certificate profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Validity of issued certificates, in days.
+    pub leaf_validity_days: u32,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            leaf_validity_days: 90,
+        }
+    }
+}
+
+/// Everything a running hub needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// Without a trailing slash, e.g. `https://localhost:8443`.
+    pub public_url: String,
+    pub log_format: LogFormat,
+    pub admin_token: Option<String>,
+    pub validation: ValidationConfig,
+    pub acme: AcmeConfig,
+    pub ca: CaConfig,
+}
+
+/// Values that come from flags or the environment (clap merges the two).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub admin_token: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+impl Config {
+    /// Reads the optional config file and applies flags/environment on top.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let file_config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::resolve(file_config, overrides)
+    }
+
+    pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let listen = o
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address parses"));
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./acmehub-data"));
+        let database_url = o.database_url.or(file.database_url).unwrap_or_else(|| {
+            format!("sqlite://{}/acmehub.db", data_dir.display())
+        });
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                field: "database_url",
+                why: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        let public_url = o
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("https://localhost:{}", listen.port()));
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&public_url).map_err(|e| ConfigError::Invalid {
+            field: "public_url",
+            why: e.to_string(),
+        })?;
+        if parsed.scheme() != "https" && parsed.scheme() != "http" {
+            return Err(ConfigError::Invalid {
+                field: "public_url",
+                why: "must be an https:// URL".into(),
+            });
+        }
+        if parsed.path() != "/" || parsed.query().is_some() {
+            return Err(ConfigError::Invalid {
+                field: "public_url",
+                why: "must be a base URL without a path or query".into(),
+            });
+        }
+        file.validation.resolver_addrs()?;
+        if file.validation.attempts == 0 {
+            return Err(ConfigError::Invalid {
+                field: "validation.attempts",
+                why: "must be at least 1".into(),
+            });
+        }
+        if file.ca.leaf_validity_days == 0 || file.ca.leaf_validity_days > 398 {
+            return Err(ConfigError::Invalid {
+                field: "ca.leaf_validity_days",
+                why: "must be between 1 and 398".into(),
+            });
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            log_format: o.log_format.or(file.log_format).unwrap_or_default(),
+            admin_token: o.admin_token.filter(|t| !t.is_empty()),
+            validation: file.validation,
+            acme: file.acme,
+            ca: file.ca,
+        })
+    }
+
+    /// The host part of the public URL (for the listener certificate).
+    pub fn public_host(&self) -> Option<String> {
+        url::Url::parse(&self.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.public_url, "https://localhost:8443");
+        assert_eq!(c.database_url, "sqlite://./acmehub-data/acmehub.db");
+        assert_eq!(c.validation.http01_port, 80);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<FileConfig>("[validation]\nhttp01port = 5002\n").unwrap_err();
+        assert!(err.to_string().contains("http01port"));
+    }
+
+    #[test]
+    fn bad_public_url_is_refused() {
+        let o = Overrides {
+            public_url: Some("ftp://x/".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(FileConfig::default(), o).is_err());
+        let o = Overrides {
+            public_url: Some("https://hub.example/acme".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(FileConfig::default(), o).is_err());
+    }
+
+    #[test]
+    fn resolvers_take_optional_ports() {
+        let v = ValidationConfig {
+            resolvers: vec!["127.0.0.1:8053".into(), "::1".into()],
+            ..Default::default()
+        };
+        let addrs = v.resolver_addrs().unwrap();
+        assert_eq!(addrs[0].port(), 8053);
+        assert_eq!(addrs[1].port(), 53);
+    }
+}

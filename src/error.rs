@@ -1,0 +1,123 @@
+//! The one internal error that travels between the hub's parts (Boulder's
+//! `berrors`): a kind and a human detail. Only the front ends turn it into a
+//! wire format: `acme/problem.rs` into RFC 8555 problem documents.
+//! A detail must never contain a secret or a body fetched from a customer host.
+
+use std::fmt;
+
+/// What went wrong, in terms a client can act on. Each kind maps to exactly one
+/// RFC 8555 §6.7 error type in `acme/problem.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request was malformed.
+    Malformed,
+    /// The nonce was missing, unknown or already used.
+    BadNonce,
+    /// The JWS algorithm is not one we accept.
+    BadSignatureAlgorithm,
+    /// The account or certificate key is unacceptable (weak, unknown type).
+    BadPublicKey,
+    /// The CSR is unacceptable.
+    BadCsr,
+    /// The client lacks authorization for the action or the signature is wrong.
+    Unauthorized,
+    /// The key identified in the request has no account.
+    AccountDoesNotExist,
+    /// A contact URL is of a scheme we don't support.
+    UnsupportedContact,
+    /// A contact URL is invalid.
+    InvalidContact,
+    /// The server will not issue for this identifier.
+    RejectedIdentifier,
+    /// The identifier type is not supported.
+    UnsupportedIdentifier,
+    /// The order is not in a state that allows this request.
+    OrderNotReady,
+    /// The certificate is already revoked.
+    AlreadyRevoked,
+    /// The revocation reason is not allowed.
+    BadRevocationReason,
+    /// Too many requests.
+    RateLimited,
+    /// An External Account Binding is required.
+    ExternalAccountRequired,
+    /// A DNS problem during validation.
+    Dns,
+    /// A connection problem during validation.
+    Connection,
+    /// A TLS problem during validation.
+    Tls,
+    /// The response received during validation did not match.
+    IncorrectResponse,
+    /// CAA records forbid issuance.
+    Caa,
+    /// The resource does not exist (HTTP 404).
+    NotFound,
+    /// The request conflicts with the current state (HTTP 409), e.g. keyChange to a used key.
+    Conflict,
+    /// The request method or content type is not supported (HTTP 405/415).
+    UnsupportedMediaType,
+    /// Something failed on our side.
+    ServerInternal,
+}
+
+/// A hub error: a kind, a detail for the user, and optional per-identifier
+/// subproblems (RFC 8555 §6.7.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub detail: String,
+    pub subproblems: Vec<Subproblem>,
+}
+
+/// One identifier's own failure inside a compound error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subproblem {
+    pub kind: ErrorKind,
+    pub detail: String,
+    pub identifier: crate::policy::Identifier,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            subproblems: Vec::new(),
+        }
+    }
+
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Malformed, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, detail)
+    }
+
+    /// An internal failure. The cause is logged here; the client gets a
+    /// generic detail so internals (paths, SQL) never leak.
+    pub fn internal(context: &str, cause: impl fmt::Display) -> Self {
+        tracing::error!(context, error = %cause, "internal error");
+        Self::new(ErrorKind::ServerInternal, format!("internal error while {context}"))
+    }
+
+    pub fn with_subproblems(mut self, subproblems: Vec<Subproblem>) -> Self {
+        self.subproblems = subproblems;
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,16 @@
+//! acmehub: one ACME endpoint for a whole fleet.
+//!
+//! The parts follow Boulder's split by security context:
+//! - [`acme`] is the front end (WFE): it parses and authenticates requests
+//!   (JWS, nonces) and renders RFC 8555 resources and problems;
+//! - [`policy`] and [`orders`] decide (RA): identifier rules and the order
+//!   state machine;
+//! - [`validation`] is the only code that dials customer hosts (VA);
+//! - [`issuance`] signs (CA);
+//! - [`store`] is the only code that writes SQL (SA).
+//!
+//! [`server`] wires them into an HTTPS listener; [`config`] resolves settings.
+
+pub mod config;
+pub mod error;
+pub mod policy;
