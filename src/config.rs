@@ -99,7 +99,10 @@ impl ValidationConfig {
             .iter()
             .map(|s| {
                 s.parse::<SocketAddr>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .or_else(|_| {
+                        s.parse::<std::net::IpAddr>()
+                            .map(|ip| SocketAddr::new(ip, 53))
+                    })
                     .map_err(|_| ConfigError::Invalid {
                         field: "validation.resolvers",
                         why: format!("{s:?} is not an IP address or IP:port"),
@@ -214,10 +217,12 @@ impl Config {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./acmehub-data"));
-        let database_url = o.database_url.or(file.database_url).unwrap_or_else(|| {
-            format!("sqlite://{}/acmehub.db", data_dir.display())
-        });
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://")
+        let database_url = o
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}/acmehub.db", data_dir.display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
             return Err(ConfigError::Invalid {

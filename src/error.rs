@@ -103,7 +103,10 @@ impl Error {
     /// generic detail so internals (paths, SQL) never leak.
     pub fn internal(context: &str, cause: impl fmt::Display) -> Self {
         tracing::error!(context, error = %cause, "internal error");
-        Self::new(ErrorKind::ServerInternal, format!("internal error while {context}"))
+        Self::new(
+            ErrorKind::ServerInternal,
+            format!("internal error while {context}"),
+        )
     }
 
     pub fn with_subproblems(mut self, subproblems: Vec<Subproblem>) -> Self {

@@ -14,3 +14,5 @@
 pub mod config;
 pub mod error;
 pub mod policy;
+pub mod store;
+pub mod util;

@@ -100,14 +100,20 @@ impl Identifier {
             if *label == "*" {
                 return Err(reject("a wildcard is only allowed as the leftmost label"));
             }
-            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(reject("labels may hold only letters, digits and hyphens"));
             }
             if label.starts_with('-') || label.ends_with('-') {
                 return Err(reject("a label must not start or end with a hyphen"));
             }
         }
-        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(reject("the top-level label must not be all digits"));
         }
         let value = if wildcard {
@@ -170,17 +176,36 @@ mod tests {
 
     #[test]
     fn dns_names_are_normalized() {
-        assert_eq!(Identifier::dns("WWW.Example.COM.").unwrap().value, "www.example.com");
-        assert_eq!(Identifier::dns("*.example.com").unwrap().value, "*.example.com");
+        assert_eq!(
+            Identifier::dns("WWW.Example.COM.").unwrap().value,
+            "www.example.com"
+        );
+        assert_eq!(
+            Identifier::dns("*.example.com").unwrap().value,
+            "*.example.com"
+        );
         assert!(Identifier::dns("*.example.com").unwrap().is_wildcard());
-        assert_eq!(Identifier::dns("*.example.com").unwrap().base_name(), "example.com");
+        assert_eq!(
+            Identifier::dns("*.example.com").unwrap().base_name(),
+            "example.com"
+        );
     }
 
     #[test]
     fn bad_dns_names_are_rejected() {
         for bad in [
-            "", "com", "a..b.com", "-a.example.com", "a-.example.com", "a.*.example.com",
-            "*.*.example.com", "exa mple.com", "bücher.de", "1.2.3.4", "a.123", "a_b.example.com",
+            "",
+            "com",
+            "a..b.com",
+            "-a.example.com",
+            "a-.example.com",
+            "a.*.example.com",
+            "*.*.example.com",
+            "exa mple.com",
+            "bücher.de",
+            "1.2.3.4",
+            "a.123",
+            "a_b.example.com",
             &format!("{}.com", "a".repeat(64)),
         ] {
             let err = Identifier::dns(bad).unwrap_err();
@@ -190,7 +215,10 @@ mod tests {
 
     #[test]
     fn ip_identifiers_are_canonical() {
-        assert_eq!(Identifier::ip("2001:DB8:0:0::1").unwrap().value, "2001:db8::1");
+        assert_eq!(
+            Identifier::ip("2001:DB8:0:0::1").unwrap().value,
+            "2001:db8::1"
+        );
         assert_eq!(Identifier::ip("127.0.0.1").unwrap().value, "127.0.0.1");
         assert!(Identifier::ip("127.0.0.256").is_err());
         assert_eq!(

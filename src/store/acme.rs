@@ -1,0 +1,819 @@
+//! Queries for the ACME objects: instances, nonces, accounts, orders,
+//! authorizations, challenges and certificates.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::records::*;
+use super::{Store, StoreError, unique_violation};
+use crate::policy::Identifier;
+use crate::util::{now, random_id};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn identifiers_from_json(text: &str) -> Result<Vec<Identifier>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("identifiers: {e}")))
+}
+
+fn identifiers_to_json(ids: &[Identifier]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+fn instance_from_row(r: &AnyRow) -> Result<Instance> {
+    Ok(Instance {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        issuer: r.try_get("issuer")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn account_from_row(r: &AnyRow) -> Result<Account> {
+    let contact: String = r.try_get("contact")?;
+    Ok(Account {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        key_thumbprint: r.try_get("key_thumbprint")?,
+        jwk: r.try_get("jwk")?,
+        status: AccountStatus::parse(&r.try_get::<String, _>("status")?)?,
+        contact: serde_json::from_str(&contact)
+            .map_err(|e| StoreError::Corrupt(format!("contact: {e}")))?,
+        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn order_from_row(r: &AnyRow) -> Result<Order> {
+    Ok(Order {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        account_id: r.try_get("account_id")?,
+        status: OrderStatus::parse(&r.try_get::<String, _>("status")?)?,
+        identifiers: identifiers_from_json(&r.try_get::<String, _>("identifiers")?)?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        expires_at: r.try_get("expires_at")?,
+        error: r.try_get("error")?,
+        certificate_id: r.try_get("certificate_id")?,
+        replaces: r.try_get("replaces")?,
+        created_at: r.try_get("created_at")?,
+        authz_ids: Vec::new(),
+    })
+}
+
+fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
+    let kind: String = r.try_get("identifier_type")?;
+    let value: String = r.try_get("identifier_value")?;
+    Ok(Authorization {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        account_id: r.try_get("account_id")?,
+        identifier: Identifier {
+            kind: kind
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("identifier type {kind}")))?,
+            value,
+        },
+        wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+        status: AuthzStatus::parse(&r.try_get::<String, _>("status")?)?,
+        expires_at: r.try_get("expires_at")?,
+        challenges: Vec::new(),
+    })
+}
+
+fn challenge_from_row(r: &AnyRow) -> Result<Challenge> {
+    Ok(Challenge {
+        id: r.try_get("id")?,
+        authz_id: r.try_get("authz_id")?,
+        kind: r.try_get("kind")?,
+        token: r.try_get("token")?,
+        status: ChallengeStatus::parse(&r.try_get::<String, _>("status")?)?,
+        validated_at: r.try_get("validated_at")?,
+        error: r.try_get("error")?,
+    })
+}
+
+fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
+    Ok(Certificate {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        account_id: r.try_get("account_id")?,
+        order_id: r.try_get("order_id")?,
+        serial: r.try_get("serial")?,
+        status: CertificateStatus::parse(&r.try_get::<String, _>("status")?)?,
+        issuer: r.try_get("issuer")?,
+        identifiers: identifiers_from_json(&r.try_get::<String, _>("identifiers")?)?,
+        spki: r.try_get("spki")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        der: r.try_get("der")?,
+        chain_pem: r.try_get("chain_pem")?,
+        ari_id: r.try_get("ari_id")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+    })
+}
+
+impl Store {
+    // ---- instances ----
+
+    /// Creates the instance unless it exists; returns it either way.
+    pub async fn ensure_instance(&self, name: &str, issuer: &str) -> Result<Instance> {
+        sqlx::query(
+            "INSERT INTO instances (id, name, description, issuer, created_at) \
+             VALUES ($1, $2, '', $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(random_id())
+        .bind(name)
+        .bind(issuer)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.instance_by_name(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("instance {name} vanished")))
+    }
+
+    pub async fn instance_by_name(&self, name: &str) -> Result<Option<Instance>> {
+        let row = sqlx::query(
+            "SELECT id, name, description, issuer, created_at FROM instances WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    // ---- nonces ----
+
+    /// Records a nonce as used. False when it was used before (a replay).
+    pub async fn redeem_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
+        let result = sqlx::query("INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2)")
+            .bind(nonce)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets used nonces that could no longer be accepted anyway.
+    pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    // ---- accounts ----
+
+    /// Inserts an account; `Conflict` when its key already has one at this instance.
+    pub async fn insert_account(
+        &self,
+        instance_id: &str,
+        thumbprint: &str,
+        jwk: &str,
+        contact: &[String],
+        tos_agreed: bool,
+    ) -> Result<Account> {
+        let id = random_id();
+        let created_at = now();
+        let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
+        let result = sqlx::query(
+            "INSERT INTO accounts (id, instance_id, key_thumbprint, jwk, status, contact, tos_agreed, created_at) \
+             VALUES ($1, $2, $3, $4, 'valid', $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(instance_id)
+        .bind(thumbprint)
+        .bind(jwk)
+        .bind(&contact_json)
+        .bind(i64::from(tos_agreed))
+        .bind(created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Account {
+                id,
+                instance_id: instance_id.to_string(),
+                key_thumbprint: thumbprint.to_string(),
+                jwk: jwk.to_string(),
+                status: AccountStatus::Valid,
+                contact: contact.to_vec(),
+                tos_agreed,
+                created_at,
+            }),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
+                "an account with this key already exists".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn account_by_thumbprint(
+        &self,
+        instance_id: &str,
+        thumbprint: &str,
+    ) -> Result<Option<Account>> {
+        let row =
+            sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2")
+                .bind(instance_id)
+                .bind(thumbprint)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    pub async fn account(&self, instance_id: &str, id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
+            .bind(instance_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Replaces the contact list of a valid account.
+    pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
+        let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
+        let r = sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+            .bind(contact_json)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        guard(r.rows_affected())
+    }
+
+    /// Deactivates a valid account and its pending authorizations (RFC 8555 §7.3.6).
+    pub async fn deactivate_account(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        sqlx::query(
+            "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls an account over to a new key (RFC 8555 §7.3.5). Guarded on the old
+    /// key so two concurrent key changes cannot both win; `Conflict` when the
+    /// new key already belongs to an account.
+    pub async fn change_account_key(
+        &self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<()> {
+        let result = sqlx::query(
+            "UPDATE accounts SET key_thumbprint = $1, jwk = $2 \
+             WHERE id = $3 AND key_thumbprint = $4 AND status = 'valid'",
+        )
+        .bind(new_thumbprint)
+        .bind(new_jwk)
+        .bind(id)
+        .bind(old_thumbprint)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(r) => guard(r.rows_affected()),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
+                "the new key is already in use by another account".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- orders ----
+
+    /// A valid, unexpired authorization of this account for the identifier, to reuse.
+    pub async fn reusable_authz(
+        &self,
+        account_id: &str,
+        identifier: &Identifier,
+        wildcard: bool,
+        valid_until: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT id FROM authorizations WHERE account_id = $1 AND identifier_type = $2 \
+             AND identifier_value = $3 AND wildcard = $4 AND status = 'valid' AND expires_at > $5 \
+             ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(identifier.kind.as_str())
+        .bind(&identifier.value)
+        .bind(i64::from(wildcard))
+        .bind(valid_until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("id")?),
+            None => None,
+        })
+    }
+
+    /// Creates an order with its authorizations and challenges in one transaction.
+    /// The order starts `ready` when every authorization is already valid.
+    pub async fn create_order(&self, new: &NewOrder) -> Result<Order> {
+        let id = random_id();
+        let created_at = now();
+        let all_valid = new.authorizations.iter().all(|a| match a {
+            NewAuthz::Reuse(_) => true,
+            NewAuthz::Create { valid, .. } => *valid,
+        });
+        let status = if all_valid {
+            OrderStatus::Ready
+        } else {
+            OrderStatus::Pending
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
+             expires_at, error, certificate_id, replaces, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10)",
+        )
+        .bind(&id)
+        .bind(&new.instance_id)
+        .bind(&new.account_id)
+        .bind(status.as_str())
+        .bind(identifiers_to_json(&new.identifiers))
+        .bind(new.not_before)
+        .bind(new.not_after)
+        .bind(new.expires_at)
+        .bind(&new.replaces)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        let mut authz_ids = Vec::with_capacity(new.authorizations.len());
+        for (position, authz) in new.authorizations.iter().enumerate() {
+            let authz_id = match authz {
+                NewAuthz::Reuse(existing) => existing.clone(),
+                NewAuthz::Create {
+                    identifier,
+                    wildcard,
+                    expires_at,
+                    challenges,
+                    valid,
+                } => {
+                    let authz_id = random_id();
+                    sqlx::query(
+                        "INSERT INTO authorizations (id, instance_id, account_id, identifier_type, \
+                         identifier_value, wildcard, status, expires_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&authz_id)
+                    .bind(&new.instance_id)
+                    .bind(&new.account_id)
+                    .bind(identifier.kind.as_str())
+                    .bind(&identifier.value)
+                    .bind(i64::from(*wildcard))
+                    .bind(if *valid { "valid" } else { "pending" })
+                    .bind(*expires_at)
+                    .bind(created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    for (kind, token) in challenges {
+                        sqlx::query(
+                            "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at, error, updated_at) \
+                             VALUES ($1, $2, $3, $4, 'pending', NULL, NULL, $5)",
+                        )
+                        .bind(random_id())
+                        .bind(&authz_id)
+                        .bind(kind)
+                        .bind(token)
+                        .bind(created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    authz_id
+                }
+            };
+            sqlx::query("INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(&authz_id)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await?;
+            authz_ids.push(authz_id);
+        }
+        tx.commit().await?;
+        Ok(Order {
+            id,
+            instance_id: new.instance_id.clone(),
+            account_id: new.account_id.clone(),
+            status,
+            identifiers: new.identifiers.clone(),
+            not_before: new.not_before,
+            not_after: new.not_after,
+            expires_at: new.expires_at,
+            error: None,
+            certificate_id: None,
+            replaces: new.replaces.clone(),
+            created_at,
+            authz_ids,
+        })
+    }
+
+    pub async fn order(&self, instance_id: &str, id: &str) -> Result<Option<Order>> {
+        let row = sqlx::query("SELECT * FROM orders WHERE instance_id = $1 AND id = $2")
+            .bind(instance_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut order = order_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT authz_id FROM order_authorizations WHERE order_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        order.authz_ids = rows
+            .iter()
+            .map(|r| r.try_get("authz_id"))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Some(order))
+    }
+
+    /// The ids of an account's orders, newest first, one page at a time.
+    pub async fn order_ids_for_account(
+        &self,
+        account_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    // ---- authorizations and challenges ----
+
+    pub async fn authorization(
+        &self,
+        instance_id: &str,
+        id: &str,
+    ) -> Result<Option<Authorization>> {
+        let row = sqlx::query("SELECT * FROM authorizations WHERE instance_id = $1 AND id = $2")
+            .bind(instance_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut authz = authz_from_row(&row)?;
+        let rows = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        authz.challenges = rows.iter().map(challenge_from_row).collect::<Result<_>>()?;
+        Ok(Some(authz))
+    }
+
+    /// A challenge and the authorization it belongs to, within one instance.
+    pub async fn challenge(
+        &self,
+        instance_id: &str,
+        id: &str,
+    ) -> Result<Option<(Challenge, Authorization)>> {
+        let row = sqlx::query(
+            "SELECT c.authz_id FROM challenges c JOIN authorizations a ON a.id = c.authz_id \
+             WHERE c.id = $1 AND a.instance_id = $2",
+        )
+        .bind(id)
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let authz_id: String = row.try_get("authz_id")?;
+        let Some(authz) = self.authorization(instance_id, &authz_id).await? else {
+            return Ok(None);
+        };
+        let challenge = authz.challenges.iter().find(|c| c.id == id).cloned();
+        Ok(challenge.map(|c| (c, authz)))
+    }
+
+    /// Moves a pending challenge of a pending, unexpired authorization to
+    /// `processing`. False when another request got there first or the
+    /// authorization is no longer pending.
+    pub async fn start_challenge(&self, challenge_id: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE challenges SET status = 'processing', updated_at = $1 \
+             WHERE id = $2 AND status = 'pending' AND authz_id IN \
+             (SELECT id FROM authorizations WHERE status = 'pending' AND expires_at > $1)",
+        )
+        .bind(now)
+        .bind(challenge_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a validation outcome and carries it to the authorization and
+    /// its orders, in one transaction (RFC 8555 §7.1.6 state machine).
+    /// `error` is the problem JSON for an invalid outcome; it is also recorded
+    /// on each order that becomes invalid.
+    pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        error: Option<&str>,
+        authz_valid_until: i64,
+    ) -> Result<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let status = if error.is_some() { "invalid" } else { "valid" };
+        let r = sqlx::query(
+            "UPDATE challenges SET status = $1, validated_at = $2, error = $3, updated_at = $4 \
+             WHERE id = $5 AND status = 'processing'",
+        )
+        .bind(status)
+        .bind(if error.is_none() { Some(now) } else { None })
+        .bind(error)
+        .bind(now)
+        .bind(challenge_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        let row = sqlx::query("SELECT authz_id FROM challenges WHERE id = $1")
+            .bind(challenge_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let authz_id: String = row.try_get("authz_id")?;
+        let r = if error.is_some() {
+            sqlx::query(
+                "UPDATE authorizations SET status = 'invalid' WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(&authz_id)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE authorizations SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'",
+            )
+            .bind(authz_valid_until)
+            .bind(&authz_id)
+            .execute(&mut *tx)
+            .await?
+        };
+        if r.rows_affected() == 1 {
+            update_orders_of_authz(&mut tx, &authz_id, error, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
+    pub async fn deactivate_authz(&self, authz_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+        )
+        .bind(authz_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        let error = r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"an authorization of this order was deactivated"}"#;
+        update_orders_of_authz(&mut tx, authz_id, Some(error), now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Challenges left `processing` (e.g. by a restart), to validate again.
+    pub async fn processing_challenges(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT c.id, a.instance_id FROM challenges c JOIN authorizations a ON a.id = c.authz_id \
+             WHERE c.status = 'processing'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("instance_id")?)))
+            .collect()
+    }
+
+    // ---- finalization and certificates ----
+
+    /// Moves a ready order to `processing` and records the certificate to be
+    /// signed (serial, key, names, validity) in the same transaction, so a
+    /// crash after this point resumes with the same serial instead of losing
+    /// or duplicating the certificate. `Guard` when the order was not ready.
+    pub async fn begin_issuance(&self, intent: &CertificateIntent) -> Result<String> {
+        let id = random_id();
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE orders SET status = 'processing', updated_at = $1 WHERE id = $2 AND status = 'ready' AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(&intent.order_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        sqlx::query(
+            "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
+             identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'signing', $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL, NULL, $11)",
+        )
+        .bind(&id)
+        .bind(&intent.instance_id)
+        .bind(&intent.account_id)
+        .bind(&intent.order_id)
+        .bind(&intent.serial)
+        .bind(&intent.issuer)
+        .bind(identifiers_to_json(&intent.identifiers))
+        .bind(intent.spki.clone())
+        .bind(intent.not_before)
+        .bind(intent.not_after)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Stores the signed certificate and makes its order valid.
+    pub async fn complete_issuance(
+        &self,
+        cert_id: &str,
+        der: &[u8],
+        chain_pem: &str,
+        ari_id: &str,
+    ) -> Result<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE certificates SET status = 'valid', der = $1, chain_pem = $2, ari_id = $3 \
+             WHERE id = $4 AND status = 'signing'",
+        )
+        .bind(der.to_vec())
+        .bind(chain_pem)
+        .bind(ari_id)
+        .bind(cert_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        sqlx::query(
+            "UPDATE orders SET status = 'valid', certificate_id = $1, updated_at = $2 \
+             WHERE id = (SELECT order_id FROM certificates WHERE id = $1) AND status = 'processing'",
+        )
+        .bind(cert_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an order invalid after issuance failed for good.
+    pub async fn fail_order(&self, order_id: &str, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE orders SET status = 'invalid', error = $1, updated_at = $2 \
+             WHERE id = $3 AND status IN ('pending', 'ready', 'processing')",
+        )
+        .bind(error)
+        .bind(now())
+        .bind(order_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Certificates whose signing was recorded but not finished.
+    pub async fn unsigned_certificates(&self) -> Result<Vec<Certificate>> {
+        let rows = sqlx::query("SELECT * FROM certificates WHERE status = 'signing'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    pub async fn certificate(&self, instance_id: &str, id: &str) -> Result<Option<Certificate>> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND id = $2")
+            .bind(instance_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    pub async fn certificate_by_serial(&self, serial: &str) -> Result<Option<Certificate>> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    pub async fn certificate_by_ari_id(
+        &self,
+        instance_id: &str,
+        ari_id: &str,
+    ) -> Result<Option<Certificate>> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND ari_id = $2")
+            .bind(instance_id)
+            .bind(ari_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    /// Revokes a valid certificate. `Guard` when it was already revoked.
+    pub async fn revoke_certificate(&self, id: &str, reason: i64, at: i64) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
+             WHERE id = $3 AND status = 'valid'",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    /// Every revoked, unexpired certificate of an issuer, for its CRL.
+    pub async fn revoked_certificates(
+        &self,
+        issuer: &str,
+        now: i64,
+    ) -> Result<Vec<RevokedCertificate>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE issuer = $1 AND status = 'revoked' AND not_after > $2 ORDER BY revoked_at",
+        )
+        .bind(issuer)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevokedCertificate {
+                    serial: r.try_get("serial")?,
+                    revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.unwrap_or(0),
+                    reason: r
+                        .try_get::<Option<i64>, _>("revocation_reason")?
+                        .unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
+
+fn guard(rows: u64) -> Result<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Guard)
+    }
+}
+
+/// After an authorization changed, moves the pending orders that use it:
+/// all authorizations valid -> `ready`; this one failed -> `invalid`.
+async fn update_orders_of_authz(
+    tx: &mut Transaction<'_, Any>,
+    authz_id: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    if let Some(error) = error {
+        sqlx::query(
+            "UPDATE orders SET status = 'invalid', error = $1, updated_at = $2 WHERE status IN ('pending', 'ready') \
+             AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $3)",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(authz_id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders SET status = 'ready', updated_at = $1 WHERE status = 'pending' \
+         AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2) \
+         AND NOT EXISTS (SELECT 1 FROM order_authorizations oa JOIN authorizations a ON a.id = oa.authz_id \
+                         WHERE oa.order_id = orders.id AND a.status <> 'valid')",
+    )
+    .bind(now)
+    .bind(authz_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

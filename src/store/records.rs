@@ -1,0 +1,189 @@
+//! The rows the store reads and writes, as typed values.
+
+use crate::policy::Identifier;
+
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(super::StoreError::Corrupt(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"), other))),
+                }
+            }
+        }
+    };
+}
+
+status_enum!(
+    /// RFC 8555 §7.1.6 account states.
+    AccountStatus { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" }
+);
+status_enum!(
+    /// RFC 8555 §7.1.6 order states.
+    OrderStatus { Pending => "pending", Ready => "ready", Processing => "processing", Valid => "valid", Invalid => "invalid" }
+);
+status_enum!(
+    /// RFC 8555 §7.1.6 authorization states.
+    AuthzStatus { Pending => "pending", Valid => "valid", Invalid => "invalid", Deactivated => "deactivated", Expired => "expired", Revoked => "revoked" }
+);
+status_enum!(
+    /// RFC 8555 §7.1.6 challenge states.
+    ChallengeStatus { Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid" }
+);
+status_enum!(
+    /// Certificate lifecycle as recorded: `signing` is the intent written before
+    /// the signature exists; `expired` is derived from `not_after` when read.
+    CertificateStatus { Signing => "signing", Valid => "valid", Revoked => "revoked" }
+);
+
+/// A tenant of the hub.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub issuer: String,
+    pub created_at: i64,
+}
+
+/// A downstream ACME account (RFC 8555 §7.1.2).
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub instance_id: String,
+    pub key_thumbprint: String,
+    /// The canonical public JWK, as JSON text.
+    pub jwk: String,
+    pub status: AccountStatus,
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub created_at: i64,
+}
+
+/// An order (RFC 8555 §7.1.3). The error is an RFC 7807 problem as JSON text.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub instance_id: String,
+    pub account_id: String,
+    pub status: OrderStatus,
+    pub identifiers: Vec<Identifier>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub error: Option<String>,
+    pub certificate_id: Option<String>,
+    pub replaces: Option<String>,
+    pub created_at: i64,
+    /// Authorization ids, in the order of the identifiers.
+    pub authz_ids: Vec<String>,
+}
+
+/// An authorization (RFC 8555 §7.1.4) with its challenges.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub id: String,
+    pub instance_id: String,
+    pub account_id: String,
+    /// The identifier without a wildcard label; `wildcard` says if it had one.
+    pub identifier: Identifier,
+    pub wildcard: bool,
+    pub status: AuthzStatus,
+    pub expires_at: i64,
+    pub challenges: Vec<Challenge>,
+}
+
+/// A challenge (RFC 8555 §7.1.5). The error is problem JSON text.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub authz_id: String,
+    pub kind: String,
+    pub token: String,
+    pub status: ChallengeStatus,
+    pub validated_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What a new order asks for: its authorizations are created (or reused) with it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub instance_id: String,
+    pub account_id: String,
+    pub identifiers: Vec<Identifier>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub replaces: Option<String>,
+    pub authorizations: Vec<NewAuthz>,
+}
+
+/// One authorization of a new order: either an existing valid one to reuse, or
+/// a new pending one with its challenges.
+#[derive(Debug, Clone)]
+pub enum NewAuthz {
+    Reuse(String),
+    Create {
+        identifier: Identifier,
+        wildcard: bool,
+        expires_at: i64,
+        /// `(kind, token)` pairs.
+        challenges: Vec<(String, String)>,
+        /// Created valid (a pre-authorizing policy); no challenge to answer.
+        valid: bool,
+    },
+}
+
+/// An issued (or being-issued) certificate.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub id: String,
+    pub instance_id: String,
+    pub account_id: String,
+    pub order_id: String,
+    /// Lowercase hex of the serial's DER content bytes.
+    pub serial: String,
+    pub status: CertificateStatus,
+    pub issuer: String,
+    pub identifiers: Vec<Identifier>,
+    pub spki: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Option<Vec<u8>>,
+    pub chain_pem: Option<String>,
+    pub ari_id: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<i64>,
+}
+
+/// The intent recorded before signing (DESIGN: persist intent before side effects).
+#[derive(Debug, Clone)]
+pub struct CertificateIntent {
+    pub instance_id: String,
+    pub account_id: String,
+    pub order_id: String,
+    pub serial: String,
+    pub issuer: String,
+    pub identifiers: Vec<Identifier>,
+    pub spki: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// A revoked certificate as the CRL lists it.
+#[derive(Debug, Clone)]
+pub struct RevokedCertificate {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: i64,
+}

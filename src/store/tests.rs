@@ -1,0 +1,284 @@
+//! The same store tests on SQLite and, when `ACMEHUB_TEST_DATABASE_URL` is
+//! set, on PostgreSQL.
+
+use super::*;
+use crate::policy::Identifier;
+use crate::util::{now, random_id};
+
+/// A fresh store per backend: a temp SQLite file, and a PostgreSQL schema of
+/// its own so tests never see each other's rows.
+pub(crate) async fn backends() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    let mut stores = vec![(sqlite, Some(dir))];
+    match std::env::var("ACMEHUB_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => stores.push((postgres_schema(&url).await, None)),
+        _ => eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; PostgreSQL store tests skipped"),
+    }
+    stores
+}
+
+/// Creates a throwaway schema and connects with it as the search path.
+async fn postgres_schema(url: &str) -> Store {
+    use sqlx::Connection;
+    let schema = format!("t_{}", random_id().to_lowercase().replace('-', "_"));
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Store::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+        .await
+        .unwrap()
+}
+
+async fn account(store: &Store) -> (Instance, Account) {
+    let instance = store.ensure_instance("default", "local").await.unwrap();
+    let thumb = random_id();
+    let account = store
+        .insert_account(
+            &instance.id,
+            &thumb,
+            "{}",
+            &["mailto:a@example.com".into()],
+            true,
+        )
+        .await
+        .unwrap();
+    (instance, account)
+}
+
+fn new_order(instance: &Instance, account: &Account, names: &[&str]) -> NewOrder {
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::dns(n).unwrap()).collect();
+    NewOrder {
+        instance_id: instance.id.clone(),
+        account_id: account.id.clone(),
+        identifiers: identifiers.clone(),
+        not_before: None,
+        not_after: None,
+        expires_at: now() + 3600,
+        replaces: None,
+        authorizations: identifiers
+            .iter()
+            .map(|id| NewAuthz::Create {
+                identifier: id.clone(),
+                wildcard: false,
+                expires_at: now() + 3600,
+                challenges: vec![
+                    ("http-01".into(), random_id()),
+                    ("dns-01".into(), random_id()),
+                ],
+                valid: false,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_nonce_is_redeemed_once() {
+    for (store, _dir) in backends().await {
+        let nonce = random_id();
+        assert!(store.redeem_nonce(&nonce, now() + 60).await.unwrap());
+        assert!(
+            !store.redeem_nonce(&nonce, now() + 60).await.unwrap(),
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(store.prune_nonces(now() + 120).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn one_account_per_key_and_instance() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let again = store
+            .insert_account(&instance.id, &account.key_thumbprint, "{}", &[], true)
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))));
+        let found = store
+            .account_by_thumbprint(&instance.id, &account.key_thumbprint)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, account.id);
+        assert_eq!(found.contact, vec!["mailto:a@example.com".to_string()]);
+        // key change to a key in use is a conflict; to a fresh key works once
+        let (_, other) = self::account(&store).await;
+        let clash = store
+            .change_account_key(
+                &account.id,
+                &account.key_thumbprint,
+                &other.key_thumbprint,
+                "{}",
+            )
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))));
+        store
+            .change_account_key(&account.id, &account.key_thumbprint, "fresh", "{}")
+            .await
+            .unwrap();
+        let stale = store
+            .change_account_key(&account.id, &account.key_thumbprint, "fresh2", "{}")
+            .await;
+        assert!(matches!(stale, Err(StoreError::Guard)));
+    }
+}
+
+#[tokio::test]
+async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let order = store
+            .create_order(&new_order(
+                &instance,
+                &account,
+                &["a.example.com", "b.example.com"],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(order.status, OrderStatus::Pending);
+        for (i, authz_id) in order.authz_ids.iter().enumerate() {
+            let authz = store
+                .authorization(&instance.id, authz_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let ch = &authz.challenges[0];
+            assert!(store.start_challenge(&ch.id, now()).await.unwrap());
+            assert!(
+                !store.start_challenge(&ch.id, now()).await.unwrap(),
+                "started twice"
+            );
+            store
+                .finish_challenge(&ch.id, None, now() + 86400)
+                .await
+                .unwrap();
+            let status = store
+                .order(&instance.id, &order.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status;
+            let expected = if i == 0 {
+                OrderStatus::Pending
+            } else {
+                OrderStatus::Ready
+            };
+            assert_eq!(status, expected);
+        }
+        // a second order reuses the valid authorization
+        let reuse = store
+            .reusable_authz(
+                &account.id,
+                &Identifier::dns("a.example.com").unwrap(),
+                false,
+                now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reuse.as_deref(), Some(order.authz_ids[0].as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_challenge_invalidates_the_order() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let order = store
+            .create_order(&new_order(&instance, &account, &["a.example.com"]))
+            .await
+            .unwrap();
+        let authz = store
+            .authorization(&instance.id, &order.authz_ids[0])
+            .await
+            .unwrap()
+            .unwrap();
+        let ch = &authz.challenges[0];
+        store.start_challenge(&ch.id, now()).await.unwrap();
+        store
+            .finish_challenge(&ch.id, Some(r#"{"type":"x"}"#), 0)
+            .await
+            .unwrap();
+        let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Invalid);
+        assert_eq!(order.error.as_deref(), Some(r#"{"type":"x"}"#));
+        let (ch, authz) = store
+            .challenge(&instance.id, &ch.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ch.status, ChallengeStatus::Invalid);
+        assert_eq!(authz.status, AuthzStatus::Invalid);
+        // the other challenge of an invalid authorization cannot start
+        let other = authz.challenges.iter().find(|c| c.id != ch.id).unwrap();
+        assert!(!store.start_challenge(&other.id, now()).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_finalized_exactly_once() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let mut new = new_order(&instance, &account, &["a.example.com"]);
+        if let NewAuthz::Create { valid, .. } = &mut new.authorizations[0] {
+            *valid = true;
+        }
+        let order = store.create_order(&new).await.unwrap();
+        assert_eq!(order.status, OrderStatus::Ready);
+        let intent = |serial: &str| CertificateIntent {
+            instance_id: instance.id.clone(),
+            account_id: account.id.clone(),
+            order_id: order.id.clone(),
+            serial: serial.into(),
+            issuer: "local".into(),
+            identifiers: order.identifiers.clone(),
+            spki: vec![1, 2, 3],
+            not_before: now(),
+            not_after: now() + 86400,
+        };
+        let (first, second) = (intent("01"), intent("02"));
+        let (a, b) = tokio::join!(store.begin_issuance(&first), store.begin_issuance(&second));
+        assert_eq!(
+            a.is_ok() as u8 + b.is_ok() as u8,
+            1,
+            "both or neither finalized"
+        );
+        let cert_id = a.or(b).unwrap();
+        assert_eq!(store.unsigned_certificates().await.unwrap().len(), 1);
+        store
+            .complete_issuance(&cert_id, b"der", "pem", "ari")
+            .await
+            .unwrap();
+        let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Valid);
+        assert_eq!(order.certificate_id.as_deref(), Some(cert_id.as_str()));
+        let cert = store
+            .certificate(&instance.id, &cert_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.der.as_deref(), Some(&b"der"[..]));
+        store.revoke_certificate(&cert_id, 1, now()).await.unwrap();
+        assert!(matches!(
+            store.revoke_certificate(&cert_id, 1, now()).await,
+            Err(StoreError::Guard)
+        ));
+        let revoked = store.revoked_certificates("local", now()).await.unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].reason, 1);
+    }
+}
+
+#[tokio::test]
+async fn settings_keep_the_first_value() {
+    for (store, _dir) in backends().await {
+        let first = store.setting_or_insert("k", b"one").await.unwrap();
+        let second = store.setting_or_insert("k", b"two").await.unwrap();
+        assert_eq!(first, b"one");
+        assert_eq!(second, b"one");
+    }
+}
