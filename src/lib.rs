@@ -9,10 +9,19 @@
 //! - [`issuance`] signs (CA);
 //! - [`store`] is the only code that writes SQL (SA).
 //!
-//! [`server`] wires them into an HTTPS listener; [`config`] resolves settings.
+//! [`hub`] holds the long-lived parts, [`server`] wires them into an HTTPS
+//! listener, [`config`] resolves settings.
 
+pub mod acme;
 pub mod config;
+pub mod dns;
 pub mod error;
+pub mod hub;
+pub mod issuance;
+pub mod orders;
 pub mod policy;
+pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod util;
+pub mod validation;

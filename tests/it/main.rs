@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests: a real hub in-process on a real HTTPS port, driven by
+//! real ACME clients (instant-acme, and a raw JWS client for the negative
+//! cases), validating against a DNS server and challenge responders inside
+//! the test. One binary keeps link time down.
+
+mod flows;
+mod harness;
+mod jws_rules;
+mod raw;

@@ -1,0 +1,113 @@
+//! The ACME front end (Boulder's WFE): routes, JWS authentication, nonces,
+//! resource rendering and problem documents. It parses and renders; every
+//! decision and state change belongs to `orders`.
+
+pub mod auth;
+pub mod handlers;
+pub mod jws;
+pub mod nonce;
+pub mod problem;
+pub mod resources;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::Error;
+use crate::hub::Hub;
+use problem::Problem;
+
+/// A hub error on its way to the client as a problem document.
+#[derive(Debug)]
+pub struct AcmeError(pub Error);
+
+impl From<Error> for AcmeError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<crate::store::StoreError> for AcmeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for AcmeError {
+    fn into_response(self) -> Response {
+        let problem = Problem::from_error(&self.0);
+        let status = axum::http::StatusCode::from_u16(problem.status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        tracing::debug!(status = problem.status, r#type = %problem.type_, detail = %problem.detail, "ACME problem");
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            problem.to_json(),
+        )
+            .into_response()
+    }
+}
+
+/// The ACME routes, under `/acme/{instance}/`.
+pub fn router(hub: Arc<Hub>) -> Router<Arc<Hub>> {
+    use handlers::*;
+    let max_body = hub.config.acme.max_body_bytes;
+    Router::new()
+        .route("/acme/{instance}/directory", get(directory))
+        .route("/acme/{instance}/new-nonce", get(new_nonce).head(new_nonce))
+        .route("/acme/{instance}/new-account", post(new_account))
+        .route("/acme/{instance}/account/{id}", post(account))
+        .route("/acme/{instance}/account/{id}/orders", post(account_orders))
+        .route("/acme/{instance}/new-order", post(new_order))
+        .route("/acme/{instance}/order/{id}", post(order))
+        .route("/acme/{instance}/order/{id}/finalize", post(finalize))
+        .route("/acme/{instance}/authz/{id}", post(authorization))
+        .route("/acme/{instance}/chall/{id}", post(challenge))
+        .route("/acme/{instance}/cert/{id}", post(certificate))
+        .route("/acme/{instance}/cert/{id}/{alt}", post(certificate))
+        .route("/acme/{instance}/revoke-cert", post(revoke_cert))
+        .route("/acme/{instance}/key-change", post(key_change))
+        .route("/acme/{instance}/renewal-info/{id}", get(renewal_info))
+        .layer(axum::middleware::from_fn_with_state(hub, acme_headers))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route("/ca/crl", get(crl))
+        .route("/ca/root.pem", get(root))
+}
+
+/// Every ACME response carries a fresh Replay-Nonce (RFC 8555 §6.5), a link
+/// to the directory (§7.1) and is never cached. Oversized bodies become a
+/// problem document instead of a bare 413.
+async fn acme_headers(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    let instance = request
+        .uri()
+        .path()
+        .strip_prefix("/acme/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let mut response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response = AcmeError(Error::malformed(format!(
+            "the request body exceeds {} bytes",
+            hub.config.acme.max_body_bytes
+        )))
+        .into_response();
+        *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+    }
+    let headers = response.headers_mut();
+    if let Ok(nonce) = HeaderValue::from_str(&hub.nonces.issue()) {
+        headers.insert("replay-nonce", nonce);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(index) =
+        HeaderValue::from_str(&format!("<{}>;rel=\"index\"", hub.directory_url(&instance)))
+    {
+        headers.append(header::LINK, index);
+    }
+    response
+}

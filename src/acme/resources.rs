@@ -1,0 +1,117 @@
+//! ACME resources as JSON (RFC 8555 §7.1), built from stored records.
+
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::orders::{effective_authz_status, effective_order_status};
+use crate::store::{Account, Authorization, Challenge, Order};
+use crate::util::{now, rfc3339};
+
+fn problem_value(error: &Option<String>) -> Option<Value> {
+    error.as_deref().and_then(|e| serde_json::from_str(e).ok())
+}
+
+/// RFC 8555 §7.1.1.
+pub fn directory(hub: &Hub, instance: &str) -> Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(tos) = &hub.config.acme.terms_of_service {
+        meta.insert("termsOfService".into(), json!(tos));
+    }
+    if let Some(website) = &hub.config.acme.website {
+        meta.insert("website".into(), json!(website));
+    }
+    meta.insert(
+        "caaIdentities".into(),
+        json!(hub.config.validation.caa_identities),
+    );
+    meta.insert("externalAccountRequired".into(), json!(false));
+    json!({
+        "newNonce": hub.acme_url(instance, "new-nonce"),
+        "newAccount": hub.acme_url(instance, "new-account"),
+        "newOrder": hub.acme_url(instance, "new-order"),
+        "revokeCert": hub.acme_url(instance, "revoke-cert"),
+        "keyChange": hub.acme_url(instance, "key-change"),
+        "renewalInfo": hub.acme_url(instance, "renewal-info"),
+        "meta": meta,
+    })
+}
+
+pub fn account_url(hub: &Hub, instance: &str, account: &Account) -> String {
+    hub.acme_url(instance, &format!("account/{}", account.id))
+}
+
+/// RFC 8555 §7.1.2.
+pub fn account(hub: &Hub, instance: &str, account: &Account) -> Value {
+    json!({
+        "status": account.status.as_str(),
+        "contact": account.contact,
+        "termsOfServiceAgreed": account.tos_agreed,
+        "orders": hub.acme_url(instance, &format!("account/{}/orders", account.id)),
+    })
+}
+
+pub fn order_url(hub: &Hub, instance: &str, order: &Order) -> String {
+    hub.acme_url(instance, &format!("order/{}", order.id))
+}
+
+/// RFC 8555 §7.1.3.
+pub fn order(hub: &Hub, instance: &str, order: &Order) -> Value {
+    let mut value = json!({
+        "status": effective_order_status(order, now()).as_str(),
+        "expires": rfc3339(order.expires_at),
+        "identifiers": order.identifiers,
+        "authorizations": order.authz_ids.iter().map(|id| hub.acme_url(instance, &format!("authz/{id}"))).collect::<Vec<_>>(),
+        "finalize": hub.acme_url(instance, &format!("order/{}/finalize", order.id)),
+    });
+    if let Some(nb) = order.not_before {
+        value["notBefore"] = json!(rfc3339(nb));
+    }
+    if let Some(na) = order.not_after {
+        value["notAfter"] = json!(rfc3339(na));
+    }
+    if let Some(cert) = &order.certificate_id {
+        value["certificate"] = json!(hub.acme_url(instance, &format!("cert/{cert}")));
+    }
+    if let Some(error) = problem_value(&order.error) {
+        value["error"] = error;
+    }
+    if let Some(replaces) = &order.replaces {
+        value["replaces"] = json!(replaces);
+    }
+    value
+}
+
+/// RFC 8555 §7.1.4.
+pub fn authorization(hub: &Hub, instance: &str, authz: &Authorization) -> Value {
+    let mut value = json!({
+        "identifier": authz.identifier,
+        "status": effective_authz_status(authz.status, authz.expires_at, now()).as_str(),
+        "expires": rfc3339(authz.expires_at),
+        "challenges": authz.challenges.iter().map(|c| challenge(hub, instance, c)).collect::<Vec<_>>(),
+    });
+    if authz.wildcard {
+        value["wildcard"] = json!(true);
+    }
+    value
+}
+
+pub fn challenge_url(hub: &Hub, instance: &str, challenge: &Challenge) -> String {
+    hub.acme_url(instance, &format!("chall/{}", challenge.id))
+}
+
+/// RFC 8555 §7.1.5 and §8.
+pub fn challenge(hub: &Hub, instance: &str, c: &Challenge) -> Value {
+    let mut value = json!({
+        "type": c.kind,
+        "url": challenge_url(hub, instance, c),
+        "status": c.status.as_str(),
+        "token": c.token,
+    });
+    if let Some(at) = c.validated_at {
+        value["validated"] = json!(rfc3339(at));
+    }
+    if let Some(error) = problem_value(&c.error) {
+        value["error"] = error;
+    }
+    value
+}

@@ -1,0 +1,175 @@
+//! The running hub: configuration plus the long-lived parts (store, CA,
+//! validator, nonces), created once at start. First start creates what is
+//! missing (database, CA, `default` instance, admin token); later starts
+//! reuse it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::acme::nonce::Nonces;
+use crate::config::Config;
+use crate::error::Error;
+use crate::issuance::local::LocalCa;
+use crate::store::{Instance, Store};
+use crate::validation::Validator;
+
+/// The instance every fresh hub has.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+/// Failures while opening the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot load or create the local CA: {0}")]
+    Ca(#[from] crate::issuance::local::CaError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub struct Hub {
+    pub config: Config,
+    pub store: Store,
+    pub ca: LocalCa,
+    pub validator: Validator,
+    pub nonces: Nonces,
+    /// Instances by name; they are never removed while the hub runs.
+    instances: RwLock<HashMap<String, Instance>>,
+}
+
+impl Hub {
+    /// Opens (and on first start creates) everything the hub needs.
+    pub async fn open(config: Config) -> Result<Arc<Hub>, HubError> {
+        create_private_dir(&config.data_dir)?;
+        let store = Store::connect(&config.database_url).await?;
+        let ca = LocalCa::load_or_create(&config.data_dir.join("ca"))?;
+        let validator =
+            Validator::new(&config.validation).map_err(|e| HubError::Setup(e.detail))?;
+        let nonces = Nonces::new(store.clone(), config.acme.nonce_lifetime_secs)
+            .await
+            .map_err(|e| HubError::Setup(e.detail))?;
+        let default = store.ensure_instance(DEFAULT_INSTANCE, "local").await?;
+        if config.admin_token.is_none() {
+            ensure_admin_token(&config.data_dir.join("admin-token"))?;
+        }
+        let instances = RwLock::new(HashMap::from([(default.name.clone(), default)]));
+        Ok(Arc::new(Hub {
+            config,
+            store,
+            ca,
+            validator,
+            nonces,
+            instances,
+        }))
+    }
+
+    /// `{public_url}/acme/{instance}/{path}`.
+    pub fn acme_url(&self, instance: &str, path: &str) -> String {
+        format!("{}/acme/{instance}/{path}", self.config.public_url)
+    }
+
+    pub fn directory_url(&self, instance: &str) -> String {
+        self.acme_url(instance, "directory")
+    }
+
+    /// Where the local CA's CRL is published (named in every certificate).
+    pub fn crl_url(&self) -> String {
+        format!("{}/ca/crl", self.config.public_url)
+    }
+
+    /// An instance by name, from memory after the first lookup.
+    pub async fn instance(&self, name: &str) -> Result<Instance, Error> {
+        if let Some(found) = self
+            .instances
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(found);
+        }
+        let instance =
+            self.store.instance_by_name(name).await?.ok_or_else(|| {
+                Error::not_found(format!("there is no ACME instance named {name:?}"))
+            })?;
+        if let Ok(mut map) = self.instances.write() {
+            map.insert(name.to_string(), instance.clone());
+        }
+        Ok(instance)
+    }
+
+    /// The TLS configuration of the listener: a certificate from the local CA
+    /// for localhost, 127.0.0.1, ::1 and the public URL's host.
+    pub fn tls_config(&self) -> Result<rustls::ServerConfig, HubError> {
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        if let Some(host) = self.config.public_host() {
+            if !names.contains(&host) {
+                names.push(host);
+            }
+        }
+        let (chain, key) = self.ca.listener_certificate(&names)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HubError::Setup(format!("TLS setup: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| HubError::Setup(format!("TLS certificate: {e}")))?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(tls)
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), HubError> {
+    let err = |source| HubError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Writes a random admin token (mode 0600) unless the file exists.
+fn ensure_admin_token(path: &Path) -> Result<(), HubError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let token = crate::util::b64(&crate::util::random_bytes::<32>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = options
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{token}\n").as_bytes()));
+    match result {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "admin token written");
+            Ok(())
+        }
+        // Another process created it first: theirs is the token.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(HubError::DataDir {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}

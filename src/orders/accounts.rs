@@ -1,0 +1,189 @@
+//! Accounts (RFC 8555 §7.3): creation, lookup, contact updates,
+//! deactivation and key rollover.
+
+use crate::acme::jws::AccountKey;
+use crate::error::{Error, ErrorKind};
+use crate::hub::Hub;
+use crate::store::{Account, Instance, StoreError};
+
+/// Most contact URLs one account may list.
+pub const MAX_CONTACTS: usize = 10;
+
+/// Checks account contacts: only `mailto:` URLs with one plain address
+/// (RFC 8555 §7.3 lets a server restrict schemes; §7.3 `unsupportedContact`).
+pub fn validate_contacts(contact: &[String]) -> Result<Vec<String>, Error> {
+    if contact.len() > MAX_CONTACTS {
+        return Err(Error::new(
+            ErrorKind::InvalidContact,
+            format!("at most {MAX_CONTACTS} contacts are allowed"),
+        ));
+    }
+    let mut out = Vec::with_capacity(contact.len());
+    for c in contact {
+        let Some(address) = c.strip_prefix("mailto:") else {
+            return Err(Error::new(
+                ErrorKind::UnsupportedContact,
+                format!("contact {c:?} is not supported: only mailto: URLs are"),
+            ));
+        };
+        let invalid = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidContact,
+                format!("contact {c:?} is invalid: {why}"),
+            )
+        };
+        if address.contains(['?', ',', ' ', '<', '>', '%']) || address.len() > 254 {
+            return Err(invalid(
+                "give exactly one plain e-mail address, without headers",
+            ));
+        }
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return Err(invalid("the address has no @"));
+        };
+        if local.is_empty() || local.contains('@') {
+            return Err(invalid("the local part is empty or has an @"));
+        }
+        if crate::policy::Identifier::dns(domain).is_err() || domain.starts_with("*.") {
+            return Err(invalid("the domain is not a valid DNS name"));
+        }
+        out.push(c.clone());
+    }
+    Ok(out)
+}
+
+/// RFC 8555 §7.3: finds the account of `key`, or creates one.
+/// Returns the account and whether it was created now.
+pub async fn new_account(
+    hub: &Hub,
+    instance: &Instance,
+    key: &AccountKey,
+    contact: &[String],
+    tos_agreed: bool,
+    only_return_existing: bool,
+) -> Result<(Account, bool), Error> {
+    let thumbprint = key.thumbprint();
+    if let Some(existing) = hub
+        .store
+        .account_by_thumbprint(&instance.id, &thumbprint)
+        .await?
+    {
+        return Ok((existing, false));
+    }
+    if only_return_existing {
+        return Err(Error::new(
+            ErrorKind::AccountDoesNotExist,
+            "no account exists for this key at this instance",
+        ));
+    }
+    if hub.config.acme.terms_of_service.is_some() && !tos_agreed {
+        return Err(Error::malformed(
+            "you must agree to the terms of service (termsOfServiceAgreed: true)",
+        ));
+    }
+    let contact = validate_contacts(contact)?;
+    let jwk = key.to_jwk().to_string();
+    match hub
+        .store
+        .insert_account(&instance.id, &thumbprint, &jwk, &contact, tos_agreed)
+        .await
+    {
+        Ok(account) => {
+            metrics::counter!("acmehub_accounts_created_total").increment(1);
+            tracing::info!(account = %account.id, instance = %instance.name, "account created");
+            Ok((account, true))
+        }
+        // Two concurrent newAccount requests with one key: the loser returns the winner's account.
+        Err(StoreError::Conflict(_)) => hub
+            .store
+            .account_by_thumbprint(&instance.id, &thumbprint)
+            .await?
+            .map(|a| (a, false))
+            .ok_or_else(|| Error::internal("creating an account", "conflict without a row")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// RFC 8555 §7.3.2 and §7.3.6: contact update or deactivation.
+pub async fn update_account(
+    hub: &Hub,
+    account: &Account,
+    contact: Option<&[String]>,
+    status: Option<&str>,
+) -> Result<(), Error> {
+    match status {
+        None => {}
+        Some("deactivated") => {
+            hub.store
+                .deactivate_account(&account.id)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Guard => Error::unauthorized("the account is not valid"),
+                    other => other.into(),
+                })?;
+            tracing::info!(account = %account.id, "account deactivated");
+            return Ok(());
+        }
+        Some(other) => {
+            return Err(Error::malformed(format!(
+                "an account's status can only be set to \"deactivated\", not {other:?}"
+            )));
+        }
+    }
+    if let Some(contact) = contact {
+        let contact = validate_contacts(contact)?;
+        hub.store
+            .update_account_contact(&account.id, &contact)
+            .await
+            .map_err(|e| match e {
+                StoreError::Guard => Error::unauthorized("the account is not valid"),
+                other => other.into(),
+            })?;
+    }
+    Ok(())
+}
+
+/// RFC 8555 §7.3.5: moves the account to `new_key`; 409 when that key is in use.
+pub async fn change_key(hub: &Hub, account: &Account, new_key: &AccountKey) -> Result<(), Error> {
+    let thumbprint = new_key.thumbprint();
+    if thumbprint == account.key_thumbprint {
+        return Err(Error::malformed("the new key is the account's current key"));
+    }
+    hub.store
+        .change_account_key(
+            &account.id,
+            &account.key_thumbprint,
+            &thumbprint,
+            &new_key.to_jwk().to_string(),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Guard => Error::unauthorized(
+                "the account key changed concurrently or the account is not valid",
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(account = %account.id, "account key changed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_must_be_single_mailto_addresses() {
+        assert!(validate_contacts(&["mailto:ops@example.com".into()]).is_ok());
+        let kind = |c: &str| validate_contacts(&[c.to_string()]).unwrap_err().kind;
+        assert_eq!(kind("tel:+1555"), ErrorKind::UnsupportedContact);
+        assert_eq!(
+            kind("mailto:a@b.example.com?subject=x"),
+            ErrorKind::InvalidContact
+        );
+        assert_eq!(
+            kind("mailto:a@b.example.com,c@d.example.com"),
+            ErrorKind::InvalidContact
+        );
+        assert_eq!(kind("mailto:nobody"), ErrorKind::InvalidContact);
+        assert_eq!(kind("mailto:a@bad_domain"), ErrorKind::InvalidContact);
+    }
+}

@@ -1,0 +1,180 @@
+//! Finalization (RFC 8555 §7.4): the CSR is checked against the order, the
+//! intent to sign is recorded with its serial, then the CA signs.
+
+use crate::error::{Error, ErrorKind};
+use crate::hub::Hub;
+use crate::issuance::{LeafRequest, ari_cert_id, parse_csr};
+use crate::store::{Account, Certificate, CertificateIntent, Order, OrderStatus, StoreError};
+use crate::util::{now, random_bytes};
+
+use super::effective_order_status;
+use super::keys::spki_matches_jwk;
+
+/// The issuer name recorded for certificates of the local CA.
+pub const LOCAL_ISSUER: &str = "local";
+
+/// A random 128-bit positive serial whose DER content is exactly 16 bytes
+/// (top bit clear, first byte non-zero), so its hex form is unambiguous.
+pub fn new_serial() -> [u8; 16] {
+    let mut serial = random_bytes::<16>();
+    serial[0] = (serial[0] & 0x7f).max(1);
+    serial
+}
+
+/// Finalizes a ready order with the client's CSR and signs the certificate.
+pub async fn finalize(
+    hub: &Hub,
+    account: &Account,
+    order_id: &str,
+    csr_der: &[u8],
+) -> Result<Order, Error> {
+    let order = hub
+        .store
+        .order(&account.instance_id, order_id)
+        .await?
+        .filter(|o| o.account_id == account.id)
+        .ok_or_else(|| Error::not_found("no such order for this account"))?;
+    let status = effective_order_status(&order, now());
+    if status != OrderStatus::Ready {
+        return Err(Error::new(
+            ErrorKind::OrderNotReady,
+            format!(
+                "the order is {}, not ready: it can only be finalized once all its authorizations are valid",
+                status.as_str()
+            ),
+        ));
+    }
+    let csr = parse_csr(csr_der)?;
+    if csr.identifiers != order.identifiers {
+        let names = |ids: &[crate::policy::Identifier]| {
+            ids.iter()
+                .map(|i| i.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Error::new(
+            ErrorKind::BadCsr,
+            format!(
+                "the CSR must name exactly the order's identifiers [{}], but names [{}]",
+                names(&order.identifiers),
+                names(&csr.identifiers)
+            ),
+        ));
+    }
+    if spki_matches_jwk(&csr.spki_der, &account.jwk) {
+        return Err(Error::new(
+            ErrorKind::BadCsr,
+            "the CSR's key must not be the account key",
+        ));
+    }
+    let now = now();
+    let validity = i64::from(hub.config.ca.leaf_validity_days) * 86400;
+    let not_before = order.not_before.unwrap_or(now - 60);
+    let not_after = order.not_after.unwrap_or(not_before + validity);
+    let serial = new_serial();
+    let intent = CertificateIntent {
+        instance_id: account.instance_id.clone(),
+        account_id: account.id.clone(),
+        order_id: order.id.clone(),
+        serial: hex(&serial),
+        issuer: LOCAL_ISSUER.into(),
+        identifiers: order.identifiers.clone(),
+        spki: csr.spki_der.clone(),
+        not_before,
+        not_after,
+    };
+    let cert_id = match hub.store.begin_issuance(&intent).await {
+        Ok(id) => id,
+        Err(StoreError::Guard) => {
+            return Err(Error::new(
+                ErrorKind::OrderNotReady,
+                "the order was finalized by another request",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let cert = hub
+        .store
+        .certificate(&account.instance_id, &cert_id)
+        .await?
+        .ok_or_else(|| Error::internal("finalizing", "recorded certificate vanished"))?;
+    sign_recorded(hub, &cert).await?;
+    hub.store
+        .order(&account.instance_id, order_id)
+        .await?
+        .ok_or_else(|| Error::internal("finalizing", "order vanished"))
+}
+
+/// Signs a certificate whose intent is recorded, and stores the result.
+pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<(), Error> {
+    let serial = unhex(&cert.serial)
+        .ok_or_else(|| Error::internal("signing", "stored serial is not hex"))?;
+    let to_time = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| Error::internal("signing", e))
+    };
+    let request = LeafRequest {
+        serial: &serial,
+        spki_der: &cert.spki,
+        identifiers: &cert.identifiers,
+        not_before: to_time(cert.not_before)?,
+        not_after: to_time(cert.not_after)?,
+        crl_url: &hub.crl_url(),
+    };
+    let issued = match hub.ca.sign(&request) {
+        Ok(issued) => issued,
+        Err(e) => {
+            let error = Error::internal("signing the certificate", e);
+            hub.store
+                .fail_order(
+                    &cert.order_id,
+                    &crate::acme::problem::Problem::from_error(&error).to_json(),
+                )
+                .await?;
+            return Err(error);
+        }
+    };
+    let ari = ari_cert_id(&issued.der)?;
+    match hub
+        .store
+        .complete_issuance(&cert.id, &issued.der, &issued.chain_pem, &ari)
+        .await
+    {
+        Ok(()) | Err(StoreError::Guard) => {}
+        Err(e) => return Err(e.into()),
+    }
+    metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
+    tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
+    Ok(())
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses lowercase or uppercase hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_positive_and_sixteen_bytes() {
+        for _ in 0..200 {
+            let s = new_serial();
+            assert!(s[0] > 0 && s[0] < 0x80);
+        }
+        assert_eq!(unhex(&hex(&[0, 1, 0xab])).unwrap(), vec![0, 1, 0xab]);
+        assert!(unhex("abc").is_none());
+        assert!(unhex("zz").is_none());
+    }
+}

@@ -1,0 +1,392 @@
+//! The registration authority: the order state machine shared by every
+//! issuer. It decides (accounts, orders, challenges, finalization,
+//! revocation) and asks the store to record each transition; it never parses
+//! HTTP and never writes SQL.
+
+mod accounts;
+mod finalize;
+mod keys;
+mod revoke;
+
+use std::sync::Arc;
+
+pub use accounts::*;
+pub use finalize::*;
+pub use revoke::*;
+
+use crate::error::{Error, ErrorKind, Subproblem};
+use crate::hub::Hub;
+use crate::policy::{Identifier, IdentifierKind};
+use crate::store::{Account, AuthzStatus, ChallengeStatus, NewAuthz, NewOrder, Order, OrderStatus};
+use crate::util::{b64, now, random_bytes};
+use crate::validation::ChallengeType;
+
+/// Most identifiers one order may carry.
+pub const MAX_IDENTIFIERS: usize = 100;
+
+/// What a newOrder request asks for, already decoded.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub identifiers: Vec<(String, String)>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub replaces: Option<String>,
+}
+
+/// The challenge types offered for an identifier (RFC 8555 §8, RFC 8737,
+/// RFC 8738: no dns-01 for IP addresses; wildcards only by dns-01).
+pub fn offered_challenges(identifier: &Identifier, wildcard: bool) -> Vec<ChallengeType> {
+    match identifier.kind {
+        IdentifierKind::Ip => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
+        IdentifierKind::Dns if wildcard => vec![ChallengeType::Dns01],
+        IdentifierKind::Dns => vec![
+            ChallengeType::Http01,
+            ChallengeType::Dns01,
+            ChallengeType::TlsAlpn01,
+        ],
+    }
+}
+
+/// Parses and checks the identifiers of a new order: each must be well formed,
+/// duplicates are dropped, and every refused one is reported as a subproblem.
+pub fn parse_identifiers(requested: &[(String, String)]) -> Result<Vec<Identifier>, Error> {
+    if requested.is_empty() {
+        return Err(Error::malformed(
+            "the order must contain at least one identifier",
+        ));
+    }
+    if requested.len() > MAX_IDENTIFIERS {
+        return Err(Error::new(
+            ErrorKind::RejectedIdentifier,
+            format!("an order may contain at most {MAX_IDENTIFIERS} identifiers"),
+        ));
+    }
+    let mut identifiers = Vec::with_capacity(requested.len());
+    let mut refused = Vec::new();
+    for (kind, value) in requested {
+        match Identifier::parse(kind, value) {
+            Ok(id) => identifiers.push(id),
+            Err(e) => refused.push(Subproblem {
+                kind: e.kind,
+                detail: e.detail,
+                identifier: Identifier {
+                    kind: kind.parse().unwrap_or(IdentifierKind::Dns),
+                    value: value.clone(),
+                },
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        let kind = refused[0].kind;
+        let detail = if refused.len() == 1 {
+            refused[0].detail.clone()
+        } else {
+            format!(
+                "{} identifiers were refused; see subproblems",
+                refused.len()
+            )
+        };
+        return Err(Error::new(kind, detail).with_subproblems(refused));
+    }
+    identifiers.sort();
+    identifiers.dedup();
+    Ok(identifiers)
+}
+
+/// RFC 8555 §7.4: creates an order, reusing the account's valid authorizations.
+pub async fn new_order(
+    hub: &Hub,
+    account: &Account,
+    request: OrderRequest,
+) -> Result<Order, Error> {
+    let identifiers = parse_identifiers(&request.identifiers)?;
+    let now = now();
+    let validity = i64::from(hub.config.ca.leaf_validity_days) * 86400;
+    if let (Some(nb), Some(na)) = (request.not_before, request.not_after) {
+        if na <= nb {
+            return Err(Error::malformed("notAfter must be later than notBefore"));
+        }
+    }
+    if let Some(nb) = request.not_before {
+        if nb < now - 3600 || nb > now + 30 * 86400 {
+            return Err(Error::malformed(
+                "notBefore must lie between one hour ago and 30 days from now",
+            ));
+        }
+    }
+    if let Some(na) = request.not_after {
+        let start = request.not_before.unwrap_or(now);
+        if na - start > validity {
+            return Err(Error::malformed(format!(
+                "notAfter asks for more than this CA's {} day certificate lifetime",
+                hub.config.ca.leaf_validity_days
+            )));
+        }
+    }
+    if let Some(replaces) = &request.replaces {
+        crate::issuance::parse_ari_cert_id(replaces)?;
+        match hub
+            .store
+            .certificate_by_ari_id(&account.instance_id, replaces)
+            .await?
+        {
+            Some(cert) if cert.account_id == account.id => {}
+            _ => {
+                return Err(Error::malformed(format!(
+                    "replaces names {replaces:?}, which is not a certificate of this account"
+                )));
+            }
+        }
+    }
+    let order_expires = now + hub.config.acme.order_lifetime_secs as i64;
+    let mut authorizations = Vec::with_capacity(identifiers.len());
+    for identifier in &identifiers {
+        let wildcard = identifier.is_wildcard();
+        let base = Identifier {
+            kind: identifier.kind,
+            value: identifier.base_name().to_string(),
+        };
+        // Reuse only an authorization that outlives the new order's validity window start.
+        if let Some(id) = hub
+            .store
+            .reusable_authz(&account.id, &base, wildcard, now + 3600)
+            .await?
+        {
+            authorizations.push(NewAuthz::Reuse(id));
+            continue;
+        }
+        let challenges = offered_challenges(&base, wildcard)
+            .into_iter()
+            .map(|c| (c.as_str().to_string(), b64(&random_bytes::<32>())))
+            .collect();
+        authorizations.push(NewAuthz::Create {
+            identifier: base,
+            wildcard,
+            expires_at: order_expires,
+            challenges,
+            valid: false,
+        });
+    }
+    let order = hub
+        .store
+        .create_order(&NewOrder {
+            instance_id: account.instance_id.clone(),
+            account_id: account.id.clone(),
+            identifiers,
+            not_before: request.not_before,
+            not_after: request.not_after,
+            expires_at: order_expires,
+            replaces: request.replaces,
+            authorizations,
+        })
+        .await?;
+    metrics::counter!("acmehub_orders_created_total").increment(1);
+    tracing::info!(order = %order.id, account = %account.id, identifiers = order.identifiers.len(), status = order.status.as_str(), "order created");
+    Ok(order)
+}
+
+/// The status a client sees: pending and ready orders past their expiry are invalid.
+pub fn effective_order_status(order: &Order, now: i64) -> OrderStatus {
+    match order.status {
+        OrderStatus::Pending | OrderStatus::Ready if order.expires_at <= now => {
+            OrderStatus::Invalid
+        }
+        s => s,
+    }
+}
+
+/// The status a client sees: pending and valid authorizations past their expiry are expired.
+pub fn effective_authz_status(status: AuthzStatus, expires_at: i64, now: i64) -> AuthzStatus {
+    match status {
+        AuthzStatus::Pending | AuthzStatus::Valid if expires_at <= now => AuthzStatus::Expired,
+        s => s,
+    }
+}
+
+/// RFC 8555 §7.5.1: the client says it is ready; validation starts in the
+/// background and the challenge is `processing` until it ends.
+pub async fn respond_to_challenge(
+    hub: &Arc<Hub>,
+    account: &Account,
+    challenge_id: &str,
+) -> Result<(), Error> {
+    let (challenge, authz) = hub
+        .store
+        .challenge(&account.instance_id, challenge_id)
+        .await?
+        .filter(|(_, a)| a.account_id == account.id)
+        .ok_or_else(|| Error::not_found("no such challenge for this account"))?;
+    if challenge.status != ChallengeStatus::Pending {
+        // Repeating the request is harmless (RFC 8555 §7.5.1): answer with its state.
+        return Ok(());
+    }
+    if effective_authz_status(authz.status, authz.expires_at, now()) != AuthzStatus::Pending {
+        return Err(Error::malformed(format!(
+            "the authorization is {}, so its challenges can no longer be answered",
+            effective_authz_status(authz.status, authz.expires_at, now()).as_str()
+        )));
+    }
+    if !hub.store.start_challenge(challenge_id, now()).await? {
+        return Ok(());
+    }
+    spawn_validation(
+        hub.clone(),
+        challenge_id.to_string(),
+        account.instance_id.clone(),
+    );
+    Ok(())
+}
+
+/// Runs one challenge validation in the background and records its outcome.
+pub fn spawn_validation(hub: Arc<Hub>, challenge_id: String, instance_id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = validate_challenge(&hub, &challenge_id, &instance_id).await {
+            tracing::error!(challenge = %challenge_id, error = %e, "could not record validation outcome");
+        }
+    });
+}
+
+async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) -> Result<(), Error> {
+    let Some((challenge, authz)) = hub.store.challenge(instance_id, challenge_id).await? else {
+        return Ok(());
+    };
+    if challenge.status != ChallengeStatus::Processing {
+        return Ok(());
+    }
+    let account = hub
+        .store
+        .account(instance_id, &authz.account_id)
+        .await?
+        .ok_or_else(|| Error::internal("validating", "authorization without account"))?;
+    let key_authorization = format!("{}.{}", challenge.token, account.key_thumbprint);
+    let kind: ChallengeType = challenge.kind.parse()?;
+    let outcome = match hub
+        .validator
+        .validate(
+            kind,
+            &authz.identifier,
+            &challenge.token,
+            &key_authorization,
+        )
+        .await
+    {
+        Ok(()) if authz.identifier.kind == IdentifierKind::Dns => {
+            let checked = Identifier {
+                kind: IdentifierKind::Dns,
+                value: if authz.wildcard {
+                    format!("*.{}", authz.identifier.value)
+                } else {
+                    authz.identifier.value.clone()
+                },
+            };
+            hub.validator.check_caa(&checked).await
+        }
+        other => other,
+    };
+    let valid_until = now() + hub.config.acme.authz_valid_secs as i64;
+    let error = outcome.as_ref().err().map(|e| {
+        crate::acme::problem::Problem::from_error(&Error {
+            subproblems: vec![Subproblem {
+                kind: e.kind,
+                detail: e.detail.clone(),
+                identifier: authz.identifier.clone(),
+            }],
+            ..e.clone()
+        })
+        .to_json()
+    });
+    metrics::counter!("acmehub_challenge_outcomes_total", "type" => challenge.kind.clone(),
+        "outcome" => if error.is_some() { "invalid" } else { "valid" })
+    .increment(1);
+    tracing::info!(challenge = %challenge_id, authz = %authz.id, r#type = %challenge.kind,
+        identifier = %authz.identifier, valid = error.is_none(), "challenge validated");
+    match hub
+        .store
+        .finish_challenge(challenge_id, error.as_deref(), valid_until)
+        .await
+    {
+        Ok(()) | Err(crate::store::StoreError::Guard) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// RFC 8555 §7.5.2: the client gives up an authorization.
+pub async fn deactivate_authorization(
+    hub: &Hub,
+    account: &Account,
+    authz_id: &str,
+) -> Result<(), Error> {
+    let authz = hub
+        .store
+        .authorization(&account.instance_id, authz_id)
+        .await?
+        .filter(|a| a.account_id == account.id)
+        .ok_or_else(|| Error::not_found("no such authorization for this account"))?;
+    match hub.store.deactivate_authz(&authz.id).await {
+        Ok(()) => Ok(()),
+        Err(crate::store::StoreError::Guard) => Err(Error::malformed(format!(
+            "only pending or valid authorizations can be deactivated; this one is {}",
+            authz.status.as_str()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Work a restart interrupted: validations in flight and certificates whose
+/// signing was recorded but not finished.
+pub async fn resume(hub: &Arc<Hub>) -> Result<(), Error> {
+    for (challenge_id, instance_id) in hub.store.processing_challenges().await? {
+        tracing::info!(challenge = %challenge_id, "resuming validation");
+        spawn_validation(hub.clone(), challenge_id, instance_id);
+    }
+    for cert in hub.store.unsigned_certificates().await? {
+        tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
+        finalize::sign_recorded(hub, &cert).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_deduplicated_and_refusals_listed() {
+        let req = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let ids = parse_identifiers(&req(&[
+            ("dns", "B.example.com"),
+            ("dns", "b.example.com"),
+            ("ip", "10.0.0.1"),
+        ]))
+        .unwrap();
+        assert_eq!(ids.len(), 2);
+        let err = parse_identifiers(&req(&[
+            ("dns", "ok.example.com"),
+            ("dns", "bad_name.example.com"),
+            ("dns", "-x.example.com"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::RejectedIdentifier);
+        assert_eq!(err.subproblems.len(), 2);
+        assert_eq!(err.subproblems[0].identifier.value, "bad_name.example.com");
+        assert_eq!(
+            parse_identifiers(&[]).unwrap_err().kind,
+            ErrorKind::Malformed
+        );
+        let email = parse_identifiers(&req(&[("email", "a@b.c")])).unwrap_err();
+        assert_eq!(email.kind, ErrorKind::UnsupportedIdentifier);
+    }
+
+    #[test]
+    fn wildcards_and_ips_get_the_right_challenges() {
+        let dns = Identifier::dns("example.com").unwrap();
+        assert_eq!(offered_challenges(&dns, true), vec![ChallengeType::Dns01]);
+        assert_eq!(offered_challenges(&dns, false).len(), 3);
+        let ip = Identifier::ip("127.0.0.1").unwrap();
+        assert!(!offered_challenges(&ip, false).contains(&ChallengeType::Dns01));
+    }
+}

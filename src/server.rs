@@ -1,0 +1,200 @@
+//! The HTTPS listener: router assembly, a tokio-rustls accept loop in front
+//! of axum, operational endpoints and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::hub::{DEFAULT_INSTANCE, Hub, HubError};
+
+/// Time a client gets to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time in-flight requests get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The whole HTTP application.
+pub fn app(hub: Arc<Hub>) -> Router {
+    crate::acme::router(hub.clone())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(track))
+        .with_state(hub)
+}
+
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    match hub.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn metrics() -> Response {
+    match crate::telemetry::prometheus() {
+        Some(handle) => handle.render().into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
+}
+
+/// Counts requests by route and status and times them.
+async fn track(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("acmehub_http_requests_total", "endpoint" => endpoint.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("acmehub_http_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A running listener.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the configured listen address.
+    pub async fn bind(listen: SocketAddr) -> Result<TcpListener, HubError> {
+        TcpListener::bind(listen)
+            .await
+            .map_err(|e| HubError::Setup(format!("cannot listen on {listen}: {e}")))
+    }
+
+    /// Resumes interrupted work and starts serving on `listener`.
+    pub async fn start(hub: Arc<Hub>, listener: TcpListener) -> Result<Server, HubError> {
+        crate::telemetry::prometheus();
+        let tls = hub.tls_config()?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| HubError::Setup(format!("listener address: {e}")))?;
+        crate::orders::resume(&hub)
+            .await
+            .map_err(|e| HubError::Setup(format!("resuming interrupted work: {}", e.detail)))?;
+        let (stop, stopped) = watch::channel(false);
+        spawn_housekeeping(hub.clone(), stopped.clone());
+        let app = app(hub.clone());
+        let task = tokio::spawn(serve(
+            listener,
+            TlsAcceptor::from(Arc::new(tls)),
+            app,
+            stopped,
+        ));
+        tracing::info!(
+            listen = %local_addr,
+            directory = %hub.directory_url(DEFAULT_INSTANCE),
+            root = %hub.config.data_dir.join("ca").join("root.pem").display(),
+            "acmehub is serving"
+        );
+        Ok(Server {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(app.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within the drain timeout");
+    }
+}
+
+/// Periodic cleanup: forget used nonces that have expired anyway.
+fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match hub.store.prune_nonces(crate::util::now()).await {
+                        Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+                    }
+                }
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+}
