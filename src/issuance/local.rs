@@ -285,7 +285,10 @@ impl LocalCa {
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
         params.not_before = now - BACKDATE;
         params.not_after = (now + LISTENER_VALIDITY).min(self.intermediate_not_after);
-        params.is_ca = IsCa::ExplicitNoCa;
+        end_entity(
+            &mut params,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        );
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -345,8 +348,7 @@ impl LocalCa {
         params.serial_number = Some(SerialNumber::from_slice(req.serial));
         params.not_before = not_before;
         params.not_after = not_after;
-        // ExplicitNoCa writes basicConstraints CA:false and the SKI.
-        params.is_ca = IsCa::ExplicitNoCa;
+        end_entity(&mut params, req.spki_der);
         params.key_usages = match public_key.summary.kind {
             KeyKind::Rsa { .. } => {
                 vec![
@@ -1042,6 +1044,14 @@ mod tests {
             .collect();
         assert_eq!(crl_urls, [CRL_URL]);
         assert!(subject_key_id(&issued.der).is_some());
+        // basicConstraints is critical and DER-encoded with cA at its default
+        // (an empty SEQUENCE): certbot's parser refuses an explicit cA FALSE.
+        let basic_constraints = leaf
+            .iter_extensions()
+            .find(|ext| ext.oid.to_id_string() == "2.5.29.19")
+            .expect("basicConstraints present");
+        assert!(basic_constraints.critical);
+        assert_eq!(basic_constraints.value, [0x30, 0x00]);
         let aki = leaf
             .iter_extensions()
             .find_map(|ext| match ext.parsed_extension() {
@@ -1310,4 +1320,27 @@ mod tests {
         );
         assert!(stdout.contains("OK"), "{stdout}");
     }
+}
+
+/// Marks a certificate as an end entity: basicConstraints, critical, with
+/// `cA` left at its default. rcgen's `IsCa::ExplicitNoCa` encodes `cA FALSE`
+/// explicitly, which DER forbids (X.690 §11.5) and strict parsers such as
+/// Python's cryptography (certbot) reject; the empty SEQUENCE is the DER form.
+/// With `NoCa` rcgen writes no subject key identifier either, so it is added
+/// here: the first 20 bytes of SHA-256 over the SPKI (RFC 7093 §2).
+fn end_entity(params: &mut CertificateParams, spki_der: &[u8]) {
+    params.is_ca = IsCa::NoCa;
+    let mut basic_constraints =
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    basic_constraints.set_criticality(true);
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    let mut key_id = vec![0x04, 20];
+    key_id.extend_from_slice(&digest.as_ref()[..20]);
+    params.custom_extensions.push(basic_constraints);
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 14],
+            key_id,
+        ));
 }
