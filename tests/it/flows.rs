@@ -236,6 +236,46 @@ async fn http01_issue_download_revoke_crl_and_ari() {
 }
 
 #[tokio::test]
+async fn operations_endpoints_report_health_and_metrics() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let account = t.account().await;
+    issue(
+        &t,
+        &account,
+        vec![Identifier::Dns("metrics.example.test".into())],
+        ChallengeType::Dns01,
+    )
+    .await;
+    let http = t.http();
+    assert_eq!(
+        http.get(t.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        http.get(t.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    let metrics = http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "acmehub_http_requests_total{endpoint=\"/acme/{instance}/new-order\"",
+        "acmehub_http_request_duration_seconds_bucket",
+        "acmehub_certificates_issued_total",
+        "acmehub_challenge_outcomes_total{type=\"dns-01\",outcome=\"valid\"}",
+        "acmehub_orders_created_total",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from /metrics");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn dns01_wildcard_and_apex_in_one_order() {
     for db in databases() {
         let t = TestHub::start(db).await;
@@ -380,6 +420,8 @@ async fn a_restart_keeps_the_ca_accounts_and_orders() {
         .await
         .unwrap();
     let order_url = order.url().to_string();
+    // a nonce handed out before the restart is still good after it, once
+    let nonce = crate::raw::Raw::new(&t).nonce().await;
     // stop the server and open the same data directory again on the same port
     let config = t.hub.config.clone();
     let mut t = t;
@@ -396,6 +438,13 @@ async fn a_restart_keeps_the_ca_accounts_and_orders() {
     let account = t.builder().from_credentials(credentials).await.unwrap();
     let mut order = account.order(order_url).await.unwrap();
     assert_eq!(order.refresh().await.unwrap().status, OrderStatus::Pending);
+    let raw = crate::raw::Raw::new(&t);
+    let new_account = t.url("/acme/default/new-account");
+    let header = serde_json::json!({"alg": "ES256", "nonce": nonce, "url": new_account, "jwk": raw.key.jwk()});
+    let body = crate::raw::jws(&raw.key, &header, r#"{"termsOfServiceAgreed":true}"#).to_string();
+    assert_eq!(raw.send(&new_account, body.clone()).await.status, 201);
+    let replay = raw.send(&new_account, body).await;
+    assert_eq!(replay.problem_type(), "urn:ietf:params:acme:error:badNonce");
     server.shutdown().await;
 }
 
