@@ -725,6 +725,29 @@ fn now_utc_seconds() -> Result<OffsetDateTime, CaError> {
     utc_seconds(OffsetDateTime::now_utc())
 }
 
+/// Marks a certificate as an end entity: basicConstraints, critical, with
+/// `cA` left at its default. rcgen's `IsCa::ExplicitNoCa` encodes `cA FALSE`
+/// explicitly, which DER forbids (X.690 §11.5) and strict parsers such as
+/// Python's cryptography (certbot) reject; the empty SEQUENCE is the DER form.
+/// With `NoCa` rcgen writes no subject key identifier either, so it is added
+/// here: the first 20 bytes of SHA-256 over the SPKI (RFC 7093 §2).
+fn end_entity(params: &mut CertificateParams, spki_der: &[u8]) {
+    params.is_ca = IsCa::NoCa;
+    let mut basic_constraints =
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    basic_constraints.set_criticality(true);
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    let mut key_id = vec![0x04, 20];
+    key_id.extend_from_slice(&digest.as_ref()[..20]);
+    params.custom_extensions.push(basic_constraints);
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 14],
+            key_id,
+        ));
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -1320,27 +1343,4 @@ mod tests {
         );
         assert!(stdout.contains("OK"), "{stdout}");
     }
-}
-
-/// Marks a certificate as an end entity: basicConstraints, critical, with
-/// `cA` left at its default. rcgen's `IsCa::ExplicitNoCa` encodes `cA FALSE`
-/// explicitly, which DER forbids (X.690 §11.5) and strict parsers such as
-/// Python's cryptography (certbot) reject; the empty SEQUENCE is the DER form.
-/// With `NoCa` rcgen writes no subject key identifier either, so it is added
-/// here: the first 20 bytes of SHA-256 over the SPKI (RFC 7093 §2).
-fn end_entity(params: &mut CertificateParams, spki_der: &[u8]) {
-    params.is_ca = IsCa::NoCa;
-    let mut basic_constraints =
-        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
-    basic_constraints.set_criticality(true);
-    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
-    let mut key_id = vec![0x04, 20];
-    key_id.extend_from_slice(&digest.as_ref()[..20]);
-    params.custom_extensions.push(basic_constraints);
-    params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(
-            &[2, 5, 29, 14],
-            key_id,
-        ));
 }
