@@ -55,8 +55,10 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state (HTTP 409), e.g. keyChange to a used key.
     Conflict,
-    /// The request method or content type is not supported (HTTP 405/415).
+    /// The request's content type is not supported (HTTP 415).
     UnsupportedMediaType,
+    /// The request body is larger than the server accepts (HTTP 413).
+    PayloadTooLarge,
     /// Something failed on our side.
     ServerInternal,
 }

@@ -135,3 +135,70 @@ async fn account_for_kid(hub: &Hub, instance: &Instance, kid: &str) -> Result<Ac
     }
     Ok(account)
 }
+
+/// Which key form a resource accepts, as a type, for the [`Signed`] extractor.
+pub trait Mode {
+    const MODE: KeyMode;
+}
+
+/// Resources signed by an account (`kid`).
+pub struct ByAccount;
+/// newAccount: signed by the key being registered (`jwk`).
+pub struct ByNewKey;
+/// revokeCert: an account, or the certificate's own key.
+pub struct ByAccountOrKey;
+
+impl Mode for ByAccount {
+    const MODE: KeyMode = KeyMode::Kid;
+}
+impl Mode for ByNewKey {
+    const MODE: KeyMode = KeyMode::Jwk;
+}
+impl Mode for ByAccountOrKey {
+    const MODE: KeyMode = KeyMode::Either;
+}
+
+/// An authenticated ACME POST to `/acme/{instance}/...`: the extractor runs
+/// every check of [`authenticate`] before a handler sees the request.
+pub struct Signed<M> {
+    pub instance: Instance,
+    pub auth: Authenticated,
+    mode: std::marker::PhantomData<M>,
+}
+
+impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<M> {
+    type Rejection = super::AcmeError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        hub: &std::sync::Arc<Hub>,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let path = request.uri().path().to_string();
+        let name = path
+            .strip_prefix("/acme/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let instance = hub.instance(&name).await?;
+        let limit = hub.config.acme.max_body_bytes;
+        let body = axum::body::Bytes::from_request(request, &())
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::new(
+                        ErrorKind::PayloadTooLarge,
+                        format!("the request body exceeds {limit} bytes"),
+                    )
+                } else {
+                    Error::malformed("cannot read the request body")
+                }
+            })?;
+        let auth = authenticate(hub, &instance, &headers, &path, &body, M::MODE).await?;
+        Ok(Self {
+            instance,
+            auth,
+            mode: std::marker::PhantomData,
+        })
+    }
+}

@@ -2,21 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::AcmeError;
-use super::auth::{Authenticated, KeyMode, authenticate};
+use super::auth::{ByAccount, ByAccountOrKey, ByNewKey, Signed};
 use super::jws::{AccountKey, Jws, KeyRef};
 use super::resources;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::orders::{self, OrderRequest, Revoker};
-use crate::store::Instance;
 use crate::util::{parse_rfc3339, rfc3339};
 
 type AcmeResult = Result<Response, AcmeError>;
@@ -38,19 +36,6 @@ fn link(response: &mut Response, url: &str, rel: &str) {
     if let Ok(v) = HeaderValue::from_str(&format!("<{url}>;rel=\"{rel}\"")) {
         response.headers_mut().append(header::LINK, v);
     }
-}
-
-async fn post(
-    hub: &Hub,
-    instance: &str,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: &[u8],
-    mode: KeyMode,
-) -> Result<(Instance, Authenticated), Error> {
-    let instance = hub.instance(instance).await?;
-    let auth = authenticate(hub, &instance, headers, uri.path(), body, mode).await?;
-    Ok((instance, auth))
 }
 
 pub async fn directory(State(hub): State<Arc<Hub>>, Path(instance): Path<String>) -> AcmeResult {
@@ -92,12 +77,8 @@ struct NewAccountPayload {
 
 pub async fn new_account(
     State(hub): State<Arc<Hub>>,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByNewKey>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Jwk).await?;
     let payload: NewAccountPayload = auth.jws.payload_json()?;
     if payload.external_account_binding.is_some() {
         // Access keys arrive with instances; until then a binding cannot be honoured.
@@ -137,12 +118,9 @@ struct AccountUpdate {
 
 pub async fn account(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let account = auth.account()?;
     if account.id != id {
         return Err(
@@ -176,13 +154,10 @@ const ORDERS_PAGE: i64 = 100;
 
 pub async fn account_orders(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
+    Path((_, id)): Path<(String, String)>,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     auth.require_post_as_get()?;
     let account = auth.account()?;
     if account.id != id {
@@ -241,12 +216,8 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, Error> {
 
 pub async fn new_order(
     State(hub): State<Arc<Hub>>,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let payload: NewOrderPayload = auth.jws.payload_json()?;
     let request = OrderRequest {
         identifiers: payload
@@ -268,12 +239,9 @@ pub async fn new_order(
 
 pub async fn order(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     auth.require_post_as_get()?;
     let account = auth.account()?;
     let order = hub
@@ -302,12 +270,9 @@ struct FinalizePayload {
 
 pub async fn finalize(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let payload: FinalizePayload = auth.jws.payload_json()?;
     let csr = super::jws::b64_decode(&payload.csr)
         .map_err(|_| Error::new(ErrorKind::BadCsr, "csr must be base64url-encoded DER"))?;
@@ -321,12 +286,9 @@ pub async fn finalize(
 
 pub async fn authorization(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let account = auth.account()?;
     if !auth.jws.is_post_as_get() {
         #[derive(Deserialize)]
@@ -358,12 +320,9 @@ pub async fn authorization(
 
 pub async fn challenge(
     State(hub): State<Arc<Hub>>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let account = auth.account()?;
     if !auth.jws.is_post_as_get() {
         // RFC 8555 §7.5.1: the client sends an empty object to say it is ready.
@@ -399,9 +358,7 @@ pub async fn challenge(
 pub async fn certificate(
     State(hub): State<Arc<Hub>>,
     Path(params): Path<Vec<(String, String)>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
     let param = |name: &str| {
         params
@@ -410,8 +367,7 @@ pub async fn certificate(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let (instance, id, alternate) = (param("instance"), param("id"), param("alt"));
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
+    let (id, alternate) = (param("id"), param("alt"));
     auth.require_post_as_get()?;
     let account = auth.account()?;
     let cert = hub
@@ -452,12 +408,8 @@ struct RevokePayload {
 
 pub async fn revoke_cert(
     State(hub): State<Arc<Hub>>,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByAccountOrKey>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Either).await?;
     let payload: RevokePayload = auth.jws.payload_json()?;
     let der = super::jws::b64_decode(&payload.certificate)?;
     let jwk = auth.key.to_jwk().to_string();
@@ -480,12 +432,8 @@ struct KeyChangePayload {
 /// one by the new key (jwk) over `{account, oldKey}`.
 pub async fn key_change(
     State(hub): State<Arc<Hub>>,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
-    let (instance, auth) = post(&hub, &instance, &headers, &uri, &body, KeyMode::Kid).await?;
     let account = auth.account()?;
     let inner = Jws::parse(&auth.jws.payload)?;
     let KeyRef::Jwk(new_key) = &inner.key else {

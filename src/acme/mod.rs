@@ -80,8 +80,7 @@ pub fn router(hub: Arc<Hub>) -> Router<Arc<Hub>> {
 }
 
 /// Every ACME response carries a fresh Replay-Nonce (RFC 8555 §6.5), a link
-/// to the directory (§7.1) and is never cached. Oversized bodies become a
-/// problem document instead of a bare 413.
+/// to the directory (§7.1) and is never cached.
 async fn acme_headers(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
     let instance = request
         .uri()
@@ -91,14 +90,6 @@ async fn acme_headers(State(hub): State<Arc<Hub>>, request: Request, next: Next)
         .unwrap_or_default()
         .to_string();
     let mut response = next.run(request).await;
-    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        response = AcmeError(Error::malformed(format!(
-            "the request body exceeds {} bytes",
-            hub.config.acme.max_body_bytes
-        )))
-        .into_response();
-        *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-    }
     let headers = response.headers_mut();
     if let Ok(nonce) = HeaderValue::from_str(&hub.nonces.issue()) {
         headers.insert("replay-nonce", nonce);

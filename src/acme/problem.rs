@@ -57,6 +57,7 @@ pub fn kind_info(kind: ErrorKind) -> (&'static str, StatusCode) {
         NotFound => ("malformed", StatusCode::NOT_FOUND),
         Conflict => ("malformed", StatusCode::CONFLICT),
         UnsupportedMediaType => ("malformed", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        PayloadTooLarge => ("malformed", StatusCode::PAYLOAD_TOO_LARGE),
         ServerInternal => ("serverInternal", StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
