@@ -70,6 +70,10 @@ pub struct Error {
     pub kind: ErrorKind,
     pub detail: String,
     pub subproblems: Vec<Subproblem>,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
+    /// The request field at fault, for admin API errors (`{"field": ...}`).
+    pub field: Option<String>,
 }
 
 /// One identifier's own failure inside a compound error.
@@ -86,6 +90,24 @@ impl Error {
             kind,
             detail: detail.into(),
             subproblems: Vec::new(),
+            retry_after: None,
+            field: None,
+        }
+    }
+
+    /// A request field is invalid.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::malformed(detail)
+        }
+    }
+
+    /// Too many requests; try again in `retry_after` seconds.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(ErrorKind::RateLimited, detail)
         }
     }
 

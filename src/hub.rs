@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::acme::nonce::Nonces;
 use crate::config::Config;
@@ -14,6 +15,9 @@ use crate::error::Error;
 use crate::issuance::local::LocalCa;
 use crate::store::{Instance, Store};
 use crate::validation::Validator;
+
+/// How long a looked-up instance is reused before it is read again.
+const INSTANCE_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// The instance every fresh hub has.
 pub const DEFAULT_INSTANCE: &str = "default";
@@ -40,8 +44,13 @@ pub struct Hub {
     pub ca: LocalCa,
     pub validator: Validator,
     pub nonces: Nonces,
-    /// Instances by name; they are never removed while the hub runs.
-    instances: RwLock<HashMap<String, Instance>>,
+    /// SHA-256 (hex) of the bootstrap admin token.
+    pub admin_token_hash: String,
+    /// Instances by name, each with the time it was read. Entries older
+    /// than [`INSTANCE_CACHE_TTL`] are read again, so a change made through
+    /// another replica is seen within that time; this replica's own changes
+    /// drop the entry at once ([`Hub::forget_instance`]).
+    instances: RwLock<HashMap<String, (Instance, Instant)>>,
 }
 
 impl Hub {
@@ -56,16 +65,37 @@ impl Hub {
             .await
             .map_err(|e| HubError::Setup(e.detail))?;
         let default = store.ensure_instance(DEFAULT_INSTANCE, "local").await?;
-        if config.admin_token.is_none() {
-            ensure_admin_token(&config.data_dir.join("admin-token"))?;
+        let admin_token = match &config.admin_token {
+            Some(token) => token.trim().to_string(),
+            None => {
+                let path = config.data_dir.join("admin-token");
+                ensure_admin_token(&path)?;
+                std::fs::read_to_string(&path)
+                    .map_err(|source| HubError::DataDir {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        if admin_token.len() < 16 {
+            return Err(HubError::Setup(
+                "the admin token must be at least 16 characters".into(),
+            ));
         }
-        let instances = RwLock::new(HashMap::from([(default.name.clone(), default)]));
+        let admin_token_hash = crate::admin::auth::token_hash(&admin_token);
+        let instances = RwLock::new(HashMap::from([(
+            default.name.clone(),
+            (default, Instant::now()),
+        )]));
         Ok(Arc::new(Hub {
             config,
             store,
             ca,
             validator,
             nonces,
+            admin_token_hash,
             instances,
         }))
     }
@@ -84,24 +114,32 @@ impl Hub {
         format!("{}/ca/crl", self.config.public_url)
     }
 
-    /// An instance by name, from memory after the first lookup.
+    /// An instance by name, from memory when read recently.
     pub async fn instance(&self, name: &str) -> Result<Instance, Error> {
-        if let Some(found) = self
-            .instances
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-        {
+        if let Some(found) = self.instances.read().ok().and_then(|m| {
+            m.get(name)
+                .filter(|(_, at)| at.elapsed() < INSTANCE_CACHE_TTL)
+                .map(|(i, _)| i.clone())
+        }) {
             return Ok(found);
         }
-        let instance =
-            self.store.instance_by_name(name).await?.ok_or_else(|| {
-                Error::not_found(format!("there is no ACME instance named {name:?}"))
-            })?;
+        let Some(instance) = self.store.instance_by_name(name).await? else {
+            self.forget_instance(name);
+            return Err(Error::not_found(format!(
+                "there is no ACME instance named {name:?}"
+            )));
+        };
         if let Ok(mut map) = self.instances.write() {
-            map.insert(name.to_string(), instance.clone());
+            map.insert(name.to_string(), (instance.clone(), Instant::now()));
         }
         Ok(instance)
+    }
+
+    /// Drops a cached instance after it changed.
+    pub fn forget_instance(&self, name: &str) {
+        if let Ok(mut map) = self.instances.write() {
+            map.remove(name);
+        }
     }
 
     /// The TLS configuration of the listener: a certificate from the local CA

@@ -9,10 +9,13 @@
 //! - [`issuance`] signs (CA);
 //! - [`store`] is the only code that writes SQL (SA).
 //!
+//! - [`admin`] is the operators' front end: the REST API under `/api/v1`.
+//!
 //! [`hub`] holds the long-lived parts, [`server`] wires them into an HTTPS
 //! listener, [`config`] resolves settings.
 
 pub mod acme;
+pub mod admin;
 pub mod config;
 pub mod dns;
 pub mod error;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, State};
+use axum::http::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole HTTP application.
 pub fn app(hub: Arc<Hub>) -> Router {
+    let (admin, _) = crate::admin::router();
     crate::acme::router(hub.clone())
+        .merge(admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -59,7 +62,7 @@ async fn metrics() -> Response {
 }
 
 /// Counts requests by route and status and times them.
-async fn track(request: Request, next: Next) -> Response {
+async fn track(request: axum::extract::Request, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
@@ -74,6 +77,10 @@ async fn track(request: Request, next: Next) -> Response {
         .record(started.elapsed().as_secs_f64());
     response
 }
+
+/// The peer address of a request's connection, set by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// A running listener.
 pub struct Server {
@@ -150,7 +157,13 @@ async fn serve(
                 };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(app.clone());
+                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                    app.clone(),
+                    move |mut request: Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(ClientAddr(peer));
+                        request
+                    },
+                ));
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -180,17 +193,23 @@ async fn serve(
     }
 }
 
-/// Periodic cleanup: forget used nonces that have expired anyway.
+/// Periodic cleanup: forget used nonces that have expired anyway, and
+/// rate-limit windows that have ended.
 fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    match hub.store.prune_nonces(crate::util::now()).await {
+                    let now = crate::util::now();
+                    match hub.store.prune_nonces(now).await {
                         Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+                    }
+                    // Rate-limit windows are at most an hour long.
+                    if let Err(e) = hub.store.prune_counters(now - 7200).await {
+                        tracing::warn!(error = %e, "pruning rate-limit counters failed");
                     }
                 }
                 _ = stopped.changed() => break,

@@ -6,6 +6,8 @@ use axum::http::HeaderMap;
 use crate::acme::jws::{AccountKey, Jws, KeyRef};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
+use crate::orders::limits::Subject;
+use crate::policy::Limit;
 use crate::store::{Account, AccountStatus, Instance};
 
 /// Which key form a resource accepts (RFC 8555 §6.2).
@@ -136,6 +138,15 @@ async fn account_for_kid(hub: &Hub, instance: &Instance, kid: &str) -> Result<Ac
     Ok(account)
 }
 
+/// The instance's requests-per-second limit, for one subject.
+async fn charge_requests(
+    hub: &Hub,
+    instance: &Instance,
+    subject: Subject<'_>,
+) -> Result<(), Error> {
+    crate::orders::limits::charge(hub, instance, Limit::Requests, &[subject]).await
+}
+
 /// Which key form a resource accepts, as a type, for the [`Signed`] extractor.
 pub trait Mode {
     const MODE: KeyMode;
@@ -163,6 +174,8 @@ impl Mode for ByAccountOrKey {
 pub struct Signed<M> {
     pub instance: Instance,
     pub auth: Authenticated,
+    /// The client's address, when the listener recorded it.
+    pub client: Option<std::net::IpAddr>,
     mode: std::marker::PhantomData<M>,
 }
 
@@ -181,6 +194,13 @@ impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<
             .unwrap_or_default()
             .to_string();
         let instance = hub.instance(&name).await?;
+        let client = request
+            .extensions()
+            .get::<crate::server::ClientAddr>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = client {
+            charge_requests(hub, &instance, Subject::Ip(ip)).await?;
+        }
         let limit = hub.config.acme.max_body_bytes;
         let body = axum::body::Bytes::from_request(request, &())
             .await
@@ -195,9 +215,13 @@ impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<
                 }
             })?;
         let auth = authenticate(hub, &instance, &headers, &path, &body, M::MODE).await?;
+        if let Some(account) = &auth.account {
+            charge_requests(hub, &instance, Subject::Account(&account.id)).await?;
+        }
         Ok(Self {
             instance,
             auth,
+            client,
             mode: std::marker::PhantomData,
         })
     }

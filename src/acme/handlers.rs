@@ -42,7 +42,7 @@ pub async fn directory(State(hub): State<Arc<Hub>>, Path(instance): Path<String>
     let instance = hub.instance(&instance).await?;
     Ok(json_response(
         StatusCode::OK,
-        &resources::directory(&hub, &instance.name),
+        &resources::directory(&hub, &instance),
         None,
     ))
 }
@@ -80,19 +80,13 @@ pub async fn new_account(
     Signed { instance, auth, .. }: Signed<ByNewKey>,
 ) -> AcmeResult {
     let payload: NewAccountPayload = auth.jws.payload_json()?;
-    if payload.external_account_binding.is_some() {
-        // Access keys arrive with instances; until then a binding cannot be honoured.
-        return Err(Error::malformed("this instance does not use external account binding").into());
-    }
-    let (account, created) = orders::new_account(
-        &hub,
-        &instance,
-        &auth.key,
-        &payload.contact,
-        payload.terms_of_service_agreed,
-        payload.only_return_existing,
-    )
-    .await?;
+    let request = orders::AccountRequest {
+        contact: payload.contact,
+        tos_agreed: payload.terms_of_service_agreed,
+        only_return_existing: payload.only_return_existing,
+        external_account_binding: payload.external_account_binding,
+    };
+    let (account, created) = orders::new_account(&hub, &instance, &auth.key, &request).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -216,7 +210,12 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, Error> {
 
 pub async fn new_order(
     State(hub): State<Arc<Hub>>,
-    Signed { instance, auth, .. }: Signed<ByAccount>,
+    Signed {
+        instance,
+        auth,
+        client,
+        ..
+    }: Signed<ByAccount>,
 ) -> AcmeResult {
     let payload: NewOrderPayload = auth.jws.payload_json()?;
     let request = OrderRequest {
@@ -229,7 +228,7 @@ pub async fn new_order(
         not_after: parse_time("notAfter", payload.not_after.as_deref())?,
         replaces: payload.replaces,
     };
-    let order = orders::new_order(&hub, auth.account()?, request).await?;
+    let order = orders::new_order(&hub, &instance, auth.account()?, request, client).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &resources::order(&hub, &instance.name, &order),
@@ -276,7 +275,7 @@ pub async fn finalize(
     let payload: FinalizePayload = auth.jws.payload_json()?;
     let csr = super::jws::b64_decode(&payload.csr)
         .map_err(|_| Error::new(ErrorKind::BadCsr, "csr must be base64url-encoded DER"))?;
-    let order = orders::finalize(&hub, auth.account()?, &id, &csr).await?;
+    let order = orders::finalize(&hub, &instance, auth.account()?, &id, &csr).await?;
     Ok(json_response(
         StatusCode::OK,
         &resources::order(&hub, &instance.name, &order),
@@ -327,7 +326,7 @@ pub async fn challenge(
     if !auth.jws.is_post_as_get() {
         // RFC 8555 §7.5.1: the client sends an empty object to say it is ready.
         let _: serde_json::Map<String, Value> = auth.jws.payload_json()?;
-        orders::respond_to_challenge(&hub, account, &id).await?;
+        orders::respond_to_challenge(&hub, &instance, account, &id).await?;
     }
     let (challenge, authz) = hub
         .store

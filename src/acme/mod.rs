@@ -44,12 +44,18 @@ impl IntoResponse for AcmeError {
         let status = axum::http::StatusCode::from_u16(problem.status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         tracing::debug!(status = problem.status, r#type = %problem.type_, detail = %problem.detail, "ACME problem");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             problem.to_json(),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.0.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

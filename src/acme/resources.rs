@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::hub::Hub;
 use crate::orders::{effective_authz_status, effective_order_status};
-use crate::store::{Account, Authorization, Challenge, Order};
+use crate::store::{Account, Authorization, Challenge, Instance, Order};
 use crate::util::{now, rfc3339};
 
 fn problem_value(error: &Option<String>) -> Option<Value> {
@@ -12,7 +12,7 @@ fn problem_value(error: &Option<String>) -> Option<Value> {
 }
 
 /// RFC 8555 §7.1.1.
-pub fn directory(hub: &Hub, instance: &str) -> Value {
+pub fn directory(hub: &Hub, instance: &Instance) -> Value {
     let mut meta = serde_json::Map::new();
     if let Some(tos) = &hub.config.acme.terms_of_service {
         meta.insert("termsOfService".into(), json!(tos));
@@ -24,7 +24,11 @@ pub fn directory(hub: &Hub, instance: &str) -> Value {
         "caaIdentities".into(),
         json!(hub.config.validation.caa_identities),
     );
-    meta.insert("externalAccountRequired".into(), json!(false));
+    meta.insert(
+        "externalAccountRequired".into(),
+        json!(instance.external_account_required),
+    );
+    let instance = instance.name.as_str();
     json!({
         "newNonce": hub.acme_url(instance, "new-nonce"),
         "newAccount": hub.acme_url(instance, "new-account"),

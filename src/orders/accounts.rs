@@ -1,10 +1,11 @@
 //! Accounts (RFC 8555 §7.3): creation, lookup, contact updates,
 //! deactivation and key rollover.
 
-use crate::acme::jws::AccountKey;
+use super::audit::{self, Actor};
+use crate::acme::jws::{AccountKey, ExternalAccountBinding};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::store::{Account, Instance, StoreError};
+use crate::store::{AccessKey, Account, Instance, StoreError};
 
 /// Most contact URLs one account may list.
 pub const MAX_CONTACTS: usize = 10;
@@ -51,16 +52,61 @@ pub fn validate_contacts(contact: &[String]) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
-/// RFC 8555 §7.3: finds the account of `key`, or creates one.
+/// What a newAccount request asks for (RFC 8555 §7.3), already decoded.
+#[derive(Debug, Clone, Default)]
+pub struct AccountRequest {
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub only_return_existing: bool,
+    /// The `externalAccountBinding` JWS, as sent.
+    pub external_account_binding: Option<serde_json::Value>,
+}
+
+/// RFC 8555 §7.3.4: the access key an External Account Binding names, after
+/// its MAC verified and the key proved usable.
+async fn bound_access_key(
+    hub: &Hub,
+    instance: &Instance,
+    key: &AccountKey,
+    binding: &serde_json::Value,
+) -> Result<AccessKey, Error> {
+    let url = hub.acme_url(&instance.name, "new-account");
+    let binding = ExternalAccountBinding::parse(binding, key, &url)?;
+    let access_key = hub
+        .store
+        .access_key_by_kid(&instance.id, &binding.kid)
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized(format!(
+                "external account key {:?} is unknown at instance {:?}",
+                binding.kid, instance.name
+            ))
+        })?;
+    binding.verify(&access_key.hmac_key)?;
+    if let Some(why) = super::tenants::key_unusable(&access_key, crate::util::now()) {
+        return Err(Error::unauthorized(format!(
+            "{why}: it cannot register accounts"
+        )));
+    }
+    Ok(access_key)
+}
+
+/// RFC 8555 §7.3: finds the account of `key`, or creates one, bound to the
+/// access key of its External Account Binding when it has one.
 /// Returns the account and whether it was created now.
 pub async fn new_account(
     hub: &Hub,
     instance: &Instance,
     key: &AccountKey,
-    contact: &[String],
-    tos_agreed: bool,
-    only_return_existing: bool,
+    request: &AccountRequest,
 ) -> Result<(Account, bool), Error> {
+    let AccountRequest {
+        contact,
+        tos_agreed,
+        only_return_existing,
+        external_account_binding,
+    } = request;
+    let (tos_agreed, only_return_existing) = (*tos_agreed, *only_return_existing);
     let thumbprint = key.thumbprint();
     if let Some(existing) = hub
         .store
@@ -81,15 +127,47 @@ pub async fn new_account(
         ));
     }
     let contact = validate_contacts(contact)?;
+    let access_key = match external_account_binding {
+        Some(binding) => Some(bound_access_key(hub, instance, key, binding).await?),
+        None if instance.external_account_required => {
+            return Err(Error::new(
+                ErrorKind::ExternalAccountRequired,
+                format!(
+                    "instance {:?} requires an external account binding: ask its operator for an \
+                     access key and pass its kid and HMAC key (certbot --eab-kid/--eab-hmac-key, \
+                     lego --eab --kid --hmac)",
+                    instance.name
+                ),
+            ));
+        }
+        None => None,
+    };
     let jwk = key.to_jwk().to_string();
     match hub
         .store
-        .insert_account(&instance.id, &thumbprint, &jwk, &contact, tos_agreed)
+        .insert_account(
+            &instance.id,
+            &thumbprint,
+            &jwk,
+            &contact,
+            tos_agreed,
+            access_key.as_ref().map(|k| k.id.as_str()),
+        )
         .await
     {
         Ok(account) => {
             metrics::counter!("acmehub_accounts_created_total").increment(1);
-            tracing::info!(account = %account.id, instance = %instance.name, "account created");
+            tracing::info!(account = %account.id, instance = %instance.name,
+                access_key = access_key.as_ref().map(|k| k.name.as_str()), "account created");
+            audit::record(
+                hub,
+                Some(&instance.id),
+                &Actor::Account(account.id.clone()),
+                "account.create",
+                ("account", &account.id),
+                serde_json::json!({"access_key": access_key.as_ref().map(|k| &k.name)}),
+            )
+            .await;
             Ok((account, true))
         }
         // Two concurrent newAccount requests with one key: the loser returns the winner's account.
@@ -121,6 +199,15 @@ pub async fn update_account(
                     other => other.into(),
                 })?;
             tracing::info!(account = %account.id, "account deactivated");
+            audit::record(
+                hub,
+                Some(&account.instance_id),
+                &Actor::Account(account.id.clone()),
+                "account.deactivate",
+                ("account", &account.id),
+                serde_json::json!({}),
+            )
+            .await;
             return Ok(());
         }
         Some(other) => {
@@ -163,6 +250,15 @@ pub async fn change_key(hub: &Hub, account: &Account, new_key: &AccountKey) -> R
             other => other.into(),
         })?;
     tracing::info!(account = %account.id, "account key changed");
+    audit::record(
+        hub,
+        Some(&account.instance_id),
+        &Actor::Account(account.id.clone()),
+        "account.key-change",
+        ("account", &account.id),
+        serde_json::json!({"new_key_thumbprint": thumbprint}),
+    )
+    .await;
     Ok(())
 }
 

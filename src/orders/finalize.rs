@@ -4,7 +4,9 @@
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::issuance::{LeafRequest, ari_cert_id, parse_csr};
-use crate::store::{Account, Certificate, CertificateIntent, Order, OrderStatus, StoreError};
+use crate::store::{
+    Account, Certificate, CertificateIntent, Instance, Order, OrderStatus, StoreError,
+};
 use crate::util::{now, random_bytes};
 
 use super::effective_order_status;
@@ -22,8 +24,11 @@ pub fn new_serial() -> [u8; 16] {
 }
 
 /// Finalizes a ready order with the client's CSR and signs the certificate.
+/// The CSR's names are checked against the order and, again, against the
+/// account's access-key policy (which may have changed since newOrder).
 pub async fn finalize(
     hub: &Hub,
+    instance: &Instance,
     account: &Account,
     order_id: &str,
     csr_der: &[u8],
@@ -61,6 +66,9 @@ pub async fn finalize(
             ),
         ));
     }
+    if let Some(policy) = super::tenants::account_policy(hub, account).await? {
+        super::tenants::check_identifiers(&policy, &csr.identifiers)?;
+    }
     if spki_matches_jwk(&csr.spki_der, &account.jwk) {
         return Err(Error::new(
             ErrorKind::BadCsr,
@@ -68,7 +76,7 @@ pub async fn finalize(
         ));
     }
     let now = now();
-    let validity = i64::from(hub.config.ca.leaf_validity_days) * 86400;
+    let validity = super::validity_days(hub, instance) * 86400;
     let not_before = order.not_before.unwrap_or(now - 60);
     let not_after = order.not_after.unwrap_or(not_before + validity);
     let serial = new_serial();
@@ -144,6 +152,15 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<(), Error> {
     }
     metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
     tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
+    super::audit::record(
+        hub,
+        Some(&cert.instance_id),
+        &super::audit::Actor::Account(cert.account_id.clone()),
+        "certificate.issue",
+        ("certificate", &cert.id),
+        serde_json::json!({"serial": cert.serial, "order": cert.order_id, "identifiers": cert.identifiers}),
+    )
+    .await;
     Ok(())
 }
 

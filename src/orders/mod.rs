@@ -4,10 +4,14 @@
 //! HTTP and never writes SQL.
 
 mod accounts;
+pub mod audit;
 mod finalize;
 mod keys;
+pub mod limits;
 mod revoke;
+pub mod tenants;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use accounts::*;
@@ -16,10 +20,14 @@ pub use revoke::*;
 
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
-use crate::policy::{Identifier, IdentifierKind};
-use crate::store::{Account, AuthzStatus, ChallengeStatus, NewAuthz, NewOrder, Order, OrderStatus};
+use crate::policy::{Identifier, IdentifierKind, Limit, ValidationMode};
+use crate::store::{
+    Account, AuthzStatus, ChallengeStatus, Instance, NewAuthz, NewOrder, Order, OrderStatus,
+};
 use crate::util::{b64, now, random_bytes};
 use crate::validation::ChallengeType;
+use audit::Actor;
+use limits::Subject;
 
 /// Most identifiers one order may carry.
 pub const MAX_IDENTIFIERS: usize = 100;
@@ -93,15 +101,83 @@ pub fn parse_identifiers(requested: &[(String, String)]) -> Result<Vec<Identifie
     Ok(identifiers)
 }
 
+/// Certificate lifetime at an instance, in days.
+pub fn validity_days(hub: &Hub, instance: &Instance) -> i64 {
+    instance
+        .cert_validity_days
+        .unwrap_or(i64::from(hub.config.ca.leaf_validity_days))
+}
+
+/// Refuses work for an instance whose issuer cannot serve it yet.
+fn require_local_issuer(instance: &Instance) -> Result<(), Error> {
+    if instance.issuer == "local" {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::ServerInternal,
+        format!(
+            "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
+             and none is configured that can serve this order",
+            instance.name
+        ),
+    ))
+}
+
+/// The challenge types an instance offers for an identifier; `rejectedIdentifier`
+/// when none of the types it allows can validate it.
+fn allowed_challenges(
+    instance: &Instance,
+    identifier: &Identifier,
+    wildcard: bool,
+) -> Result<Vec<ChallengeType>, Error> {
+    let offered: Vec<ChallengeType> = offered_challenges(identifier, wildcard)
+        .into_iter()
+        .filter(|c| instance.allowed_challenges.iter().any(|a| a == c.as_str()))
+        .collect();
+    if offered.is_empty() {
+        let name = if wildcard {
+            format!("*.{}", identifier.value)
+        } else {
+            identifier.value.clone()
+        };
+        return Err(Error::new(
+            ErrorKind::RejectedIdentifier,
+            format!(
+                "instance {:?} allows only [{}], and none of these can validate {name}",
+                instance.name,
+                instance.allowed_challenges.join(", ")
+            ),
+        ));
+    }
+    Ok(offered)
+}
+
 /// RFC 8555 §7.4: creates an order, reusing the account's valid authorizations.
+/// The account's access-key policy must allow every identifier; a
+/// `pre-authorized` policy makes the new authorizations valid at once.
 pub async fn new_order(
     hub: &Hub,
+    instance: &Instance,
     account: &Account,
     request: OrderRequest,
+    client: Option<IpAddr>,
 ) -> Result<Order, Error> {
     let identifiers = parse_identifiers(&request.identifiers)?;
+    let policy = tenants::account_policy(hub, account).await?;
+    if let Some(policy) = &policy {
+        tenants::check_identifiers(policy, &identifiers)?;
+    }
+    require_local_issuer(instance)?;
+    let mut subjects = vec![Subject::Account(&account.id)];
+    subjects.extend(client.map(Subject::Ip));
+    limits::check(hub, instance, Limit::FailedValidations, &subjects[..1]).await?;
+    limits::charge(hub, instance, Limit::Orders, &subjects).await?;
+    let pre_authorized = policy
+        .as_ref()
+        .is_some_and(|p| p.validation == ValidationMode::PreAuthorized);
     let now = now();
-    let validity = i64::from(hub.config.ca.leaf_validity_days) * 86400;
+    let validity_days = validity_days(hub, instance);
+    let validity = validity_days * 86400;
     if let (Some(nb), Some(na)) = (request.not_before, request.not_after) {
         if na <= nb {
             return Err(Error::malformed("notAfter must be later than notBefore"));
@@ -118,8 +194,7 @@ pub async fn new_order(
         let start = request.not_before.unwrap_or(now);
         if na - start > validity {
             return Err(Error::malformed(format!(
-                "notAfter asks for more than this CA's {} day certificate lifetime",
-                hub.config.ca.leaf_validity_days
+                "notAfter asks for more than this instance's {validity_days} day certificate lifetime"
             )));
         }
     }
@@ -146,6 +221,17 @@ pub async fn new_order(
             kind: identifier.kind,
             value: identifier.base_name().to_string(),
         };
+        if pre_authorized {
+            authorizations.push(NewAuthz::Create {
+                identifier: base,
+                wildcard,
+                expires_at: order_expires,
+                challenges: Vec::new(),
+                valid: true,
+            });
+            continue;
+        }
+        let challenges = allowed_challenges(instance, &base, wildcard)?;
         // Reuse only an authorization that outlives the new order's validity window start.
         if let Some(id) = hub
             .store
@@ -155,7 +241,7 @@ pub async fn new_order(
             authorizations.push(NewAuthz::Reuse(id));
             continue;
         }
-        let challenges = offered_challenges(&base, wildcard)
+        let challenges = challenges
             .into_iter()
             .map(|c| (c.as_str().to_string(), b64(&random_bytes::<32>())))
             .collect();
@@ -182,6 +268,15 @@ pub async fn new_order(
         .await?;
     metrics::counter!("acmehub_orders_created_total").increment(1);
     tracing::info!(order = %order.id, account = %account.id, identifiers = order.identifiers.len(), status = order.status.as_str(), "order created");
+    audit::record(
+        hub,
+        Some(&instance.id),
+        &Actor::Account(account.id.clone()),
+        "order.create",
+        ("order", &order.id),
+        serde_json::json!({"identifiers": order.identifiers, "status": order.status.as_str()}),
+    )
+    .await;
     Ok(order)
 }
 
@@ -207,6 +302,7 @@ pub fn effective_authz_status(status: AuthzStatus, expires_at: i64, now: i64) ->
 /// background and the challenge is `processing` until it ends.
 pub async fn respond_to_challenge(
     hub: &Arc<Hub>,
+    instance: &Instance,
     account: &Account,
     challenge_id: &str,
 ) -> Result<(), Error> {
@@ -226,6 +322,13 @@ pub async fn respond_to_challenge(
             effective_authz_status(authz.status, authz.expires_at, now()).as_str()
         )));
     }
+    limits::check(
+        hub,
+        instance,
+        Limit::FailedValidations,
+        &[Subject::Account(&account.id)],
+    )
+    .await?;
     if !hub.store.start_challenge(challenge_id, now()).await? {
         return Ok(());
     }
@@ -305,9 +408,22 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         .finish_challenge(challenge_id, error.as_deref(), valid_until)
         .await
     {
-        Ok(()) | Err(crate::store::StoreError::Guard) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(()) | Err(crate::store::StoreError::Guard) => {}
+        Err(e) => return Err(e.into()),
     }
+    if error.is_some() {
+        if let Some(instance) = hub.store.instance_by_ref(instance_id).await? {
+            // Counted only; the limit is enforced on the account's next attempt.
+            let _ = limits::charge(
+                hub,
+                &instance,
+                Limit::FailedValidations,
+                &[Subject::Account(&account.id)],
+            )
+            .await;
+        }
+    }
+    Ok(())
 }
 
 /// RFC 8555 §7.5.2: the client gives up an authorization.

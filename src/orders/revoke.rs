@@ -10,6 +10,7 @@ use crate::policy::Identifier;
 use crate::store::{Account, Certificate, CertificateStatus, Instance, StoreError};
 use crate::util::now;
 
+use super::audit::{self, Actor};
 use super::finalize::{LOCAL_ISSUER, hex, unhex};
 use super::keys::spki_matches_jwk;
 
@@ -50,6 +51,26 @@ pub async fn revoke(
     reason: Option<i64>,
     by: Revoker<'_>,
 ) -> Result<(), Error> {
+    let reason = check_reason(reason)?;
+    let cert = find_certificate(hub, instance, cert_der).await?;
+    let (allowed, actor) = match by {
+        Revoker::CertificateKey(jwk) => (spki_matches_jwk(&cert.spki, jwk), Actor::CertificateKey),
+        Revoker::Account(account) => (
+            account.id == cert.account_id
+                || holds_authorizations(hub, account, &cert.identifiers).await?,
+            Actor::Account(account.id.clone()),
+        ),
+    };
+    if !allowed {
+        return Err(Error::unauthorized(
+            "the requester neither ordered this certificate, nor holds its key, nor has valid authorizations for all its identifiers",
+        ));
+    }
+    revoke_certificate(hub, &cert, reason, &actor).await
+}
+
+/// The reason code to record (0 when none is given), if it is one we accept.
+pub fn check_reason(reason: Option<i64>) -> Result<i64, Error> {
     let reason = reason.unwrap_or(0);
     if !ALLOWED_REASONS.contains(&reason) {
         return Err(Error::new(
@@ -59,35 +80,41 @@ pub async fn revoke(
             ),
         ));
     }
-    let cert = find_certificate(hub, instance, cert_der).await?;
-    let allowed = match by {
-        Revoker::CertificateKey(jwk) => spki_matches_jwk(&cert.spki, jwk),
-        Revoker::Account(account) if account.id == cert.account_id => true,
-        Revoker::Account(account) => holds_authorizations(hub, account, &cert.identifiers).await?,
-    };
-    if !allowed {
-        return Err(Error::unauthorized(
-            "the requester neither ordered this certificate, nor holds its key, nor has valid authorizations for all its identifiers",
-        ));
-    }
-    if cert.status == CertificateStatus::Revoked {
-        return Err(Error::new(
+    Ok(reason)
+}
+
+/// Revokes a certificate the caller may revoke; the next CRL lists it.
+pub async fn revoke_certificate(
+    hub: &Hub,
+    cert: &Certificate,
+    reason: i64,
+    actor: &Actor,
+) -> Result<(), Error> {
+    let already = || {
+        Error::new(
             ErrorKind::AlreadyRevoked,
             "the certificate is already revoked",
-        ));
+        )
+    };
+    if cert.status == CertificateStatus::Revoked {
+        return Err(already());
     }
     match hub.store.revoke_certificate(&cert.id, reason, now()).await {
         Ok(()) => {}
-        Err(StoreError::Guard) => {
-            return Err(Error::new(
-                ErrorKind::AlreadyRevoked,
-                "the certificate is already revoked",
-            ));
-        }
+        Err(StoreError::Guard) => return Err(already()),
         Err(e) => return Err(e.into()),
     }
     metrics::counter!("acmehub_revocations_total").increment(1);
-    tracing::info!(certificate = %cert.id, serial = %cert.serial, reason, "certificate revoked");
+    tracing::info!(certificate = %cert.id, serial = %cert.serial, reason, actor = %actor.label(), "certificate revoked");
+    audit::record(
+        hub,
+        Some(&cert.instance_id),
+        actor,
+        "certificate.revoke",
+        ("certificate", &cert.id),
+        serde_json::json!({"serial": cert.serial, "reason": reason}),
+    )
+    .await;
     Ok(())
 }
 

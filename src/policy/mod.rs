@@ -1,6 +1,11 @@
-//! Who may order what. Owns identifier syntax and the issuance rules applied
-//! before any order is stored; never touches the network or the database.
+//! Who may order what. Owns identifier syntax, access-key policies and the
+//! rate-limit rules applied before any order is stored; never touches the
+//! network or the database.
 
+mod access;
 mod identifier;
+mod rate;
 
+pub use access::{AccessPolicy, Pattern, ValidationMode};
 pub use identifier::{Identifier, IdentifierKind};
+pub use rate::{Limit, RateLimits};

@@ -19,13 +19,22 @@ fn identifiers_to_json(ids: &[Identifier]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-fn instance_from_row(r: &AnyRow) -> Result<Instance> {
+pub(super) fn instance_from_row(r: &AnyRow) -> Result<Instance> {
+    let challenges: String = r.try_get("allowed_challenges")?;
+    let limits: String = r.try_get("rate_limits")?;
     Ok(Instance {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         description: r.try_get("description")?,
         issuer: r.try_get("issuer")?,
+        external_account_required: r.try_get::<i64, _>("external_account_required")? != 0,
+        cert_validity_days: r.try_get("cert_validity_days")?,
+        allowed_challenges: serde_json::from_str(&challenges)
+            .map_err(|e| StoreError::Corrupt(format!("allowed_challenges: {e}")))?,
+        rate_limits: serde_json::from_str(&limits)
+            .map_err(|e| StoreError::Corrupt(format!("rate_limits: {e}")))?,
         created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
@@ -40,11 +49,12 @@ fn account_from_row(r: &AnyRow) -> Result<Account> {
         contact: serde_json::from_str(&contact)
             .map_err(|e| StoreError::Corrupt(format!("contact: {e}")))?,
         tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
+        access_key_id: r.try_get("access_key_id")?,
         created_at: r.try_get("created_at")?,
     })
 }
 
-fn order_from_row(r: &AnyRow) -> Result<Order> {
+pub(super) fn order_from_row(r: &AnyRow) -> Result<Order> {
     Ok(Order {
         id: r.try_get("id")?,
         instance_id: r.try_get("instance_id")?,
@@ -58,11 +68,12 @@ fn order_from_row(r: &AnyRow) -> Result<Order> {
         certificate_id: r.try_get("certificate_id")?,
         replaces: r.try_get("replaces")?,
         created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
         authz_ids: Vec::new(),
     })
 }
 
-fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
+pub(super) fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
     let kind: String = r.try_get("identifier_type")?;
     let value: String = r.try_get("identifier_value")?;
     Ok(Authorization {
@@ -82,7 +93,7 @@ fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
     })
 }
 
-fn challenge_from_row(r: &AnyRow) -> Result<Challenge> {
+pub(super) fn challenge_from_row(r: &AnyRow) -> Result<Challenge> {
     Ok(Challenge {
         id: r.try_get("id")?,
         authz_id: r.try_get("authz_id")?,
@@ -94,7 +105,7 @@ fn challenge_from_row(r: &AnyRow) -> Result<Challenge> {
     })
 }
 
-fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
+pub(super) fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
     Ok(Certificate {
         id: r.try_get("id")?,
         instance_id: r.try_get("instance_id")?,
@@ -121,8 +132,8 @@ impl Store {
     /// Creates the instance unless it exists; returns it either way.
     pub async fn ensure_instance(&self, name: &str, issuer: &str) -> Result<Instance> {
         sqlx::query(
-            "INSERT INTO instances (id, name, description, issuer, created_at) \
-             VALUES ($1, $2, '', $3, $4) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO instances (id, name, description, issuer, created_at, updated_at) \
+             VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(random_id())
         .bind(name)
@@ -136,12 +147,10 @@ impl Store {
     }
 
     pub async fn instance_by_name(&self, name: &str) -> Result<Option<Instance>> {
-        let row = sqlx::query(
-            "SELECT id, name, description, issuer, created_at FROM instances WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
 
@@ -180,13 +189,14 @@ impl Store {
         jwk: &str,
         contact: &[String],
         tos_agreed: bool,
+        access_key_id: Option<&str>,
     ) -> Result<Account> {
         let id = random_id();
         let created_at = now();
         let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
         let result = sqlx::query(
-            "INSERT INTO accounts (id, instance_id, key_thumbprint, jwk, status, contact, tos_agreed, created_at) \
-             VALUES ($1, $2, $3, $4, 'valid', $5, $6, $7)",
+            "INSERT INTO accounts (id, instance_id, key_thumbprint, jwk, status, contact, tos_agreed, created_at, access_key_id) \
+             VALUES ($1, $2, $3, $4, 'valid', $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(instance_id)
@@ -195,6 +205,7 @@ impl Store {
         .bind(&contact_json)
         .bind(i64::from(tos_agreed))
         .bind(created_at)
+        .bind(access_key_id)
         .execute(&self.pool)
         .await;
         match result {
@@ -206,6 +217,7 @@ impl Store {
                 status: AccountStatus::Valid,
                 contact: contact.to_vec(),
                 tos_agreed,
+                access_key_id: access_key_id.map(str::to_string),
                 created_at,
             }),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
@@ -424,6 +436,7 @@ impl Store {
             certificate_id: None,
             replaces: new.replaces.clone(),
             created_at,
+            updated_at: created_at,
             authz_ids,
         })
     }
@@ -777,7 +790,7 @@ impl Store {
     }
 }
 
-fn guard(rows: u64) -> Result<()> {
+pub(super) fn guard(rows: u64) -> Result<()> {
     if rows == 1 {
         Ok(())
     } else {

@@ -5,6 +5,7 @@
 //! both perform it. It never decides policy and never talks to the network.
 
 mod acme;
+mod admin;
 mod records;
 
 use std::str::FromStr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
+pub use admin::{CertificateFilter, EventFilter, InstanceUsage, OrderFilter};
 pub use records::*;
 
 /// Errors from the store.

@@ -1,6 +1,6 @@
 //! The rows the store reads and writes, as typed values.
 
-use crate::policy::Identifier;
+use crate::policy::{Identifier, RateLimits, ValidationMode};
 
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -46,14 +46,78 @@ status_enum!(
     CertificateStatus { Signing => "signing", Valid => "valid", Revoked => "revoked" }
 );
 
+status_enum!(
+    /// An access key's state: only `active` keys bind new accounts and let
+    /// their accounts order; `revoked` is final.
+    AccessKeyStatus { Active => "active", Disabled => "disabled", Revoked => "revoked" }
+);
+
 /// A tenant of the hub.
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// `local` or `upstream`.
     pub issuer: String,
+    /// newAccount must carry an External Account Binding (RFC 8555 §7.3.4).
+    pub external_account_required: bool,
+    /// Validity of issued certificates; `None` = the hub's `[ca]` default.
+    pub cert_validity_days: Option<i64>,
+    /// Challenge types offered, e.g. `["http-01", "dns-01"]`.
+    pub allowed_challenges: Vec<String>,
+    pub rate_limits: RateLimits,
     pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An EAB key pair with its policy (DESIGN: *access key*).
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub description: String,
+    /// The EAB key identifier clients send.
+    pub kid: String,
+    pub hmac_key: Vec<u8>,
+    /// Pattern texts as given (normalized on use by `policy::Pattern`).
+    pub allowed_identifiers: Vec<String>,
+    pub allow_wildcard: bool,
+    pub validation: ValidationMode,
+    pub expires_at: Option<i64>,
+    pub status: AccessKeyStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An admin API token; only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    /// `admin` or `instance:NAME`.
+    pub scope: String,
+    /// `read` or `write`.
+    pub role: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: i64,
+    pub at: i64,
+    pub instance_id: Option<String>,
+    /// `token:NAME`, `acme-account:ID`, or `hub`.
+    pub actor: String,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    /// JSON object text; never a secret.
+    pub detail: String,
 }
 
 /// A downstream ACME account (RFC 8555 §7.1.2).
@@ -67,6 +131,8 @@ pub struct Account {
     pub status: AccountStatus,
     pub contact: Vec<String>,
     pub tos_agreed: bool,
+    /// The access key the account was registered with (EAB), if any.
+    pub access_key_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -85,6 +151,7 @@ pub struct Order {
     pub certificate_id: Option<String>,
     pub replaces: Option<String>,
     pub created_at: i64,
+    pub updated_at: i64,
     /// Authorization ids, in the order of the identifiers.
     pub authz_ids: Vec<String>,
 }

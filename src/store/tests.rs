@@ -45,6 +45,7 @@ async fn account(store: &Store) -> (Instance, Account) {
             "{}",
             &["mailto:a@example.com".into()],
             true,
+            None,
         )
         .await
         .unwrap();
@@ -96,7 +97,7 @@ async fn one_account_per_key_and_instance() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
         let again = store
-            .insert_account(&instance.id, &account.key_thumbprint, "{}", &[], true)
+            .insert_account(&instance.id, &account.key_thumbprint, "{}", &[], true, None)
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))));
         let found = store

@@ -42,6 +42,8 @@ pub enum ChallengeType {
 }
 
 impl ChallengeType {
+    pub const ALL: [ChallengeType; 3] = [Self::Http01, Self::Dns01, Self::TlsAlpn01];
+
     /// The ACME wire name, e.g. `http-01`.
     pub fn as_str(self) -> &'static str {
         match self {

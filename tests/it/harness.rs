@@ -155,6 +155,14 @@ impl TestHub {
             .unwrap()
     }
 
+    /// The bootstrap admin token the hub wrote on first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

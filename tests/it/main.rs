@@ -3,6 +3,7 @@
 //! cases), validating against a DNS server and challenge responders inside
 //! the test. One binary keeps link time down.
 
+mod admin;
 mod flows;
 mod harness;
 mod jws_rules;

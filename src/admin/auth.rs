@@ -1,0 +1,195 @@
+//! Admin API authentication: bearer tokens, their scope (the whole hub or one
+//! instance) and role (read or write). Only SHA-256 hashes of tokens are
+//! kept; a failed check says nothing about why.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::ApiError;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::orders::audit::Actor;
+use crate::store::Instance;
+
+/// SHA-256 of a token, lowercase hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token secret.
+pub fn new_token() -> String {
+    format!(
+        "ahk_{}",
+        crate::util::b64(&crate::util::random_bytes::<32>())
+    )
+}
+
+/// What a token may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every instance and the hub-wide resources (tokens, instance creation).
+    Admin,
+    /// One instance, by id.
+    Instance(String),
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Read,
+    Write,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(Self::Read),
+            "write" => Some(Self::Write),
+            _ => None,
+        }
+    }
+}
+
+/// The authenticated caller of an admin request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's name (`bootstrap` for the admin token).
+    pub name: String,
+    pub scope: Scope,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        Actor::Token(self.name.clone())
+    }
+
+    pub fn sees(&self, instance: &Instance) -> bool {
+        match &self.scope {
+            Scope::Admin => true,
+            Scope::Instance(id) => *id == instance.id,
+        }
+    }
+
+    /// 403 unless the token may write.
+    pub fn require_write(&self) -> Result<(), Error> {
+        match self.role {
+            Role::Write => Ok(()),
+            Role::Read => Err(Error::unauthorized("this token is read-only")),
+        }
+    }
+
+    /// 403 unless the token reaches the whole hub.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        match self.scope {
+            Scope::Admin => Ok(()),
+            Scope::Instance(_) => Err(Error::unauthorized(
+                "this token is scoped to one instance; this needs an admin token",
+            )),
+        }
+    }
+
+    /// The instance named by a path segment (id or name), if this token sees
+    /// it: 404 otherwise, so that other instances' names do not leak.
+    pub async fn instance(&self, hub: &Hub, id_or_name: &str) -> Result<Instance, Error> {
+        hub.store
+            .instance_by_ref(id_or_name)
+            .await?
+            .filter(|i| self.sees(i))
+            .ok_or_else(|| Error::not_found(format!("there is no instance {id_or_name:?}")))
+    }
+}
+
+/// Parses a stored scope text: `admin` or `instance:ID`.
+fn parse_scope(text: &str) -> Option<Scope> {
+    match text {
+        "admin" => Some(Scope::Admin),
+        other => other
+            .strip_prefix("instance:")
+            .map(|id| Scope::Instance(id.to_string())),
+    }
+}
+
+async fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, ApiError> {
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthenticated)?;
+    let hash = token_hash(token);
+    // Comparing digests, not secrets: timing reveals nothing about the token.
+    if hash == hub.admin_token_hash {
+        return Ok(Principal {
+            name: "bootstrap".into(),
+            scope: Scope::Admin,
+            role: Role::Write,
+        });
+    }
+    let stored = hub
+        .store
+        .token_by_hash(&hash)
+        .await
+        .map_err(|e| ApiError::from(Error::from(e)))?
+        .ok_or(ApiError::Unauthenticated)?;
+    let scope = parse_scope(&stored.scope).ok_or_else(|| {
+        ApiError::from(Error::internal(
+            "reading a token",
+            "stored scope is invalid",
+        ))
+    })?;
+    let role = Role::parse(&stored.role).ok_or_else(|| {
+        ApiError::from(Error::internal("reading a token", "stored role is invalid"))
+    })?;
+    Ok(Principal {
+        name: stored.name,
+        scope,
+        role,
+    })
+}
+
+impl FromRequestParts<Arc<Hub>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        hub: &Arc<Hub>,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = authenticate(hub, parts).await?;
+        if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
+            principal.require_write().map_err(ApiError::from)?;
+        }
+        Ok(principal)
+    }
+}
+
+/// Checks a requested token scope (`admin` or `instance:NAME`) and returns
+/// the text to store (`admin` or `instance:ID`) with the instance name.
+pub async fn resolve_scope(hub: &Hub, requested: &str) -> Result<(String, String), Error> {
+    if requested == "admin" {
+        return Ok(("admin".into(), "admin".into()));
+    }
+    let Some(name) = requested.strip_prefix("instance:") else {
+        return Err(Error::invalid(
+            "scope",
+            format!("scope {requested:?} is invalid; use \"admin\" or \"instance:NAME\""),
+        ));
+    };
+    let instance = hub
+        .store
+        .instance_by_ref(name)
+        .await?
+        .ok_or_else(|| Error::invalid("scope", format!("there is no instance {name:?}")))?;
+    Ok((
+        format!("instance:{}", instance.id),
+        format!("instance:{}", instance.name),
+    ))
+}

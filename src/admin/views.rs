@@ -1,0 +1,340 @@
+//! What the admin API returns: stored records rendered for operators, with
+//! times as RFC 3339 and never a secret (the one-time key and token views
+//! are the only ones that carry one, once).
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::hub::Hub;
+use crate::orders::{effective_authz_status, effective_order_status};
+use crate::policy::{Identifier, RateLimits, ValidationMode};
+use crate::store::{
+    AccessKey, ApiToken, Authorization, Certificate, CertificateStatus, Event, Instance, Order,
+};
+use crate::util::rfc3339;
+
+fn time(at: i64) -> String {
+    rfc3339(at)
+}
+
+/// A page of a listing; `next_offset` is set when more items follow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<i64>,
+}
+
+impl<T> Listing<T> {
+    /// `items` was fetched with `limit + 1`, so an extra item means more follow.
+    pub fn page(mut items: Vec<T>, limit: i64, offset: i64) -> Self {
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        Self {
+            items,
+            next_offset: more.then_some(offset + limit),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub issuer: String,
+    pub external_account_required: bool,
+    /// As set; null means the hub default (`effective_cert_validity_days`).
+    pub cert_validity_days: Option<i64>,
+    pub effective_cert_validity_days: i64,
+    pub allowed_challenges: Vec<String>,
+    pub rate_limits: RateLimits,
+    /// Where ACME clients point.
+    pub directory_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl InstanceView {
+    pub fn new(hub: &Hub, i: &Instance) -> Self {
+        Self {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            description: i.description.clone(),
+            issuer: i.issuer.clone(),
+            external_account_required: i.external_account_required,
+            cert_validity_days: i.cert_validity_days,
+            effective_cert_validity_days: crate::orders::validity_days(hub, i),
+            allowed_challenges: i.allowed_challenges.clone(),
+            rate_limits: i.rate_limits,
+            directory_url: hub.directory_url(&i.name),
+            created_at: time(i.created_at),
+            updated_at: time(i.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessKeyView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The EAB key identifier clients pass (`--eab-kid`).
+    pub kid: String,
+    pub allowed_identifiers: Vec<String>,
+    pub allow_wildcard: bool,
+    pub validation: ValidationMode,
+    pub expires_at: Option<String>,
+    /// `active`, `disabled` or `revoked`.
+    pub status: String,
+    /// Accounts registered with this key.
+    pub accounts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl AccessKeyView {
+    pub fn new(k: &AccessKey, accounts: i64) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            description: k.description.clone(),
+            kid: k.kid.clone(),
+            allowed_identifiers: k.allowed_identifiers.clone(),
+            allow_wildcard: k.allow_wildcard,
+            validation: k.validation,
+            expires_at: k.expires_at.map(time),
+            status: k.status.as_str().to_string(),
+            accounts,
+            created_at: time(k.created_at),
+            updated_at: time(k.updated_at),
+        }
+    }
+}
+
+/// A new access key: the only response that carries its HMAC key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewAccessKeyView {
+    #[serde(flatten)]
+    pub key: AccessKeyView,
+    /// base64url HMAC key (`--eab-hmac-key`); shown this once.
+    pub hmac_key: String,
+    pub directory_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    /// `admin` or `instance:NAME`.
+    pub scope: String,
+    /// `read` or `write`.
+    pub role: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl TokenView {
+    /// `scope_label` is the scope with the instance's name, not its id.
+    pub fn new(t: &ApiToken, scope_label: String) -> Self {
+        Self {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            scope: scope_label,
+            role: t.role.clone(),
+            created_by: t.created_by.clone(),
+            created_at: time(t.created_at),
+            revoked_at: t.revoked_at.map(time),
+        }
+    }
+}
+
+/// A new token: the only response that carries its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewTokenView {
+    #[serde(flatten)]
+    pub token_info: TokenView,
+    /// The bearer token; shown this once.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateView {
+    pub id: String,
+    /// Lowercase hex.
+    pub serial: String,
+    #[schema(value_type = Vec<Object>)]
+    pub identifiers: Vec<Identifier>,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_remaining: i64,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// `local`, or the CA account that issued it.
+    pub issuer: String,
+    pub account: String,
+    pub order: String,
+    pub revoked_at: Option<String>,
+    pub revocation_reason: Option<i64>,
+    /// The PEM chain (single-certificate responses only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_pem: Option<String>,
+}
+
+/// The inventory status of a certificate at `now`.
+pub fn certificate_status(c: &Certificate, now: i64) -> &'static str {
+    match c.status {
+        CertificateStatus::Revoked => "revoked",
+        CertificateStatus::Signing => "issuing",
+        CertificateStatus::Valid if c.not_after <= now => "expired",
+        CertificateStatus::Valid => "active",
+    }
+}
+
+impl CertificateView {
+    pub fn new(c: &Certificate, now: i64, with_chain: bool) -> Self {
+        Self {
+            id: c.id.clone(),
+            serial: c.serial.clone(),
+            identifiers: c.identifiers.clone(),
+            not_before: time(c.not_before),
+            not_after: time(c.not_after),
+            days_remaining: (c.not_after - now).div_euclid(86400),
+            status: certificate_status(c, now).to_string(),
+            issuer: c.issuer.clone(),
+            account: c.account_id.clone(),
+            order: c.order_id.clone(),
+            revoked_at: c.revoked_at.map(time),
+            revocation_reason: c.revocation_reason,
+            chain_pem: if with_chain {
+                c.chain_pem.clone()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub validated: Option<String>,
+    /// The problem document of a failed validation.
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationView {
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub identifier: Identifier,
+    pub wildcard: bool,
+    pub status: String,
+    pub expires: String,
+    pub challenges: Vec<ChallengeView>,
+}
+
+fn problem(text: &Option<String>) -> Option<Value> {
+    text.as_deref().and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl AuthorizationView {
+    pub fn new(a: &Authorization, now: i64) -> Self {
+        Self {
+            id: a.id.clone(),
+            identifier: a.identifier.clone(),
+            wildcard: a.wildcard,
+            status: effective_authz_status(a.status, a.expires_at, now)
+                .as_str()
+                .to_string(),
+            expires: time(a.expires_at),
+            challenges: a
+                .challenges
+                .iter()
+                .map(|c| ChallengeView {
+                    kind: c.kind.clone(),
+                    status: c.status.as_str().to_string(),
+                    validated: c.validated_at.map(time),
+                    error: problem(&c.error),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    pub status: String,
+    pub account: String,
+    #[schema(value_type = Vec<Object>)]
+    pub identifiers: Vec<Identifier>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires: String,
+    pub certificate: Option<String>,
+    /// The problem document of a failed order.
+    pub error: Option<Value>,
+    pub authorizations: Vec<AuthorizationView>,
+}
+
+impl OrderView {
+    pub fn new(o: &Order, authorizations: &[Authorization], now: i64) -> Self {
+        Self {
+            id: o.id.clone(),
+            status: effective_order_status(o, now).as_str().to_string(),
+            account: o.account_id.clone(),
+            identifiers: o.identifiers.clone(),
+            created_at: time(o.created_at),
+            updated_at: time(o.updated_at),
+            expires: time(o.expires_at),
+            certificate: o.certificate_id.clone(),
+            error: problem(&o.error),
+            authorizations: authorizations
+                .iter()
+                .map(|a| AuthorizationView::new(a, now))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// Increasing; pass the last one as `before` for the next (older) page.
+    pub seq: i64,
+    pub at: String,
+    /// The instance's name (null for hub-wide events).
+    pub instance: Option<String>,
+    /// `token:NAME`, `acme-account:ID`, `certificate-key` or `hub`.
+    pub actor: String,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub detail: Value,
+}
+
+impl EventView {
+    pub fn new(e: &Event, instance: Option<String>) -> Self {
+        Self {
+            seq: e.seq,
+            at: time(e.at),
+            instance,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            object_type: e.object_type.clone(),
+            object_id: e.object_id.clone(),
+            detail: serde_json::from_str(&e.detail).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A page of events; `next_before` is set when older events follow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventListing {
+    pub items: Vec<EventView>,
+    pub next_before: Option<i64>,
+}

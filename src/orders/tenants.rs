@@ -1,0 +1,570 @@
+//! Instances and their access keys: creating, changing and retiring them,
+//! with every field checked before anything is written, and the policy an
+//! access key imposes on the accounts bound to it.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::audit::{self, Actor};
+use crate::error::{Error, ErrorKind};
+use crate::hub::Hub;
+use crate::policy::{AccessPolicy, RateLimits, ValidationMode};
+use crate::store::{AccessKey, AccessKeyStatus, Account, Instance, StoreError};
+use crate::util::{b64, now, parse_rfc3339, random_bytes, random_id};
+use crate::validation::ChallengeType;
+
+/// Longest description accepted.
+const MAX_DESCRIPTION: usize = 1000;
+/// Most patterns one access key may list.
+const MAX_PATTERNS: usize = 1000;
+/// Longest certificate lifetime an instance may set (the CA/B Forum's limit).
+const MAX_VALIDITY_DAYS: i64 = 397;
+
+/// Instance settings as sent to the API; on update, absent fields keep
+/// their value.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSettings {
+    /// URL slug: lowercase letters, digits and inner hyphens; fixed once created.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `local` (the hub's CA) or `upstream` (CA accounts, with the relay).
+    pub issuer: Option<String>,
+    /// newAccount must carry an External Account Binding (an access key).
+    pub external_account_required: Option<bool>,
+    /// Validity of issued certificates in days (1 to 397); null = the hub default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub cert_validity_days: Option<Option<i64>>,
+    /// Challenge types offered: `http-01`, `dns-01`, `tls-alpn-01`.
+    pub allowed_challenges: Option<Vec<String>>,
+    pub rate_limits: Option<RateLimits>,
+}
+
+/// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks an instance name: a DNS-label-like URL slug.
+pub fn validate_instance_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!(
+                "instance name {name:?} must be 1 to 63 lowercase letters, digits or inner hyphens"
+            ),
+        ))
+    }
+}
+
+fn validate_description(text: &str) -> Result<(), Error> {
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(Error::invalid(
+            "description",
+            format!("the description is longer than {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `settings` to `instance`, checking each field.
+fn apply_settings(instance: &mut Instance, settings: &InstanceSettings) -> Result<(), Error> {
+    if let Some(description) = &settings.description {
+        validate_description(description)?;
+        instance.description = description.clone();
+    }
+    if let Some(issuer) = &settings.issuer {
+        match issuer.as_str() {
+            "local" | "upstream" => instance.issuer = issuer.clone(),
+            other => {
+                return Err(Error::invalid(
+                    "issuer",
+                    format!("issuer {other:?} is unknown; use \"local\" or \"upstream\""),
+                ));
+            }
+        }
+    }
+    if let Some(required) = settings.external_account_required {
+        instance.external_account_required = required;
+    }
+    if let Some(days) = settings.cert_validity_days {
+        if let Some(d) = days {
+            if !(1..=MAX_VALIDITY_DAYS).contains(&d) {
+                return Err(Error::invalid(
+                    "cert_validity_days",
+                    format!("cert_validity_days must be 1 to {MAX_VALIDITY_DAYS}, or null"),
+                ));
+            }
+        }
+        instance.cert_validity_days = days;
+    }
+    if let Some(challenges) = &settings.allowed_challenges {
+        if challenges.is_empty() {
+            return Err(Error::invalid(
+                "allowed_challenges",
+                "allowed_challenges must name at least one challenge type",
+            ));
+        }
+        let mut seen = Vec::new();
+        for c in challenges {
+            let kind: ChallengeType = c.parse().map_err(|_| {
+                Error::invalid(
+                    "allowed_challenges",
+                    format!("{c:?} is not a challenge type; use http-01, dns-01 or tls-alpn-01"),
+                )
+            })?;
+            if !seen.contains(&kind.as_str().to_string()) {
+                seen.push(kind.as_str().to_string());
+            }
+        }
+        instance.allowed_challenges = seen;
+    }
+    if let Some(limits) = settings.rate_limits {
+        instance.rate_limits = limits;
+    }
+    Ok(())
+}
+
+/// Creates an instance from its settings (`name` required).
+pub async fn create_instance(
+    hub: &Hub,
+    actor: &Actor,
+    settings: &InstanceSettings,
+) -> Result<Instance, Error> {
+    let name = settings
+        .name
+        .clone()
+        .ok_or_else(|| Error::invalid("name", "name is required"))?;
+    validate_instance_name(&name)?;
+    let now = now();
+    let mut instance = Instance {
+        id: random_id(),
+        name,
+        description: String::new(),
+        issuer: "local".into(),
+        external_account_required: false,
+        cert_validity_days: None,
+        allowed_challenges: ChallengeType::ALL
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        rate_limits: RateLimits::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply_settings(&mut instance, settings)?;
+    hub.store.insert_instance(&instance).await?;
+    audit::record(
+        hub,
+        Some(&instance.id),
+        actor,
+        "instance.create",
+        ("instance", &instance.id),
+        json!({"name": instance.name, "issuer": instance.issuer,
+               "external_account_required": instance.external_account_required}),
+    )
+    .await;
+    tracing::info!(instance = %instance.name, "instance created");
+    Ok(instance)
+}
+
+/// Changes an instance's settings; its name stays.
+pub async fn update_instance(
+    hub: &Hub,
+    actor: &Actor,
+    instance: &Instance,
+    settings: &InstanceSettings,
+) -> Result<Instance, Error> {
+    if settings.name.as_ref().is_some_and(|n| *n != instance.name) {
+        return Err(Error::invalid(
+            "name",
+            "an instance cannot be renamed: its name is part of every ACME URL it handed out",
+        ));
+    }
+    let mut updated = instance.clone();
+    apply_settings(&mut updated, settings)?;
+    updated.updated_at = now();
+    hub.store
+        .update_instance(&updated)
+        .await
+        .map_err(|e| match e {
+            StoreError::Guard => Error::not_found("the instance was deleted meanwhile"),
+            other => other.into(),
+        })?;
+    hub.forget_instance(&instance.name);
+    audit::record(
+        hub,
+        Some(&instance.id),
+        actor,
+        "instance.update",
+        ("instance", &instance.id),
+        serde_json::to_value(ChangedFields::of(settings)).unwrap_or_default(),
+    )
+    .await;
+    Ok(updated)
+}
+
+/// The names of the fields a change touched, for the audit log.
+#[derive(serde::Serialize)]
+struct ChangedFields {
+    changed: Vec<&'static str>,
+}
+
+impl ChangedFields {
+    fn of(s: &InstanceSettings) -> Self {
+        let mut changed = Vec::new();
+        let mut note = |set: bool, name| {
+            if set {
+                changed.push(name)
+            }
+        };
+        note(s.description.is_some(), "description");
+        note(s.issuer.is_some(), "issuer");
+        note(
+            s.external_account_required.is_some(),
+            "external_account_required",
+        );
+        note(s.cert_validity_days.is_some(), "cert_validity_days");
+        note(s.allowed_challenges.is_some(), "allowed_challenges");
+        note(s.rate_limits.is_some(), "rate_limits");
+        Self { changed }
+    }
+}
+
+/// Deletes an instance that holds nothing: no account, access key or
+/// certificate (409 otherwise, saying what it still holds).
+pub async fn delete_instance(hub: &Hub, actor: &Actor, instance: &Instance) -> Result<(), Error> {
+    match hub.store.delete_instance(&instance.id).await {
+        Ok(()) => {}
+        Err(StoreError::Guard) => {
+            let usage = hub.store.instance_usage(&instance.id).await?;
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "instance {:?} still holds {} accounts, {} access keys and {} certificates; \
+                     an instance is deleted only when empty, so that no record is lost",
+                    instance.name, usage.accounts, usage.access_keys, usage.certificates
+                ),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    hub.forget_instance(&instance.name);
+    audit::record(
+        hub,
+        Some(&instance.id),
+        actor,
+        "instance.delete",
+        ("instance", &instance.id),
+        json!({"name": instance.name}),
+    )
+    .await;
+    tracing::info!(instance = %instance.name, "instance deleted");
+    Ok(())
+}
+
+/// An access key as sent to the API; on update, absent fields keep their value.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeySettings {
+    /// Unique within the instance: letters, digits, `.`, `_`, `-`; fixed once created.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `example.com` (that name), `*.example.com` (names under it), `10.0.0.0/8` (IPs).
+    pub allowed_identifiers: Option<Vec<String>>,
+    /// Whether wildcard names (`*.x`) may be ordered.
+    pub allow_wildcard: Option<bool>,
+    pub validation: Option<ValidationMode>,
+    /// RFC 3339; after it the key binds no account and its accounts cannot order.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    /// `active` or `disabled` (update only; revoke with DELETE).
+    pub status: Option<String>,
+}
+
+fn validate_key_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!("access key name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+fn apply_key_settings(key: &mut AccessKey, s: &AccessKeySettings, now: i64) -> Result<(), Error> {
+    if let Some(description) = &s.description {
+        validate_description(description)?;
+        key.description = description.clone();
+    }
+    if let Some(patterns) = &s.allowed_identifiers {
+        if patterns.len() > MAX_PATTERNS {
+            return Err(Error::invalid(
+                "allowed_identifiers",
+                format!("at most {MAX_PATTERNS} patterns are allowed"),
+            ));
+        }
+        let parsed = AccessPolicy::parse_patterns(patterns)
+            .map_err(|why| Error::invalid("allowed_identifiers", why))?;
+        key.allowed_identifiers = parsed.iter().map(|p| p.to_string()).collect();
+    }
+    if let Some(wildcard) = s.allow_wildcard {
+        key.allow_wildcard = wildcard;
+    }
+    if let Some(mode) = s.validation {
+        key.validation = mode;
+    }
+    if let Some(expires) = &s.expires_at {
+        key.expires_at = match expires {
+            None => None,
+            Some(text) => {
+                let at = parse_rfc3339(text).ok_or_else(|| {
+                    Error::invalid("expires_at", "expires_at must be an RFC 3339 timestamp")
+                })?;
+                if at <= now {
+                    return Err(Error::invalid(
+                        "expires_at",
+                        "expires_at must be in the future",
+                    ));
+                }
+                Some(at)
+            }
+        };
+    }
+    if let Some(status) = &s.status {
+        key.status = match status.as_str() {
+            "active" => AccessKeyStatus::Active,
+            "disabled" => AccessKeyStatus::Disabled,
+            "revoked" => AccessKeyStatus::Revoked,
+            other => {
+                return Err(Error::invalid(
+                    "status",
+                    format!(
+                        "status {other:?} is unknown; use \"active\", \"disabled\" or \"revoked\""
+                    ),
+                ));
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Creates an access key. Returns it with its HMAC key (base64url), which is
+/// shown this once.
+pub async fn create_access_key(
+    hub: &Hub,
+    actor: &Actor,
+    instance: &Instance,
+    settings: &AccessKeySettings,
+) -> Result<(AccessKey, String), Error> {
+    let name = settings
+        .name
+        .clone()
+        .ok_or_else(|| Error::invalid("name", "name is required"))?;
+    validate_key_name(&name)?;
+    if settings.allowed_identifiers.is_none() {
+        return Err(Error::invalid(
+            "allowed_identifiers",
+            "allowed_identifiers is required: the names this key may order",
+        ));
+    }
+    if settings.status.is_some() {
+        return Err(Error::invalid(
+            "status",
+            "a new access key is always active",
+        ));
+    }
+    let now = now();
+    let hmac_key = random_bytes::<32>().to_vec();
+    let mut key = AccessKey {
+        id: random_id(),
+        instance_id: instance.id.clone(),
+        name,
+        description: String::new(),
+        kid: format!("kid-{}", random_id()),
+        hmac_key: hmac_key.clone(),
+        allowed_identifiers: Vec::new(),
+        allow_wildcard: false,
+        validation: ValidationMode::Challenge,
+        expires_at: None,
+        status: AccessKeyStatus::Active,
+        created_at: now,
+        updated_at: now,
+    };
+    apply_key_settings(&mut key, settings, now)?;
+    hub.store.insert_access_key(&key).await?;
+    audit::record(
+        hub,
+        Some(&instance.id),
+        actor,
+        "access-key.create",
+        ("access-key", &key.id),
+        json!({"name": key.name, "kid": key.kid, "allowed_identifiers": key.allowed_identifiers,
+               "allow_wildcard": key.allow_wildcard, "validation": key.validation.as_str()}),
+    )
+    .await;
+    Ok((key, b64(&hmac_key)))
+}
+
+/// Changes an access key (not its name, kid or HMAC key). Revocation is final.
+pub async fn update_access_key(
+    hub: &Hub,
+    actor: &Actor,
+    key: &AccessKey,
+    settings: &AccessKeySettings,
+) -> Result<AccessKey, Error> {
+    if settings.name.as_ref().is_some_and(|n| *n != key.name) {
+        return Err(Error::invalid("name", "an access key cannot be renamed"));
+    }
+    if key.status == AccessKeyStatus::Revoked {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("access key {:?} is revoked; revocation is final", key.name),
+        ));
+    }
+    let now = now();
+    let mut updated = key.clone();
+    apply_key_settings(&mut updated, settings, now)?;
+    updated.updated_at = now;
+    hub.store
+        .update_access_key(&updated)
+        .await
+        .map_err(|e| match e {
+            StoreError::Guard => Error::new(
+                ErrorKind::Conflict,
+                format!("access key {:?} was revoked meanwhile", key.name),
+            ),
+            other => other.into(),
+        })?;
+    let action = match (key.status, updated.status) {
+        (a, b) if a == b => "access-key.update",
+        (_, AccessKeyStatus::Revoked) => "access-key.revoke",
+        (_, AccessKeyStatus::Disabled) => "access-key.disable",
+        _ => "access-key.enable",
+    };
+    audit::record(
+        hub,
+        Some(&key.instance_id),
+        actor,
+        action,
+        ("access-key", &key.id),
+        json!({"name": key.name, "status": updated.status.as_str()}),
+    )
+    .await;
+    Ok(updated)
+}
+
+/// Revokes an access key: its accounts can no longer order.
+pub async fn revoke_access_key(
+    hub: &Hub,
+    actor: &Actor,
+    key: &AccessKey,
+) -> Result<AccessKey, Error> {
+    update_access_key(
+        hub,
+        actor,
+        key,
+        &AccessKeySettings {
+            status: Some("revoked".into()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Why an access key cannot be used now, if it cannot.
+pub fn key_unusable(key: &AccessKey, now: i64) -> Option<String> {
+    match key.status {
+        AccessKeyStatus::Revoked => Some(format!("access key {:?} was revoked", key.name)),
+        AccessKeyStatus::Disabled => Some(format!("access key {:?} is disabled", key.name)),
+        AccessKeyStatus::Active if key.expires_at.is_some_and(|at| at <= now) => {
+            Some(format!("access key {:?} has expired", key.name))
+        }
+        AccessKeyStatus::Active => None,
+    }
+}
+
+/// The policy the account's access key imposes (`None` for an account
+/// registered without one). `unauthorized` when the key may no longer be used.
+pub async fn account_policy(hub: &Hub, account: &Account) -> Result<Option<AccessPolicy>, Error> {
+    let Some(key_id) = &account.access_key_id else {
+        return Ok(None);
+    };
+    let key = hub
+        .store
+        .access_key(&account.instance_id, key_id)
+        .await?
+        .ok_or_else(|| Error::internal("loading the access key", "account names a missing key"))?;
+    if let Some(why) = key_unusable(&key, now()) {
+        return Err(Error::unauthorized(format!(
+            "{why}: accounts registered with it can no longer order certificates"
+        )));
+    }
+    let patterns = AccessPolicy::parse_patterns(&key.allowed_identifiers)
+        .map_err(|e| Error::internal("loading the access key policy", e))?;
+    Ok(Some(AccessPolicy {
+        key_name: key.name,
+        patterns,
+        allow_wildcard: key.allow_wildcard,
+        validation: key.validation,
+    }))
+}
+
+/// Checks every identifier against the policy: `rejectedIdentifier` with one
+/// subproblem per refused identifier, naming the rule that refused it.
+pub fn check_identifiers(
+    policy: &AccessPolicy,
+    identifiers: &[crate::policy::Identifier],
+) -> Result<(), Error> {
+    let refused: Vec<crate::error::Subproblem> = identifiers
+        .iter()
+        .filter_map(|id| {
+            policy.refusal(id).map(|detail| crate::error::Subproblem {
+                kind: ErrorKind::RejectedIdentifier,
+                detail,
+                identifier: id.clone(),
+            })
+        })
+        .collect();
+    match refused.len() {
+        0 => Ok(()),
+        1 => Err(
+            Error::new(ErrorKind::RejectedIdentifier, refused[0].detail.clone())
+                .with_subproblems(refused),
+        ),
+        n => Err(Error::new(
+            ErrorKind::RejectedIdentifier,
+            format!(
+                "{n} identifiers are not allowed by access key {:?}: {}",
+                policy.key_name,
+                refused
+                    .iter()
+                    .map(|s| s.identifier.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_subproblems(refused)),
+    }
+}
