@@ -45,6 +45,13 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Manage a running hub through its admin API.
+    Admin {
+        #[command(flatten)]
+        connection: acmehub::admin::cli::Connection,
+        #[command(subcommand)]
+        command: acmehub::admin::cli::AdminCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,7 +71,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    acmehub::telemetry::init_logging(config.log_format);
+    if !matches!(cli.command, Command::Admin { .. }) {
+        acmehub::telemetry::init_logging(config.log_format);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -75,6 +84,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve => serve(config).await,
+            Command::Admin {
+                connection,
+                command,
+            } => acmehub::admin::cli::run(&connection, &command, &config)
+                .await
+                .map(|out| println!("{out}")),
             Command::Migrate => acmehub::store::Store::connect(&config.database_url)
                 .await
                 .map(|_| tracing::info!("database schema is up to date"))

@@ -5,6 +5,7 @@
 //! token a create call hands out.
 
 pub mod auth;
+pub mod cli;
 mod handlers;
 mod inventory;
 pub mod views;
