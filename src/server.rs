@@ -207,8 +207,9 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
                     }
-                    // Rate-limit windows are at most an hour long.
-                    if let Err(e) = hub.store.prune_counters(now - 7200).await {
+                    // Rate-limit windows are an hour or a second long.
+                    let short = crate::policy::Limit::Requests;
+                    if let Err(e) = hub.store.prune_counters(now - 7200, short.tag(), now - 60).await {
                         tracing::warn!(error = %e, "pruning rate-limit counters failed");
                     }
                 }

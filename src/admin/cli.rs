@@ -191,7 +191,12 @@ impl Client {
         Ok(Self { http, base, token })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -281,9 +286,30 @@ fn rows(items: &Value, fields: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-const INSTANCE_FIELDS: [&str; 5] = ["name", "issuer", "external_account_required", "effective_cert_validity_days", "directory_url"];
-const KEY_FIELDS: [&str; 7] = ["name", "kid", "status", "validation", "allow_wildcard", "allowed_identifiers", "accounts"];
-const CERT_FIELDS: [&str; 6] = ["serial", "status", "days_remaining", "not_after", "issuer", "identifiers"];
+const INSTANCE_FIELDS: [&str; 5] = [
+    "name",
+    "issuer",
+    "external_account_required",
+    "effective_cert_validity_days",
+    "directory_url",
+];
+const KEY_FIELDS: [&str; 7] = [
+    "name",
+    "kid",
+    "status",
+    "validation",
+    "allow_wildcard",
+    "allowed_identifiers",
+    "accounts",
+];
+const CERT_FIELDS: [&str; 6] = [
+    "serial",
+    "status",
+    "days_remaining",
+    "not_after",
+    "issuer",
+    "identifiers",
+];
 const TOKEN_FIELDS: [&str; 5] = ["name", "scope", "role", "created_at", "revoked_at"];
 
 /// Runs one admin command and returns what to print.
@@ -316,7 +342,9 @@ async fn instance(client: &Client, command: &InstanceCommand) -> Result<Output, 
             Ok((v, t))
         }
         InstanceCommand::Show { instance } => {
-            let v = client.get(&format!("/api/v1/instances/{}", seg(instance))).await?;
+            let v = client
+                .get(&format!("/api/v1/instances/{}", seg(instance)))
+                .await?;
             let t = serde_json::to_string_pretty(&v).unwrap_or_default();
             Ok((v, t))
         }
@@ -383,9 +411,16 @@ async fn access_key(client: &Client, command: &AccessKeyCommand) -> Result<Outpu
                 body["description"] = json!(d);
             }
             let v = client
-                .post(&format!("/api/v1/instances/{}/access-keys", seg(instance)), body)
+                .post(
+                    &format!("/api/v1/instances/{}/access-keys", seg(instance)),
+                    body,
+                )
                 .await?;
-            let (kid, hmac, dir) = (cell(&v["kid"]), cell(&v["hmac_key"]), cell(&v["directory_url"]));
+            let (kid, hmac, dir) = (
+                cell(&v["kid"]),
+                cell(&v["hmac_key"]),
+                cell(&v["directory_url"]),
+            );
             let t = format!(
                 "access key {name} created; the HMAC key is shown only now.\n\
                  kid:       {kid}\n\
@@ -508,7 +543,10 @@ mod tests {
             {"name": "a", "identifiers": [{"type": "dns", "value": "x.example"}], "n": 1},
             {"name": "long-name", "identifiers": [], "n": null}
         ]);
-        let t = table(&["name", "identifiers", "n"], &rows(&items, &["name", "identifiers", "n"]));
+        let t = table(
+            &["name", "identifiers", "n"],
+            &rows(&items, &["name", "identifiers", "n"]),
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "NAME       IDENTIFIERS  N");
         assert_eq!(lines[1], "a          x.example    1");

@@ -138,6 +138,7 @@ pub async fn create_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Response> {
     let instance = who.instance(&hub, &i).await?;
+    tenants::check_pre_authorization_rights(&settings, None, who.require_admin().is_ok())?;
     let (key, hmac_key) =
         tenants::create_access_key(&hub, &who.actor(), &instance, &settings).await?;
     Ok(created(NewAccessKeyView {
@@ -200,6 +201,7 @@ pub async fn patch_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Json<AccessKeyView>> {
     let (key, accounts) = find_key(&hub, &who, &i, &id).await?;
+    tenants::check_pre_authorization_rights(&settings, Some(&key), who.require_admin().is_ok())?;
     let updated = tenants::update_access_key(&hub, &who.actor(), &key, &settings).await?;
     Ok(Json(AccessKeyView::new(&updated, accounts)))
 }

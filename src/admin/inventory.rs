@@ -135,16 +135,14 @@ pub async fn list_certificates(
             .into());
         }
     }
-    if let Some(identifier) = &query.identifier {
-        if identifier.is_empty() || identifier.len() > 253 {
-            return Err(
-                Error::invalid("identifier", "identifier must be 1 to 253 characters").into(),
-            );
-        }
-    }
+    let identifier = query
+        .identifier
+        .as_deref()
+        .map(normalize_identifier)
+        .transpose()?;
     let filter = CertificateFilter {
         status: query.status,
-        identifier: query.identifier,
+        identifier,
         expiring_within_days: query.expiring_within_days,
         limit: limit + 1,
         offset,
@@ -159,6 +157,26 @@ pub async fn list_certificates(
         .map(|c| CertificateView::new(c, now, false))
         .collect();
     Ok(Json(Listing::page(views, limit, offset)))
+}
+
+/// An identifier filter as stored: an IP address, or a DNS name in
+/// lowercase A-label form without trailing dot or wildcard label.
+fn normalize_identifier(text: &str) -> Result<String, Error> {
+    let bad = || {
+        Error::invalid(
+            "identifier",
+            "identifier must be a DNS name or an IP address",
+        )
+    };
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let ascii = idna::domain_to_ascii(text.trim_end_matches('.')).map_err(|_| bad())?;
+    let name = ascii.strip_prefix("*.").unwrap_or(&ascii);
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad());
+    }
+    Ok(name.to_string())
 }
 
 async fn find_certificate(

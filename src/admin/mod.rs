@@ -92,20 +92,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let has_body = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_none_or(|v| v.as_bytes() != b"0");
-        if !has_body {
-            // A bodiless POST (e.g. a revoke with the default reason) means `{}`.
-            return parse_json(b"{}").map(ApiJson).map_err(ApiError::from);
-        }
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        let has_type = request.headers().contains_key(header::CONTENT_TYPE);
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|_| Error::new(ErrorKind::PayloadTooLarge, "the request body is too large"))?;
+        if body.is_empty() && !has_type {
+            // A bodiless POST (e.g. a revoke with the default reason) means `{}`.
+            return parse_json(b"{}").map(ApiJson).map_err(ApiError::from);
+        }
         if !is_json {
             return Err(Error::new(
                 ErrorKind::UnsupportedMediaType,
@@ -113,9 +113,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             )
             .into());
         }
-        let body = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|_| Error::new(ErrorKind::PayloadTooLarge, "the request body is too large"))?;
         parse_json(&body).map(ApiJson).map_err(ApiError::from)
     }
 }

@@ -113,7 +113,7 @@ impl AccessKeyView {
 }
 
 /// A new access key: the only response that carries its HMAC key.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct NewAccessKeyView {
     #[serde(flatten)]
     pub key: AccessKeyView,
@@ -151,7 +151,7 @@ impl TokenView {
 }
 
 /// A new token: the only response that carries its secret.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct NewTokenView {
     #[serde(flatten)]
     pub token_info: TokenView,

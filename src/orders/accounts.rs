@@ -91,6 +91,43 @@ async fn bound_access_key(
     Ok(access_key)
 }
 
+/// Binds an account registered without EAB to the access key of a valid binding.
+async fn bind_existing(
+    hub: &Hub,
+    instance: &Instance,
+    key: &AccountKey,
+    binding: &serde_json::Value,
+    account: Account,
+) -> Result<(Account, bool), Error> {
+    let access_key = bound_access_key(hub, instance, key, binding).await?;
+    match hub
+        .store
+        .bind_account_key(&account.id, &access_key.id)
+        .await
+    {
+        Ok(()) => {
+            audit::record(
+                hub,
+                Some(&instance.id),
+                &Actor::Account(account.id.clone()),
+                "account.bind",
+                ("account", &account.id),
+                serde_json::json!({"access_key": access_key.name}),
+            )
+            .await;
+        }
+        // Bound concurrently by another request: that binding stands.
+        Err(StoreError::Guard) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let account = hub
+        .store
+        .account(&instance.id, &account.id)
+        .await?
+        .ok_or_else(|| Error::internal("binding an account", "account vanished"))?;
+    Ok((account, false))
+}
+
 /// RFC 8555 §7.3: finds the account of `key`, or creates one, bound to the
 /// access key of its External Account Binding when it has one.
 /// Returns the account and whether it was created now.
@@ -113,7 +150,11 @@ pub async fn new_account(
         .account_by_thumbprint(&instance.id, &thumbprint)
         .await?
     {
-        return Ok((existing, false));
+        return match (external_account_binding, &existing.access_key_id) {
+            // An account from before the instance required EAB gets bound now.
+            (Some(binding), None) => bind_existing(hub, instance, key, binding, existing).await,
+            _ => Ok((existing, false)),
+        };
     }
     if only_return_existing {
         return Err(Error::new(

@@ -66,7 +66,7 @@ pub async fn finalize(
             ),
         ));
     }
-    if let Some(policy) = super::tenants::account_policy(hub, account).await? {
+    if let Some(policy) = super::tenants::account_policy(hub, instance, account).await? {
         super::tenants::check_identifiers(&policy, &csr.identifiers)?;
     }
     if spki_matches_jwk(&csr.spki_der, &account.jwk) {

@@ -163,15 +163,13 @@ pub async fn new_order(
     client: Option<IpAddr>,
 ) -> Result<Order, Error> {
     let identifiers = parse_identifiers(&request.identifiers)?;
-    let policy = tenants::account_policy(hub, account).await?;
+    let policy = tenants::account_policy(hub, instance, account).await?;
     if let Some(policy) = &policy {
         tenants::check_identifiers(policy, &identifiers)?;
     }
     require_local_issuer(instance)?;
-    let mut subjects = vec![Subject::Account(&account.id)];
-    subjects.extend(client.map(Subject::Ip));
-    limits::check(hub, instance, Limit::FailedValidations, &subjects[..1]).await?;
-    limits::charge(hub, instance, Limit::Orders, &subjects).await?;
+    let account_subject = [Subject::Account(&account.id)];
+    limits::check(hub, instance, Limit::FailedValidations, &account_subject).await?;
     let pre_authorized = policy
         .as_ref()
         .is_some_and(|p| p.validation == ValidationMode::PreAuthorized);
@@ -222,6 +220,17 @@ pub async fn new_order(
             value: identifier.base_name().to_string(),
         };
         if pre_authorized {
+            // The policy vouches for control, but the domain's CAA records
+            // still decide whether this CA may issue (RFC 8659).
+            if identifier.kind == IdentifierKind::Dns {
+                hub.validator.check_caa(identifier).await.map_err(|e| {
+                    Error::new(e.kind, e.detail.clone()).with_subproblems(vec![Subproblem {
+                        kind: e.kind,
+                        detail: e.detail,
+                        identifier: identifier.clone(),
+                    }])
+                })?;
+            }
             authorizations.push(NewAuthz::Create {
                 identifier: base,
                 wildcard,
@@ -232,10 +241,11 @@ pub async fn new_order(
             continue;
         }
         let challenges = allowed_challenges(instance, &base, wildcard)?;
+        let kinds: Vec<&str> = challenges.iter().map(|c| c.as_str()).collect();
         // Reuse only an authorization that outlives the new order's validity window start.
         if let Some(id) = hub
             .store
-            .reusable_authz(&account.id, &base, wildcard, now + 3600)
+            .reusable_authz(&account.id, &base, wildcard, now + 3600, &kinds)
             .await?
         {
             authorizations.push(NewAuthz::Reuse(id));
@@ -253,6 +263,9 @@ pub async fn new_order(
             valid: false,
         });
     }
+    let mut subjects = vec![Subject::Account(&account.id)];
+    subjects.extend(client.map(Subject::Ip));
+    limits::charge(hub, instance, Limit::Orders, &subjects).await?;
     let order = hub
         .store
         .create_order(&NewOrder {
@@ -315,6 +328,14 @@ pub async fn respond_to_challenge(
     if challenge.status != ChallengeStatus::Pending {
         // Repeating the request is harmless (RFC 8555 §7.5.1): answer with its state.
         return Ok(());
+    }
+    if !instance.allowed_challenges.contains(&challenge.kind) {
+        return Err(Error::unauthorized(format!(
+            "instance {:?} no longer allows {} challenges; answer one of [{}]",
+            instance.name,
+            challenge.kind,
+            instance.allowed_challenges.join(", ")
+        )));
     }
     if effective_authz_status(authz.status, authz.expires_at, now()) != AuthzStatus::Pending {
         return Err(Error::malformed(format!(

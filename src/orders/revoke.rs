@@ -22,6 +22,9 @@ pub enum Revoker<'a> {
     CertificateKey(&'a str),
 }
 
+/// Any challenge type proves control for revocation (RFC 8555 §7.6).
+const ALL_CHALLENGES: [&str; 3] = ["http-01", "dns-01", "tls-alpn-01"];
+
 /// RFC 5280 reason codes we accept (CA-only and hold reasons refused).
 const ALLOWED_REASONS: [i64; 5] = [0, 1, 3, 4, 5];
 
@@ -130,7 +133,7 @@ async fn holds_authorizations(
         };
         if hub
             .store
-            .reusable_authz(&account.id, &base, id.is_wildcard(), now())
+            .reusable_authz(&account.id, &base, id.is_wildcard(), now(), &ALL_CHALLENGES)
             .await?
             .is_none()
         {

@@ -293,7 +293,7 @@ pub struct AccessKeySettings {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
-    /// `active` or `disabled` (update only; revoke with DELETE).
+    /// `active`, `disabled` or `revoked` (update only; revoking is final, as with DELETE).
     pub status: Option<String>,
 }
 
@@ -366,6 +366,24 @@ fn apply_key_settings(key: &mut AccessKey, s: &AccessKeySettings, now: i64) -> R
                 ));
             }
         };
+    }
+    Ok(())
+}
+
+/// Pre-authorized keys make the CA issue without proof, from the root every
+/// instance shares, so only an admin token may create one or widen one.
+pub fn check_pre_authorization_rights(
+    settings: &AccessKeySettings,
+    existing: Option<&AccessKey>,
+    admin: bool,
+) -> Result<(), Error> {
+    let becomes = settings.validation == Some(ValidationMode::PreAuthorized);
+    let widens = existing.is_some_and(|k| k.validation == ValidationMode::PreAuthorized)
+        && (settings.allowed_identifiers.is_some() || settings.allow_wildcard == Some(true));
+    if (becomes || widens) && !admin {
+        return Err(Error::unauthorized(
+            "only an admin token may create or widen a pre-authorized access key",
+        ));
     }
     Ok(())
 }
@@ -506,9 +524,25 @@ pub fn key_unusable(key: &AccessKey, now: i64) -> Option<String> {
 }
 
 /// The policy the account's access key imposes (`None` for an account
-/// registered without one). `unauthorized` when the key may no longer be used.
-pub async fn account_policy(hub: &Hub, account: &Account) -> Result<Option<AccessPolicy>, Error> {
+/// registered without one at an instance that does not require one).
+/// `unauthorized` when the key may no longer be used.
+pub async fn account_policy(
+    hub: &Hub,
+    instance: &Instance,
+    account: &Account,
+) -> Result<Option<AccessPolicy>, Error> {
     let Some(key_id) = &account.access_key_id else {
+        if instance.external_account_required {
+            // Registered before the instance required EAB: no policy covers it.
+            return Err(Error::new(
+                ErrorKind::ExternalAccountRequired,
+                format!(
+                    "instance {:?} requires an external account binding, and this account has \
+                     none: send newAccount again with an access key's binding to bind it",
+                    instance.name
+                ),
+            ));
+        }
         return Ok(None);
     };
     let key = hub

@@ -67,6 +67,9 @@ impl Pattern {
             let addr: IpAddr = addr
                 .parse()
                 .map_err(|_| format!("{text:?}: the network address is not an IP address"))?;
+            if addr.to_canonical() != addr {
+                return Err(format!("{text:?}: write IPv4 networks in IPv4 form"));
+            }
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let prefix: u8 = prefix
                 .parse()
@@ -82,6 +85,7 @@ impl Pattern {
             return Ok(Self::Network { addr, prefix });
         }
         if let Ok(addr) = text.parse::<IpAddr>() {
+            let addr = addr.to_canonical();
             let prefix = if addr.is_ipv4() { 32 } else { 128 };
             return Ok(Self::Network { addr, prefix });
         }
@@ -257,6 +261,7 @@ mod tests {
             "exa mple.com",
             "com",
             "bad_name.example.com",
+            "::ffff:10.0.0.0/104",
         ] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -134,6 +134,17 @@ impl Identifier {
                 format!("{value:?} is not a valid IP address"),
             )
         })?;
+        // `::ffff:10.0.0.1` names an IPv4 address; clients treat it as one,
+        // so it must be ordered (and checked against policies) as one.
+        if addr.to_canonical() != addr {
+            return Err(Error::new(
+                ErrorKind::RejectedIdentifier,
+                format!(
+                    "{value:?} is an IPv4-mapped IPv6 address; order {} instead",
+                    addr.to_canonical()
+                ),
+            ));
+        }
         Ok(Self::from_ip(addr))
     }
 
@@ -221,6 +232,7 @@ mod tests {
         );
         assert_eq!(Identifier::ip("127.0.0.1").unwrap().value, "127.0.0.1");
         assert!(Identifier::ip("127.0.0.256").is_err());
+        assert!(Identifier::ip("::ffff:10.0.0.1").is_err());
         assert_eq!(
             Identifier::parse("email", "a@b.c").unwrap_err().kind,
             ErrorKind::UnsupportedIdentifier

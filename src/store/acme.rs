@@ -250,6 +250,19 @@ impl Store {
         row.as_ref().map(account_from_row).transpose()
     }
 
+    /// Binds an account registered without EAB to an access key (a later
+    /// newAccount with a valid binding). `Guard` when it is bound already.
+    pub async fn bind_account_key(&self, id: &str, access_key_id: &str) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE accounts SET access_key_id = $1 WHERE id = $2 AND access_key_id IS NULL",
+        )
+        .bind(access_key_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
     /// Replaces the contact list of a valid account.
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
         let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
@@ -312,30 +325,38 @@ impl Store {
 
     // ---- orders ----
 
-    /// A valid, unexpired authorization of this account for the identifier, to reuse.
+    /// A valid, unexpired authorization of this account for the identifier
+    /// that was proven by a challenge of one of `kinds`, to reuse. An
+    /// authorization that a policy made valid without a challenge is never
+    /// reused: the policy may have changed since.
     pub async fn reusable_authz(
         &self,
         account_id: &str,
         identifier: &Identifier,
         wildcard: bool,
         valid_until: i64,
+        kinds: &[&str],
     ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT id FROM authorizations WHERE account_id = $1 AND identifier_type = $2 \
-             AND identifier_value = $3 AND wildcard = $4 AND status = 'valid' AND expires_at > $5 \
-             ORDER BY expires_at DESC LIMIT 1",
+        let rows = sqlx::query(
+            "SELECT a.id, c.kind FROM authorizations a JOIN challenges c ON c.authz_id = a.id \
+             WHERE a.account_id = $1 AND a.identifier_type = $2 AND a.identifier_value = $3 \
+             AND a.wildcard = $4 AND a.status = 'valid' AND a.expires_at > $5 AND c.status = 'valid' \
+             ORDER BY a.expires_at DESC LIMIT 20",
         )
         .bind(account_id)
         .bind(identifier.kind.as_str())
         .bind(&identifier.value)
         .bind(i64::from(wildcard))
         .bind(valid_until)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("id")?),
-            None => None,
-        })
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            if kinds.contains(&kind.as_str()) {
+                return Ok(Some(row.try_get("id")?));
+            }
+        }
+        Ok(None)
     }
 
     /// Creates an order with its authorizations and challenges in one transaction.

@@ -178,10 +178,11 @@ impl Store {
         super::acme::guard(r.rows_affected())
     }
 
+    /// What refers to an instance (revoked access keys do not count).
     pub async fn instance_usage(&self, id: &str) -> Result<InstanceUsage> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM accounts WHERE instance_id = $1) AS accounts, \
-             (SELECT COUNT(*) FROM access_keys WHERE instance_id = $1) AS access_keys, \
+             (SELECT COUNT(*) FROM access_keys WHERE instance_id = $1 AND status <> 'revoked') AS access_keys, \
              (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) AS certificates",
         )
         .bind(id)
@@ -194,19 +195,33 @@ impl Store {
         })
     }
 
-    /// Deletes an instance that nothing refers to. `Guard` when something
-    /// (an account, access key or certificate) still does: no data is lost.
+    /// Deletes an instance that holds nothing but revoked access keys (which
+    /// go with it). `Guard` when an account, a usable access key or a
+    /// certificate still refers to it: no record is lost.
     pub async fn delete_instance(&self, id: &str) -> Result<()> {
-        let r = sqlx::query(
-            "DELETE FROM instances WHERE id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM accounts WHERE instance_id = $1) \
-             AND NOT EXISTS (SELECT 1 FROM access_keys WHERE instance_id = $1) \
-             AND NOT EXISTS (SELECT 1 FROM certificates WHERE instance_id = $1)",
+        let mut tx = self.pool.begin().await?;
+        let busy = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM accounts WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM access_keys WHERE instance_id = $1 AND status <> 'revoked') \
+             + (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) AS n",
         )
         .bind(id)
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        super::acme::guard(r.rows_affected())
+        if busy.try_get::<i64, _>("n")? > 0 {
+            return Err(StoreError::Guard);
+        }
+        sqlx::query("DELETE FROM access_keys WHERE instance_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        super::acme::guard(r.rows_affected())?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- access keys ----
@@ -478,12 +493,23 @@ impl Store {
         })
     }
 
-    /// Forgets windows that ended before `before`.
-    pub async fn prune_counters(&self, before: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM rate_counters WHERE window_start < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
+    /// Forgets windows that started before `before`, and those of counters
+    /// named `*:{short_tag}:*` (one-second windows) that started before `short_before`.
+    pub async fn prune_counters(
+        &self,
+        before: i64,
+        short_tag: &str,
+        short_before: i64,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM rate_counters WHERE window_start < $1 \
+             OR (counter LIKE $2 AND window_start < $3)",
+        )
+        .bind(before)
+        .bind(format!("%:{short_tag}:%"))
+        .bind(short_before)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
@@ -520,7 +546,7 @@ impl Store {
         sql.push_str(" ORDER BY created_at DESC, id LIMIT $6 OFFSET $7");
         let (exact, under) = match &f.identifier {
             Some(v) => {
-                let v = like_escape(&v.to_ascii_lowercase());
+                let v = like_escape(v);
                 (format!("%\"value\":\"{v}\"%"), format!("%.{v}\"%"))
             }
             None => (String::new(), String::new()),

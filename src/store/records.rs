@@ -71,8 +71,9 @@ pub struct Instance {
     pub updated_at: i64,
 }
 
-/// An EAB key pair with its policy (DESIGN: *access key*).
-#[derive(Debug, Clone)]
+/// An EAB key pair with its policy (DESIGN: *access key*). Its `Debug`
+/// leaves the HMAC key out.
+#[derive(Clone)]
 pub struct AccessKey {
     pub id: String,
     pub instance_id: String,
@@ -89,6 +90,21 @@ pub struct AccessKey {
     pub status: AccessKeyStatus,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .field("instance_id", &self.instance_id)
+            .field("name", &self.name)
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .field("allowed_identifiers", &self.allowed_identifiers)
+            .field("validation", &self.validation)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An admin API token; only the SHA-256 of the secret is stored.

@@ -178,10 +178,23 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
                 &Identifier::dns("a.example.com").unwrap(),
                 false,
                 now(),
+                &["http-01", "dns-01"],
             )
             .await
             .unwrap();
         assert_eq!(reuse.as_deref(), Some(order.authz_ids[0].as_str()));
+        // ...but not where the challenge type that proved it (dns-01) is no longer allowed.
+        let reuse = store
+            .reusable_authz(
+                &account.id,
+                &Identifier::dns("a.example.com").unwrap(),
+                false,
+                now(),
+                &["http-01"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(reuse, None);
     }
 }
 

@@ -297,6 +297,19 @@ async fn instances_are_validated_created_changed_and_deleted() {
         assert!(r.body["error"].as_str().unwrap().contains("1 access keys"));
         api.expect(201, "/api/v1/instances", json!({"name": "scratch"}))
             .await;
+        api.expect(
+            201,
+            "/api/v1/instances/scratch/access-keys",
+            json!({"name": "gone", "allowed_identifiers": ["a.example.com"]}),
+        )
+        .await;
+        assert_eq!(
+            api.delete("/api/v1/instances/scratch/access-keys/gone")
+                .await
+                .status,
+            200
+        );
+        // Only revoked keys left: the instance can go.
         assert_eq!(api.delete("/api/v1/instances/scratch").await.status, 204);
         assert_eq!(api.get("/api/v1/instances/scratch").await.status, 404);
         let dir = t
@@ -394,6 +407,14 @@ async fn tokens_are_scoped_and_read_only_tokens_cannot_write() {
         assert_eq!(ro.get("/api/v1/tokens").await.status, 403);
 
         let rw = Api::new(&t, writer["token"].as_str());
+        // Issuing without proof from the shared CA is for admin tokens only.
+        let r = rw
+            .post(
+                "/api/v1/instances/alpha/access-keys",
+                json!({"name": "wide", "allowed_identifiers": ["0.0.0.0/0"], "validation": "pre-authorized"}),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
         rw.expect(
             201,
             "/api/v1/instances/alpha/access-keys",
@@ -441,7 +462,7 @@ async fn pre_authorized_access_key_issues_without_challenges_and_enforces_its_po
         let api = Api::admin(&t);
         let (directory, kid, hmac) = instance_with_key(
             &api,
-            json!({"name": "corp", "external_account_required": true}),
+            json!({"name": "corp", "external_account_required": true, "cert_validity_days": 30}),
             json!({"name": "fleet", "allowed_identifiers": ["*.corp.test"],
                    "allow_wildcard": true, "validation": "pre-authorized"}),
         )
@@ -473,6 +494,27 @@ async fn pre_authorized_access_key_issues_without_challenges_and_enforces_its_po
         assert_eq!(order.state().status, OrderStatus::Ready);
         let chain = finalize(&mut order).await;
         assert!(chain.contains("BEGIN CERTIFICATE"));
+        // The instance's certificate lifetime applies.
+        let certs = api.get("/api/v1/instances/corp/certificates").await.body;
+        assert_eq!(certs["items"][0]["days_remaining"], 29, "{certs}");
+        // Switched to challenge mode, the key's earlier pre-authorizations are not reused.
+        let r = api
+            .patch(
+                "/api/v1/instances/corp/access-keys/fleet",
+                json!({"validation": "challenge"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut order = account
+            .new_order(&NewOrder::new(&dns(&["a.corp.test"])))
+            .await
+            .unwrap();
+        assert_eq!(order.state().status, OrderStatus::Pending);
+        api.patch(
+            "/api/v1/instances/corp/access-keys/fleet",
+            json!({"validation": "pre-authorized"}),
+        )
+        .await;
 
         // Outside the policy: one subproblem per refused name, naming the rule.
         let p = problem(
@@ -669,6 +711,7 @@ async fn inventory_lists_filters_and_revokes_and_the_audit_log_records_it() {
         assert_eq!(count(&api, "identifier=b.inv.test").await, 1);
         assert_eq!(count(&api, "identifier=inv.test").await, 2);
         assert_eq!(count(&api, "identifier=nv.test").await, 0);
+        assert_eq!(count(&api, "identifier=A.INV.TEST.").await, 1);
         assert_eq!(count(&api, "status=expired").await, 0);
         assert_eq!(count(&api, "expiring_within_days=30").await, 0);
         assert_eq!(count(&api, "expiring_within_days=90").await, 2);
@@ -701,7 +744,15 @@ async fn inventory_lists_filters_and_revokes_and_the_audit_log_records_it() {
             "{}",
             r.body
         );
-        assert_eq!(api.post(&path, json!({})).await.status, 409);
+        // A bodiless POST means the default reason; this one is revoked already.
+        let again = t
+            .http()
+            .post(t.url(&path))
+            .bearer_auth(t.admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409);
         assert_eq!(count(&api, "status=revoked").await, 1);
         let shown = api
             .get(&format!(
@@ -826,6 +877,173 @@ async fn rate_limits_answer_rate_limited_with_retry_after() {
         );
         t.stop().await;
     }
+}
+
+/// An External Account Binding over `raw`'s key (RFC 8555 §7.3.4), by hand.
+fn binding(raw: &crate::raw::Raw<'_>, kid: &str, hmac: &[u8], url: &str) -> Value {
+    let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+    let protected = b64(json!({"alg": "HS256", "kid": kid, "url": url})
+        .to_string()
+        .as_bytes());
+    let payload = b64(raw.key.jwk().to_string().as_bytes());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, hmac);
+    let tag = ring::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+    json!({"protected": protected, "payload": payload, "signature": b64(tag.as_ref())})
+}
+
+#[tokio::test]
+async fn accounts_from_before_eab_was_required_must_bind_and_disallowed_challenges_fail() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(201, "/api/v1/instances", json!({"name": "late"}))
+        .await;
+    let new_account = t.url("/acme/late/new-account");
+    let new_order = t.url("/acme/late/new-order");
+    let order_body =
+        |name: &str| json!({"identifiers": [{"type": "dns", "value": name}]}).to_string();
+    let mut raw = crate::raw::Raw::new(&t);
+    let reply = raw
+        .post(&new_account, r#"{"termsOfServiceAgreed":true}"#)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let kid = reply.headers["location"].to_str().unwrap().to_string();
+    raw.kid = Some(kid.clone());
+    let order = raw.post(&new_order, &order_body("www.late.test")).await;
+    assert_eq!(order.status, 201, "{}", order.text);
+    let authz = raw
+        .post(order.body["authorizations"][0].as_str().unwrap(), "")
+        .await;
+    let http01 = authz.body["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Dropping a challenge type makes its pending challenges unanswerable.
+    api.patch(
+        "/api/v1/instances/late",
+        json!({"allowed_challenges": ["dns-01"]}),
+    )
+    .await;
+    let reply = raw.post(&http01, "{}").await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+    assert!(reply.text.contains("no longer allows http-01"));
+
+    // Once EAB is required, an unbound account can no longer order...
+    api.patch(
+        "/api/v1/instances/late",
+        json!({"external_account_required": true}),
+    )
+    .await;
+    let reply = raw.post(&new_order, &order_body("www.late.test")).await;
+    assert_eq!(
+        reply.problem_type(),
+        "urn:ietf:params:acme:error:externalAccountRequired",
+        "{}",
+        reply.text
+    );
+    // ...until newAccount with a binding binds it (same key, same account).
+    let created = api
+        .expect(
+            201,
+            "/api/v1/instances/late/access-keys",
+            json!({"name": "late-key", "allowed_identifiers": ["*.late.test"]}),
+        )
+        .await;
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(created["hmac_key"].as_str().unwrap())
+        .unwrap();
+    raw.kid = None;
+    let eab = binding(&raw, created["kid"].as_str().unwrap(), &hmac, &new_account);
+    let payload = json!({"termsOfServiceAgreed": true, "externalAccountBinding": eab});
+    let reply = raw.post(&new_account, &payload.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.headers["location"].to_str().unwrap(), kid);
+    raw.kid = Some(kid);
+    let reply = raw.post(&new_order, &order_body("www.late.test")).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let reply = raw.post(&new_order, &order_body("www.other.test")).await;
+    assert_eq!(
+        reply.problem_type(),
+        "urn:ietf:params:acme:error:rejectedIdentifier"
+    );
+    let keys = api.get("/api/v1/instances/late/access-keys").await.body;
+    assert_eq!(keys[0]["accounts"], 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn failed_validations_and_request_rates_are_limited() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.patch(
+        "/api/v1/instances/default",
+        json!({"rate_limits": {"failed_validations_per_hour": 1}}),
+    )
+    .await;
+    let account = t.account().await;
+    let mut order = account
+        .new_order(&NewOrder::new(&dns(&["fail.limit.test"])))
+        .await
+        .unwrap();
+    // Nothing answers on the http-01 port: the validation fails.
+    t.dns
+        .set_a("fail.limit.test", &[std::net::Ipv4Addr::LOCALHOST.into()]);
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.unwrap();
+        authz
+            .challenge(ChallengeType::Http01)
+            .unwrap()
+            .set_ready()
+            .await
+            .unwrap();
+    }
+    assert!(
+        order.poll_ready(&retry()).await.is_err() || order.state().status == OrderStatus::Invalid
+    );
+    let p = problem(
+        account
+            .new_order(&NewOrder::new(&dns(&["next.limit.test"])))
+            .await,
+    );
+    assert_eq!(
+        p.r#type.as_deref(),
+        Some("urn:ietf:params:acme:error:rateLimited")
+    );
+    assert!(p.detail.unwrap().contains("failed validations per hour"));
+
+    api.patch(
+        "/api/v1/instances/default",
+        json!({"rate_limits": {"requests_per_second": 3}}),
+    )
+    .await;
+    let raw = crate::raw::Raw::new(&t);
+    let mut limited = None;
+    // Within one second at most 3 signed requests from this address pass;
+    // a handful more than that must meet a 429 (the window may roll over once).
+    for _ in 0..10 {
+        let reply = raw
+            .post(
+                &t.url("/acme/default/new-account"),
+                r#"{"termsOfServiceAgreed":true}"#,
+            )
+            .await;
+        if reply.status == 429 {
+            limited = Some(reply);
+            break;
+        }
+    }
+    let reply = limited.expect("no request was rate limited");
+    assert_eq!(
+        reply.problem_type(),
+        "urn:ietf:params:acme:error:rateLimited"
+    );
+    assert_eq!(reply.headers["retry-after"], "1");
+    t.stop().await;
 }
 
 #[tokio::test]
