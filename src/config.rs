@@ -39,8 +39,14 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// File holding the master key (32 bytes, standard base64) when
+    /// `ACMEHUB_MASTER_KEY` is unset; default `<data-dir>/master-key`,
+    /// created on first start.
+    pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub validation: ValidationConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
     #[serde(default)]
     pub acme: AcmeConfig,
     #[serde(default)]
@@ -116,6 +122,56 @@ impl ValidationConfig {
     }
 }
 
+/// `[dns]`: publishing DNS-01 records and the technical zone the hub serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// How long to wait for a published TXT record to show on every
+    /// authoritative nameserver, in seconds.
+    pub propagation_timeout_secs: u64,
+    /// TTL of the TXT records the hub publishes through providers, in seconds.
+    pub record_ttl: u32,
+    /// Timeout of one provider API call, in seconds.
+    pub provider_timeout_secs: u64,
+    /// Port the authoritative nameservers of customer zones answer on when
+    /// the hub checks them directly (53; tests and labs may differ).
+    pub authoritative_port: u16,
+    /// The zone the hub serves itself for delegations (CNAME hand-offs).
+    pub technical_zone: Option<TechnicalZoneConfig>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            propagation_timeout_secs: 120,
+            record_ttl: 60,
+            provider_timeout_secs: 30,
+            authoritative_port: 53,
+            technical_zone: None,
+        }
+    }
+}
+
+/// `[dns.technical_zone]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TechnicalZoneConfig {
+    /// The zone's name, e.g. `acme.hub.example`.
+    pub name: String,
+    /// Where the hub answers for it (UDP and TCP), e.g. `0.0.0.0:53`.
+    pub listen: SocketAddr,
+    /// The zone's NS names, as delegated in the parent zone.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// TTL of the zone's records, in seconds.
+    #[serde(default = "default_zone_ttl")]
+    pub ttl: u32,
+}
+
+fn default_zone_ttl() -> u32 {
+    60
+}
+
 /// `[acme]`: what the directory advertises and how long objects live.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -171,7 +227,11 @@ pub struct Config {
     pub public_url: String,
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
+    /// The master key from `ACMEHUB_MASTER_KEY`, if set.
+    pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
     pub validation: ValidationConfig,
+    pub dns: DnsConfig,
     pub acme: AcmeConfig,
     pub ca: CaConfig,
 }
@@ -185,6 +245,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub admin_token: Option<String>,
+    pub master_key: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -258,6 +319,12 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        if let Some(zone) = &file.dns.technical_zone {
+            crate::policy::Identifier::dns(&zone.name).map_err(|e| ConfigError::Invalid {
+                field: "dns.technical_zone.name",
+                why: e.detail,
+            })?;
+        }
         if file.ca.leaf_validity_days == 0 || file.ca.leaf_validity_days > 398 {
             return Err(ConfigError::Invalid {
                 field: "ca.leaf_validity_days",
@@ -271,7 +338,10 @@ impl Config {
             public_url,
             log_format: o.log_format.or(file.log_format).unwrap_or_default(),
             admin_token: o.admin_token.filter(|t| !t.is_empty()),
+            master_key: o.master_key.filter(|k| !k.is_empty()),
+            master_key_file: file.master_key_file,
             validation: file.validation,
+            dns: file.dns,
             acme: file.acme,
             ca: file.ca,
         })

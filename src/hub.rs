@@ -44,6 +44,10 @@ pub struct Hub {
     pub ca: LocalCa,
     pub validator: Validator,
     pub nonces: Nonces,
+    /// The technical zone, when `[dns.technical_zone]` is configured.
+    pub technical_zone: Option<crate::dns::zone::TechnicalZone>,
+    /// Seals and opens stored secrets.
+    pub secrets: crate::secrets::MasterKey,
     /// SHA-256 (hex) of the bootstrap admin token.
     pub admin_token_hash: String,
     /// Instances by name, each with the time it was read. Entries older
@@ -56,6 +60,9 @@ pub struct Hub {
 impl Hub {
     /// Opens (and on first start creates) everything the hub needs.
     pub async fn open(config: Config) -> Result<Arc<Hub>, HubError> {
+        // dns-update brings aws-lc-rs into rustls as well; with two providers
+        // compiled in, rustls needs a process default: ring, as everywhere here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         create_private_dir(&config.data_dir)?;
         let store = Store::connect(&config.database_url).await?;
         let ca = LocalCa::load_or_create(&config.data_dir.join("ca"))?;
@@ -85,6 +92,27 @@ impl Hub {
             ));
         }
         let admin_token_hash = crate::admin::auth::token_hash(&admin_token);
+        let secrets = crate::secrets::MasterKey::load(
+            config.master_key.as_deref(),
+            config.master_key_file.as_deref(),
+            &config.data_dir,
+        )
+        .map_err(|e| HubError::Setup(e.to_string()))?;
+        let technical_zone = match &config.dns.technical_zone {
+            Some(zone) => {
+                let served = crate::dns::zone::TechnicalZone::start(zone)
+                    .await
+                    .map_err(|e| {
+                        HubError::Setup(format!(
+                            "cannot serve the technical zone on {}: {e}",
+                            zone.listen
+                        ))
+                    })?;
+                served.reload(&store).await;
+                Some(served)
+            }
+            None => None,
+        };
         let instances = RwLock::new(HashMap::from([(
             default.name.clone(),
             (default, Instant::now()),
@@ -95,6 +123,8 @@ impl Hub {
             ca,
             validator,
             nonces,
+            technical_zone,
+            secrets,
             admin_token_hash,
             instances,
         }))
@@ -133,6 +163,13 @@ impl Hub {
             map.insert(name.to_string(), (instance.clone(), Instant::now()));
         }
         Ok(instance)
+    }
+
+    /// Serves the technical zone's records as the store holds them now.
+    pub async fn refresh_technical_zone(&self) {
+        if let Some(zone) = &self.technical_zone {
+            zone.reload(&self.store).await;
+        }
     }
 
     /// Drops a cached instance after it changed.

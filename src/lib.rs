@@ -7,7 +7,8 @@
 //!   state machine;
 //! - [`validation`] is the only code that dials customer hosts (VA);
 //! - [`issuance`] signs (CA);
-//! - [`store`] is the only code that writes SQL (SA).
+//! - [`store`] is the only code that writes SQL (SA);
+//! - [`secrets`] seals stored credentials and keys under the master key.
 //!
 //! - [`admin`] is the operators' front end: the REST API under `/api/v1`.
 //!
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod issuance;
 pub mod orders;
 pub mod policy;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         public_url: cli.public_url,
         log_format: cli.log_format,
         admin_token: std::env::var("ACMEHUB_ADMIN_TOKEN").ok(),
+        master_key: std::env::var("ACMEHUB_MASTER_KEY").ok(),
     };
     let config = match Config::load(cli.config.as_deref(), overrides) {
         Ok(config) => config,

@@ -33,6 +33,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
     let (admin, _) = crate::admin::router();
     crate::acme::router(hub.clone())
         .merge(admin)
+        .merge(crate::dns::managed::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -196,6 +197,26 @@ async fn serve(
 /// Periodic cleanup: forget used nonces that have expired anyway, and
 /// rate-limit windows that have ended.
 fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
+    if hub.technical_zone.is_some() {
+        // Other replicas write the technical zone's records too: pick their
+        // changes up within a second.
+        let hub = hub.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut daily = tokio::time::interval(Duration::from_secs(86400));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => hub.refresh_technical_zone().await,
+                    _ = daily.tick() => match crate::orders::delegations::recheck_all(&hub).await {
+                        Ok(n) => tracing::info!(delegations = n, "delegations re-checked"),
+                        Err(e) => tracing::warn!(error = %e, "re-checking delegations failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
@@ -206,6 +227,9 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
                         Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+                    }
+                    if let Err(e) = hub.store.prune_zone_records(now).await {
+                        tracing::warn!(error = %e, "pruning technical-zone records failed");
                     }
                     // Rate-limit windows are an hour or a second long.
                     let short = crate::policy::Limit::Requests;

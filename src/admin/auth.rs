@@ -113,18 +113,37 @@ fn parse_scope(text: &str) -> Option<Scope> {
     }
 }
 
+/// The token of a request: `Authorization: Bearer TOKEN`, or HTTP Basic
+/// with the token as password (for clients such as lego's httpreq that only
+/// speak Basic).
+pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        text.split_once(':')?.1.to_string()
+    } else {
+        return None;
+    };
+    (!token.is_empty()).then_some(token)
+}
+
 async fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, ApiError> {
-    let token = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthenticated)?;
+    let token = request_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+    principal_for(hub, &token).await
+}
+
+/// The principal a token stands for; 401 when it stands for none.
+pub async fn principal_for(hub: &Hub, token: &str) -> Result<Principal, ApiError> {
     let hash = token_hash(token);
     // Comparing digests, not secrets: timing reveals nothing about the token.
     if hash == hub.admin_token_hash {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cli;
+mod dns;
 mod handlers;
 mod inventory;
 pub mod views;
@@ -204,6 +205,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The admin routes and their OpenAPI document, from one table.
 pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
+    use dns::*;
     use handlers::*;
     use inventory::*;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -223,6 +225,18 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
         .routes(routes!(show_certificate))
         .routes(routes!(revoke_certificate))
         .routes(routes!(list_events))
+        .routes(routes!(list_kinds))
+        .routes(routes!(list_credentials, create_credential))
+        .routes(routes!(
+            show_credential,
+            patch_credential,
+            delete_credential
+        ))
+        .routes(routes!(list_zones, create_zone))
+        .routes(routes!(delete_zone))
+        .routes(routes!(test_zone))
+        .routes(routes!(list_delegations, create_delegation))
+        .routes(routes!(show_delegation, delete_delegation))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     let document = api.to_json().unwrap_or_else(|_| "{}".into());

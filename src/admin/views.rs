@@ -338,3 +338,104 @@ pub struct EventListing {
     pub items: Vec<EventView>,
     pub next_before: Option<i64>,
 }
+
+/// A stored credential: never its secret, only a fingerprint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    /// The non-secret fields.
+    pub config: Value,
+    /// A keyed fingerprint of the secret: changes when the secret is rotated.
+    pub fingerprint: String,
+    /// Zone bindings that use it.
+    pub used_by: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl CredentialView {
+    pub fn new(c: &crate::store::Credential, used_by: Vec<String>) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            description: c.description.clone(),
+            config: c.config.clone(),
+            fingerprint: c.fingerprint.clone(),
+            used_by,
+            created_at: time(c.created_at),
+            updated_at: time(c.updated_at),
+            last_used_at: c.last_used_at.map(time),
+        }
+    }
+}
+
+/// A credential kind and its fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindView {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub dns_provider: bool,
+    pub config: Vec<crate::dns::providers::FieldSpec>,
+    pub secret: Vec<crate::dns::providers::FieldSpec>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneView {
+    pub id: String,
+    pub zone: String,
+    /// The credential's name.
+    pub credential: String,
+    pub provider: String,
+    pub created_at: String,
+}
+
+/// One step of a zone test.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestStep {
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+    pub ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneTestView {
+    pub ok: bool,
+    pub zone: String,
+    pub steps: Vec<TestStep>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DelegationView {
+    pub id: String,
+    pub domain: String,
+    /// The record the customer creates...
+    pub cname_name: String,
+    /// ...pointing here.
+    pub cname_target: String,
+    /// `missing`, `mismatch` or `ok`.
+    pub status: String,
+    pub detail: String,
+    pub checked_at: Option<String>,
+    pub created_at: String,
+}
+
+impl DelegationView {
+    pub fn new(hub: &Hub, d: &crate::store::Delegation) -> Self {
+        Self {
+            id: d.id.clone(),
+            domain: d.domain.clone(),
+            cname_name: crate::orders::delegations::cname_name(d),
+            cname_target: crate::orders::delegations::cname_target(hub, d).unwrap_or_default(),
+            status: d.status.clone(),
+            detail: d.detail.clone(),
+            checked_at: d.checked_at.map(time),
+            created_at: time(d.created_at),
+        }
+    }
+}

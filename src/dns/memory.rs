@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -78,6 +78,43 @@ impl MemoryDns {
         self.with_node(name, |node| node.caa.push(entry));
     }
 
+    /// Adds an NS record at `name` (a zone apex or a delegation point).
+    pub fn add_ns(&self, name: &str, target: &str) {
+        let target = normalize(target);
+        self.with_node(name, |node| node.ns.push(target));
+    }
+
+    /// Makes `zone` a zone this server is authoritative for: an SOA at its
+    /// apex, sent in the authority section of negative answers (RFC 2308).
+    pub fn set_soa(&self, zone: &str, primary: &str, contact: &str, minimum_ttl: u32) {
+        let soa = SoaEntry {
+            primary: normalize(primary),
+            contact: normalize(contact),
+            minimum: minimum_ttl,
+        };
+        self.with_node(zone, |node| node.soa = Some(soa));
+    }
+
+    /// Replaces every TXT record strictly under `zone` with `records`
+    /// (`(name, value)` pairs), in one step: queries see the old set or the
+    /// new one, never a mix.
+    pub fn replace_txt_under(&self, zone: &str, records: &[(String, String)]) {
+        let mut map = self.zone.write().unwrap_or_else(|p| p.into_inner());
+        let suffix = format!(".{}", normalize(zone));
+        map.retain(|name, node| {
+            if name.ends_with(&suffix) {
+                node.txt.clear();
+            }
+            !node.is_empty()
+        });
+        for (name, value) in records {
+            let key = normalize(name);
+            if key.ends_with(&suffix) {
+                map.entry(key).or_default().txt.push(value.clone());
+            }
+        }
+    }
+
     /// Removes every record at `name`.
     pub fn clear(&self, name: &str) {
         let mut zone = self.zone.write().unwrap_or_else(|p| p.into_inner());
@@ -112,6 +149,29 @@ struct Node {
     txt: Vec<String>,
     cname: Option<String>,
     caa: Vec<CaaEntry>,
+    ns: Vec<String>,
+    soa: Option<SoaEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct SoaEntry {
+    primary: String,
+    contact: String,
+    minimum: u32,
+}
+
+impl SoaEntry {
+    fn to_rdata(&self) -> Option<RData> {
+        Some(RData::SOA(SOA::new(
+            fqdn(&self.primary).ok()?,
+            fqdn(&self.contact).ok()?,
+            1,
+            3600,
+            600,
+            86400,
+            self.minimum,
+        )))
+    }
 }
 
 impl Node {
@@ -120,6 +180,8 @@ impl Node {
             && self.txt.is_empty()
             && self.cname.is_none()
             && self.caa.is_empty()
+            && self.ns.is_empty()
+            && self.soa.is_none()
     }
 
     fn records(&self, owner: &Name, qtype: RecordType) -> Vec<Record> {
@@ -154,6 +216,16 @@ impl Node {
         if wants(RecordType::CNAME) {
             if let Some(target) = self.cname.as_deref().and_then(|t| fqdn(t).ok()) {
                 out.push(record(owner, RData::CNAME(CNAME(target))));
+            }
+        }
+        if wants(RecordType::NS) {
+            for target in self.ns.iter().filter_map(|t| fqdn(t).ok()) {
+                out.push(record(owner, RData::NS(NS(target))));
+            }
+        }
+        if wants(RecordType::SOA) {
+            if let Some(data) = self.soa.as_ref().and_then(SoaEntry::to_rdata) {
+                out.push(record(owner, data));
             }
         }
         out
@@ -326,6 +398,12 @@ fn handle(
         let zone = zone.read().unwrap_or_else(|p| p.into_inner());
         let (code, answers) = answer(&zone, query.name(), query.query_type());
         response.metadata.response_code = code;
+        if answers.is_empty() {
+            // RFC 2308 §3: a negative answer carries the zone's SOA.
+            if let Some(soa) = enclosing_soa(&zone, &normalize(&query.name().to_ascii())) {
+                response.add_authority(soa);
+            }
+        }
         response.add_answers(answers);
     }
 
@@ -340,6 +418,18 @@ fn handle(
         return response.truncate().to_vec().ok();
     }
     Some(bytes)
+}
+
+/// The SOA of the closest zone apex at or above `name`, if we hold one.
+fn enclosing_soa(zone: &HashMap<String, Node>, name: &str) -> Option<Record> {
+    let mut current = name;
+    loop {
+        if let Some(soa) = zone.get(current).and_then(|n| n.soa.as_ref()) {
+            let owner = fqdn(current).ok()?;
+            return Some(Record::from_rdata(owner, soa.minimum, soa.to_rdata()?));
+        }
+        current = current.split_once('.')?.1;
+    }
 }
 
 /// The response code and answer section for one question.

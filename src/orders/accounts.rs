@@ -82,7 +82,14 @@ async fn bound_access_key(
                 binding.kid, instance.name
             ))
         })?;
-    binding.verify(&access_key.hmac_key)?;
+    let hmac_key = hub
+        .secrets
+        .open(
+            &access_key.hmac_key,
+            &crate::secrets::owner("access-key", &access_key.instance_id, &access_key.id),
+        )
+        .map_err(|e| Error::internal("opening an access key", e))?;
+    binding.verify(&hmac_key)?;
     if let Some(why) = super::tenants::key_unusable(&access_key, crate::util::now()) {
         return Err(Error::unauthorized(format!(
             "{why}: it cannot register accounts"

@@ -5,6 +5,8 @@
 
 mod accounts;
 pub mod audit;
+pub mod credentials;
+pub mod delegations;
 mod finalize;
 mod keys;
 pub mod limits;

@@ -415,13 +415,18 @@ pub async fn create_access_key(
     }
     let now = now();
     let hmac_key = random_bytes::<32>().to_vec();
+    let id = random_id();
+    let sealed = hub.secrets.seal(
+        &hmac_key,
+        &crate::secrets::owner("access-key", &instance.id, &id),
+    );
     let mut key = AccessKey {
-        id: random_id(),
+        id,
         instance_id: instance.id.clone(),
         name,
         description: String::new(),
         kid: format!("kid-{}", random_id()),
-        hmac_key: hmac_key.clone(),
+        hmac_key: sealed,
         allowed_identifiers: Vec::new(),
         allow_wildcard: false,
         validation: ValidationMode::Challenge,

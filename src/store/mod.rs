@@ -6,6 +6,7 @@
 
 mod acme;
 mod admin;
+mod dns;
 mod records;
 
 use std::str::FromStr;

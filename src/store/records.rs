@@ -81,6 +81,7 @@ pub struct AccessKey {
     pub description: String,
     /// The EAB key identifier clients send.
     pub kid: String,
+    /// The HMAC key, sealed by `secrets` (owner `access-key`).
     pub hmac_key: Vec<u8>,
     /// Pattern texts as given (normalized on use by `policy::Pattern`).
     pub allowed_identifiers: Vec<String>,
@@ -269,4 +270,71 @@ pub struct RevokedCertificate {
     pub serial: String,
     pub revoked_at: i64,
     pub reason: i64,
+}
+
+/// A stored credential (DESIGN: *stored credential*). The secret is sealed
+/// by `secrets` (owner `credential`); its `Debug` leaves it out.
+#[derive(Clone)]
+pub struct Credential {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    /// A provider kind from `dns::providers`, or `generic`.
+    pub kind: String,
+    pub description: String,
+    /// Non-secret settings, a JSON object.
+    pub config: serde_json::Value,
+    pub sealed_secret: Vec<u8>,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("id", &self.id)
+            .field("instance_id", &self.instance_id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which credential answers DNS-01 for a zone of an instance.
+#[derive(Debug, Clone)]
+pub struct DnsZone {
+    pub id: String,
+    pub instance_id: String,
+    /// Lowercase, no trailing dot.
+    pub zone: String,
+    pub credential_id: String,
+    pub provider: String,
+    pub created_at: i64,
+}
+
+/// `_acme-challenge.<domain> CNAME <label>.<technical zone>`.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub id: String,
+    pub instance_id: String,
+    pub domain: String,
+    pub label: String,
+    /// `missing`, `mismatch` or `ok`.
+    pub status: String,
+    pub detail: String,
+    pub checked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// An acme-dns registration: `X-Api-User` and the hash of `X-Api-Key`.
+#[derive(Debug, Clone)]
+pub struct AcmeDnsAccount {
+    pub username: String,
+    pub instance_id: String,
+    pub key_hash: String,
+    pub label: String,
+    pub created_at: i64,
 }

@@ -11,7 +11,7 @@
 mod caa;
 mod dns01;
 mod http01;
-mod resolver;
+pub mod resolver;
 mod target;
 mod tlsalpn01;
 

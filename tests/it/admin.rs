@@ -1079,6 +1079,20 @@ async fn openapi_document_lists_every_route() {
         ("get", "/api/v1/tokens"),
         ("post", "/api/v1/tokens"),
         ("delete", "/api/v1/tokens/{id}"),
+        ("get", "/api/v1/credential-kinds"),
+        ("get", "/api/v1/instances/{i}/credentials"),
+        ("post", "/api/v1/instances/{i}/credentials"),
+        ("get", "/api/v1/instances/{i}/credentials/{id}"),
+        ("patch", "/api/v1/instances/{i}/credentials/{id}"),
+        ("delete", "/api/v1/instances/{i}/credentials/{id}"),
+        ("get", "/api/v1/instances/{i}/dns-zones"),
+        ("post", "/api/v1/instances/{i}/dns-zones"),
+        ("delete", "/api/v1/instances/{i}/dns-zones/{id}"),
+        ("post", "/api/v1/instances/{i}/dns-zones/{id}/test"),
+        ("get", "/api/v1/instances/{i}/delegations"),
+        ("post", "/api/v1/instances/{i}/delegations"),
+        ("get", "/api/v1/instances/{i}/delegations/{id}"),
+        ("delete", "/api/v1/instances/{i}/delegations/{id}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

@@ -92,6 +92,8 @@ impl TestHub {
             },
             ..Default::default()
         };
+        // The test DNS is every zone's authoritative server too.
+        file.dns.authoritative_port = dns.addr().port();
         tweak(&mut file);
         let database_url = match db {
             Db::Sqlite => None,

@@ -4,6 +4,7 @@
 //! the test. One binary keeps link time down.
 
 mod admin;
+mod dns;
 mod flows;
 mod harness;
 mod jws_rules;

@@ -1,0 +1,381 @@
+//! Queries for DNS-01 publishing: stored credentials, zone bindings,
+//! delegations, acme-dns registrations and the technical zone's TXT records.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::acme::guard;
+use super::records::*;
+use super::{Store, StoreError, unique_violation};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn credential_from_row(r: &AnyRow) -> Result<Credential> {
+    let config: String = r.try_get("config")?;
+    Ok(Credential {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        description: r.try_get("description")?,
+        config: serde_json::from_str(&config)
+            .map_err(|e| StoreError::Corrupt(format!("credential config: {e}")))?,
+        sealed_secret: r.try_get("secret")?,
+        fingerprint: r.try_get("fingerprint")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+fn zone_from_row(r: &AnyRow) -> Result<DnsZone> {
+    Ok(DnsZone {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        zone: r.try_get("zone")?,
+        credential_id: r.try_get("credential_id")?,
+        provider: r.try_get("provider")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn delegation_from_row(r: &AnyRow) -> Result<Delegation> {
+    Ok(Delegation {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        domain: r.try_get("domain")?,
+        label: r.try_get("label")?,
+        status: r.try_get("status")?,
+        detail: r.try_get("detail")?,
+        checked_at: r.try_get("checked_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn conflict(e: sqlx::Error, what: String) -> StoreError {
+    if unique_violation(&e) {
+        StoreError::Conflict(what)
+    } else {
+        e.into()
+    }
+}
+
+impl Store {
+    // ---- credentials ----
+
+    pub async fn insert_credential(&self, c: &Credential) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credentials (id, instance_id, name, kind, description, config, secret, \
+             fingerprint, created_at, updated_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+        )
+        .bind(&c.id)
+        .bind(&c.instance_id)
+        .bind(&c.name)
+        .bind(&c.kind)
+        .bind(&c.description)
+        .bind(c.config.to_string())
+        .bind(c.sealed_secret.clone())
+        .bind(&c.fingerprint)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict(
+                e,
+                format!(
+                    "a credential named {:?} already exists in this instance",
+                    c.name
+                ),
+            )
+        })?;
+        Ok(())
+    }
+
+    pub async fn credentials(&self, instance_id: &str) -> Result<Vec<Credential>> {
+        let rows = sqlx::query("SELECT * FROM credentials WHERE instance_id = $1 ORDER BY name")
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// A credential by id or name, within one instance.
+    pub async fn credential(
+        &self,
+        instance_id: &str,
+        id_or_name: &str,
+    ) -> Result<Option<Credential>> {
+        let rows = sqlx::query(
+            "SELECT * FROM credentials WHERE instance_id = $1 AND (id = $2 OR name = $2)",
+        )
+        .bind(instance_id)
+        .bind(id_or_name)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found: Vec<Credential> = rows
+            .iter()
+            .map(credential_from_row)
+            .collect::<Result<_>>()?;
+        let by_id = found.iter().position(|c| c.id == id_or_name);
+        Ok(match by_id {
+            Some(i) => Some(found.swap_remove(i)),
+            None => found.pop(),
+        })
+    }
+
+    /// Whether any instance holds a credential by this id or name (to say
+    /// "belongs to another instance" instead of "unknown").
+    pub async fn credential_exists_elsewhere(
+        &self,
+        instance_id: &str,
+        id_or_name: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM credentials WHERE instance_id <> $1 AND (id = $2 OR name = $2)",
+        )
+        .bind(instance_id)
+        .bind(id_or_name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Writes description, config, sealed secret and fingerprint.
+    pub async fn update_credential(&self, c: &Credential) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE credentials SET description = $1, config = $2, secret = $3, fingerprint = $4, \
+             updated_at = $5 WHERE id = $6",
+        )
+        .bind(&c.description)
+        .bind(c.config.to_string())
+        .bind(c.sealed_secret.clone())
+        .bind(&c.fingerprint)
+        .bind(c.updated_at)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    pub async fn touch_credential(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a credential no zone binding uses; `Guard` when one does.
+    pub async fn delete_credential(&self, id: &str) -> Result<()> {
+        let r = sqlx::query(
+            "DELETE FROM credentials WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM dns_zones WHERE credential_id = $1)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    // ---- zone bindings ----
+
+    pub async fn insert_zone(&self, z: &DnsZone) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dns_zones (id, instance_id, zone, credential_id, provider, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&z.id)
+        .bind(&z.instance_id)
+        .bind(&z.zone)
+        .bind(&z.credential_id)
+        .bind(&z.provider)
+        .bind(z.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict(
+                e,
+                format!("zone {:?} is already bound in this instance", z.zone),
+            )
+        })?;
+        Ok(())
+    }
+
+    pub async fn zones(&self, instance_id: &str) -> Result<Vec<DnsZone>> {
+        let rows = sqlx::query("SELECT * FROM dns_zones WHERE instance_id = $1 ORDER BY zone")
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(zone_from_row).collect()
+    }
+
+    pub async fn zones_of_credential(&self, credential_id: &str) -> Result<Vec<DnsZone>> {
+        let rows = sqlx::query("SELECT * FROM dns_zones WHERE credential_id = $1 ORDER BY zone")
+            .bind(credential_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(zone_from_row).collect()
+    }
+
+    pub async fn delete_zone(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM dns_zones WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        guard(r.rows_affected())
+    }
+
+    // ---- delegations ----
+
+    pub async fn insert_delegation(&self, d: &Delegation) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO delegations (id, instance_id, domain, label, status, detail, checked_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&d.id)
+        .bind(&d.instance_id)
+        .bind(&d.domain)
+        .bind(&d.label)
+        .bind(&d.status)
+        .bind(&d.detail)
+        .bind(d.checked_at)
+        .bind(d.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, format!("{:?} is already delegated in this instance", d.domain)))?;
+        Ok(())
+    }
+
+    pub async fn delegations(&self, instance_id: &str) -> Result<Vec<Delegation>> {
+        let rows = sqlx::query("SELECT * FROM delegations WHERE instance_id = $1 ORDER BY domain")
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(delegation_from_row).collect()
+    }
+
+    /// Every delegation of every instance (for the daily re-check).
+    pub async fn all_delegations(&self) -> Result<Vec<Delegation>> {
+        let rows = sqlx::query("SELECT * FROM delegations ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(delegation_from_row).collect()
+    }
+
+    pub async fn update_delegation_status(
+        &self,
+        id: &str,
+        status: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE delegations SET status = $1, detail = $2, checked_at = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(detail)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_delegation(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM delegations WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        guard(r.rows_affected())
+    }
+
+    // ---- acme-dns registrations ----
+
+    pub async fn insert_acme_dns_account(&self, a: &AcmeDnsAccount) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO acme_dns_accounts (username, instance_id, key_hash, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&a.username)
+        .bind(&a.instance_id)
+        .bind(&a.key_hash)
+        .bind(&a.label)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn acme_dns_account(&self, username: &str) -> Result<Option<AcmeDnsAccount>> {
+        let row = sqlx::query("SELECT * FROM acme_dns_accounts WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AcmeDnsAccount {
+                username: r.try_get("username")?,
+                instance_id: r.try_get("instance_id")?,
+                key_hash: r.try_get("key_hash")?,
+                label: r.try_get("label")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    // ---- technical-zone records ----
+
+    /// Adds a TXT value at `name` (idempotent), kept until `expires_at`.
+    pub async fn add_zone_record(
+        &self,
+        name: &str,
+        value: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO zone_records (name, value, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name, value) DO UPDATE SET expires_at = $4",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remove_zone_record(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query("DELETE FROM zone_records WHERE name = $1 AND value = $2")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every live TXT value of the technical zone, as `(name, value)`.
+    pub async fn zone_records(&self, now: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM zone_records WHERE expires_at > $1 ORDER BY name, created_at",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .collect()
+    }
+
+    pub async fn prune_zone_records(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM zone_records WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}

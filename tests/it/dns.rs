@@ -1,0 +1,495 @@
+//! Stored credentials, zone bindings, delegations, the technical zone the hub
+//! serves, and the managed-challenge APIs (acme-dns, lego httpreq).
+
+use std::time::Duration;
+
+use acmehub::config::TechnicalZoneConfig;
+use acmehub::validation::resolver::Resolver;
+use hickory_proto::rr::{RData, RecordType};
+use serde_json::{Value, json};
+
+use crate::admin::Api;
+use crate::harness::*;
+
+const ZONE: &str = "acme.hub.test";
+const TSIG: &str = "c3VwZXItc2VjcmV0LXRzaWcta2V5LXZhbHVlLTEyMzQ1Ng==";
+
+/// A hub serving the technical zone on a free port, with the test DNS as
+/// every zone's authoritative server.
+async fn hub_with_zone(db: Db) -> TestHub {
+    TestHub::start_with(db, |f| {
+        f.dns.technical_zone = Some(TechnicalZoneConfig {
+            name: ZONE.into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            nameservers: vec!["ns1.hub.test".into()],
+            ttl: 60,
+        });
+        f.dns.propagation_timeout_secs = 3;
+    })
+    .await
+}
+
+/// Makes the test DNS answer as the authoritative server of `zone` too.
+fn authoritative(t: &TestHub, zone: &str) {
+    t.dns.add_ns(zone, &format!("ns1.{zone}"));
+    t.dns
+        .set_a(&format!("ns1.{zone}"), &["127.0.0.1".parse().unwrap()]);
+}
+
+fn zone_resolver(t: &TestHub) -> Resolver {
+    let addr = t.hub.technical_zone.as_ref().unwrap().addr();
+    Resolver::new(&[addr], Duration::from_secs(2)).unwrap()
+}
+
+async fn txt(r: &Resolver, name: &str) -> Vec<String> {
+    r.lookup_txt(name).await.unwrap_or_default()
+}
+
+fn rfc2136(name: &str, server: &str) -> Value {
+    json!({"name": name, "kind": "rfc2136",
+           "config": {"server": server, "key_name": "hub-key", "algorithm": "hmac-sha256"},
+           "secret": {"key": TSIG}})
+}
+
+#[tokio::test]
+async fn credentials_are_write_only_sealed_and_checked() {
+    for db in databases() {
+        let t = TestHub::start(db).await;
+        let api = Api::admin(&t);
+        let created = api
+            .expect(
+                201,
+                "/api/v1/instances/default/credentials",
+                rfc2136("bind-main", "127.0.0.1:53"),
+            )
+            .await;
+        assert_eq!(created["kind"], "rfc2136");
+        assert_eq!(created["config"]["key_name"], "hub-key");
+        let fingerprint = created["fingerprint"].as_str().unwrap().to_string();
+        assert!(fingerprint.starts_with("hmac-sha256:"));
+        assert!(created.get("secret").is_none());
+
+        for (body, field) in [
+            (json!({"name": "x", "kind": "nope", "secret": {}}), "kind"),
+            (
+                json!({"name": "x", "kind": "cloudflare", "secret": {}}),
+                "secret.api_token",
+            ),
+            (
+                json!({"name": "x", "kind": "cloudflare", "secret": {"api_token": "t", "extra": "y"}}),
+                "secret.extra",
+            ),
+            (
+                json!({"name": "x", "kind": "rfc2136", "config": {"server": "127.0.0.1:53"}, "secret": {"key": TSIG}}),
+                "config.key_name",
+            ),
+            (
+                json!({"name": "bad name", "kind": "cloudflare", "secret": {"api_token": "t"}}),
+                "name",
+            ),
+            (json!({"name": "x", "kind": "cloudflare"}), "secret"),
+        ] {
+            let r = api
+                .post("/api/v1/instances/default/credentials", body.clone())
+                .await;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.body["field"], field, "{body}: {}", r.body);
+        }
+        let r = api
+            .post(
+                "/api/v1/instances/default/credentials",
+                rfc2136("bind-main", "127.0.0.1:53"),
+            )
+            .await;
+        assert_eq!(r.status, 409);
+
+        // Rotation changes the fingerprint; other fields stay.
+        let rotated = api
+            .patch(
+                "/api/v1/instances/default/credentials/bind-main",
+                json!({"secret": {"key": "bmV3LXNlY3JldC1rZXktdmFsdWUtNjU0MzIx"}}),
+            )
+            .await;
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+        assert_ne!(rotated.body["fingerprint"], fingerprint.as_str());
+        assert_eq!(rotated.body["config"]["server"], "127.0.0.1:53");
+
+        // A credential of another instance cannot be referenced.
+        api.expect(201, "/api/v1/instances", json!({"name": "other"}))
+            .await;
+        let r = api
+            .post(
+                "/api/v1/instances/other/dns-zones",
+                json!({"zone": "customer.test", "credential": "bind-main"}),
+            )
+            .await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body["field"], "credential");
+        assert!(
+            r.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("another instance"),
+            "{}",
+            r.body
+        );
+
+        // Bound, it cannot be deleted; the error names the binding.
+        let zone = api
+            .expect(
+                201,
+                "/api/v1/instances/default/dns-zones",
+                json!({"zone": "Customer.Test.", "credential": "bind-main"}),
+            )
+            .await;
+        assert_eq!(zone["zone"], "customer.test");
+        assert_eq!(zone["provider"], "rfc2136");
+        let r = api
+            .delete("/api/v1/instances/default/credentials/bind-main")
+            .await;
+        assert_eq!(r.status, 409);
+        assert!(r.body["error"].as_str().unwrap().contains("customer.test"));
+        let generic = api
+            .expect(
+                201,
+                "/api/v1/instances/default/credentials",
+                json!({"name": "vault", "kind": "generic", "config": {"username": "svc"}, "secret": {"password": "hunter2-but-longer"}}),
+            )
+            .await;
+        assert_eq!(generic["config"]["username"], "svc");
+        let r = api
+            .post(
+                "/api/v1/instances/default/dns-zones",
+                json!({"zone": "x.test", "credential": "vault"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "a generic credential is no DNS provider");
+        assert_eq!(
+            api.delete("/api/v1/instances/default/dns-zones/customer.test")
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            api.delete("/api/v1/instances/default/credentials/bind-main")
+                .await
+                .status,
+            204
+        );
+
+        // No secret anywhere: responses, the audit log, the database file.
+        let everything = [
+            api.get("/api/v1/instances/default/credentials")
+                .await
+                .body
+                .to_string(),
+            api.get("/api/v1/events?limit=1000").await.body.to_string(),
+        ]
+        .join("\n");
+        for secret in [
+            TSIG,
+            "bmV3LXNlY3JldC1rZXktdmFsdWUtNjU0MzIx",
+            "hunter2-but-longer",
+        ] {
+            assert!(
+                !everything.contains(secret),
+                "a secret reached an API response"
+            );
+        }
+        if db == Db::Sqlite {
+            let dir = t.root_pem.parent().unwrap().parent().unwrap().to_path_buf();
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let path = file.unwrap().path();
+                if path.is_file() {
+                    let bytes = std::fs::read(&path).unwrap();
+                    for secret in ["hunter2-but-longer", TSIG] {
+                        assert!(
+                            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                            "{secret} in plaintext in {}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refusing_provider_stops_the_zone_test_with_the_reason() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    // Nothing answers DNS UPDATE on this port.
+    let port = free_port().await;
+    api.expect(
+        201,
+        "/api/v1/instances/default/credentials",
+        rfc2136("dead", &format!("tcp://127.0.0.1:{port}")),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/default/dns-zones",
+        json!({"zone": "customer.test", "credential": "dead"}),
+    )
+    .await;
+    let r = api
+        .post(
+            "/api/v1/instances/default/dns-zones/customer.test/test",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["ok"], false);
+    let steps = r.body["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"], "credential");
+    assert_eq!(steps[0]["ok"], true);
+    assert_eq!(steps[1]["step"], "publish");
+    assert_eq!(steps[1]["ok"], false);
+    let detail = steps[1]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("DNS validation cannot proceed"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("customer.test") && detail.contains("\"dead\""),
+        "{detail}"
+    );
+    assert!(!detail.contains(TSIG));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_technical_zone_serves_delegations_and_httpreq_publishes_into_it() {
+    for db in databases() {
+        let t = hub_with_zone(db).await;
+        let api = Api::admin(&t);
+        let zr = zone_resolver(&t);
+        // The apex: SOA and NS.
+        let soa = zr.lookup(ZONE, RecordType::SOA).await.unwrap();
+        assert!(matches!(soa[0].data, RData::SOA(_)));
+        let ns = zr.lookup(ZONE, RecordType::NS).await.unwrap();
+        assert!(
+            ns.iter()
+                .any(|r| r.data.to_string().contains("ns1.hub.test"))
+        );
+
+        let d = api
+            .expect(
+                201,
+                "/api/v1/instances/default/delegations",
+                json!({"domain": "shop.customer.test"}),
+            )
+            .await;
+        assert_eq!(d["cname_name"], "_acme-challenge.shop.customer.test");
+        let target = d["cname_target"].as_str().unwrap().to_string();
+        let label = target.strip_suffix(&format!(".{ZONE}")).unwrap();
+        assert_eq!(label.len(), 20);
+        assert!(!label.contains("shop") && !label.contains("customer"));
+        assert_eq!(d["status"], "missing");
+        let again = api
+            .post(
+                "/api/v1/instances/default/delegations",
+                json!({"domain": "shop.customer.test"}),
+            )
+            .await;
+        assert_eq!(again.status, 409);
+
+        // The customer creates the CNAME on their authoritative server.
+        authoritative(&t, "customer.test");
+        t.dns
+            .set_cname("_acme-challenge.shop.customer.test", "wrong.example.test");
+        let checked = api
+            .get("/api/v1/instances/default/delegations/shop.customer.test")
+            .await
+            .body;
+        assert_eq!(checked["status"], "mismatch", "{checked}");
+        assert!(
+            checked["detail"]
+                .as_str()
+                .unwrap()
+                .contains("wrong.example.test")
+        );
+        t.dns
+            .set_cname("_acme-challenge.shop.customer.test", &target);
+        let checked = api
+            .get("/api/v1/instances/default/delegations/shop.customer.test")
+            .await
+            .body;
+        assert_eq!(checked["status"], "ok", "{checked}");
+
+        // httpreq: a write token of the instance, names the instance covers.
+        let http = t.http();
+        let present = |auth: Option<(&str, &str)>, fqdn: &str, value: &str| {
+            let mut r = http
+                .post(t.url("/httpreq/default/present"))
+                .json(&json!({"fqdn": fqdn, "value": value}));
+            if let Some((user, pass)) = auth {
+                r = r.basic_auth(user, Some(pass));
+            }
+            r.send()
+        };
+        let token = t.admin_token();
+        let r = present(None, "_acme-challenge.shop.customer.test.", "v1")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = present(
+            Some(("lego", "not-a-token-at-all")),
+            "_acme-challenge.shop.customer.test.",
+            "v1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 401);
+        let reader = api
+            .expect(
+                201,
+                "/api/v1/tokens",
+                json!({"name": "ro", "scope": "instance:default", "role": "read"}),
+            )
+            .await;
+        let r = present(
+            Some(("lego", reader["token"].as_str().unwrap())),
+            "_acme-challenge.shop.customer.test.",
+            "v1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = present(
+            Some(("lego", &token)),
+            "_acme-challenge.elsewhere.test.",
+            "v1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("DNS validation cannot proceed"),
+            "{body}"
+        );
+        assert!(body["error"].as_str().unwrap().contains("elsewhere.test"));
+
+        for value in ["apex-value", "wildcard-value"] {
+            let r = present(
+                Some(("lego", &token)),
+                "_acme-challenge.shop.customer.test.",
+                value,
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        let mut values = txt(&zr, &target).await;
+        values.sort();
+        assert_eq!(values, vec!["apex-value", "wildcard-value"]);
+        // Followed through the CNAME, as a validating CA sees it.
+        let r = http
+            .post(t.url("/httpreq/default/cleanup"))
+            .basic_auth("lego", Some(&token))
+            .json(&json!({"fqdn": "_acme-challenge.shop.customer.test.", "value": "apex-value"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(txt(&zr, &target).await, vec!["wildcard-value"]);
+        // Unknown names in the zone are NXDOMAIN with the SOA.
+        assert!(zr.lookup_txt(&format!("nothing.{ZONE}")).await.is_err());
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn acme_dns_registrations_touch_only_their_own_label() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let http = t.http();
+    let r = http
+        .post(t.url("/acme-dns/default/register"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "registering needs a token of the instance");
+    let reg: Value = http
+        .post(t.url("/acme-dns/default/register"))
+        .bearer_auth(t.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (user, key) = (
+        reg["username"].as_str().unwrap(),
+        reg["password"].as_str().unwrap(),
+    );
+    let sub = reg["subdomain"].as_str().unwrap();
+    assert_eq!(reg["fulldomain"], format!("{sub}.{ZONE}"));
+    let update = |user: &str, key: &str, sub: &str, txt: &str| {
+        http.post(t.url("/acme-dns/default/update"))
+            .header("X-Api-User", user)
+            .header("X-Api-Key", key)
+            .json(&json!({"subdomain": sub, "txt": txt}))
+            .send()
+    };
+    assert_eq!(
+        update(user, "wrong-key", sub, "x").await.unwrap().status(),
+        401
+    );
+    let other: Value = http
+        .post(t.url("/acme-dns/default/register"))
+        .bearer_auth(t.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = update(user, key, other["subdomain"].as_str().unwrap(), "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "another registration's label");
+    // Three values at once (acme-dns keeps only two).
+    for v in [
+        "one-value-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "two",
+        "three",
+    ] {
+        let r = update(user, key, sub, v).await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let zr = zone_resolver(&t);
+    let values = txt(&zr, &format!("{sub}.{ZONE}")).await;
+    assert_eq!(values.len(), 3, "{values:?}");
+    // The other label holds nothing.
+    assert!(
+        txt(
+            &zr,
+            &format!("{}.{ZONE}", other["subdomain"].as_str().unwrap())
+        )
+        .await
+        .is_empty()
+    );
+    let r = update(user, key, sub, "bad\"value").await.unwrap();
+    assert_eq!(r.status(), 400);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn delegations_need_a_technical_zone() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let r = Api::admin(&t)
+        .post(
+            "/api/v1/instances/default/delegations",
+            json!({"domain": "shop.customer.test"}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert!(r.body["error"].as_str().unwrap().contains("technical_zone"));
+    t.stop().await;
+}
