@@ -270,17 +270,11 @@ pub async fn create_token(
     ApiJson(request): ApiJson<NewToken>,
 ) -> ApiResult<Response> {
     who.require_admin()?;
-    let name_ok = !request.name.is_empty()
-        && request.name.len() <= 64
-        && request.name != "bootstrap"
-        && request
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !name_ok {
+    tenants::check_name("token", &request.name)?;
+    if request.name == "bootstrap" {
         return Err(Error::invalid(
             "name",
-            "a token name is 1 to 64 letters, digits, '.', '_' or '-' (and not \"bootstrap\")",
+            "\"bootstrap\" names the admin token from the data dir",
         )
         .into());
     }

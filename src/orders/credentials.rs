@@ -38,22 +38,6 @@ fn field_error((field, why): providers::FieldError) -> Error {
     Error::invalid(field, why)
 }
 
-fn validate_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "name",
-            format!("credential name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"),
-        ))
-    }
-}
-
 fn kind_of(name: &str) -> Result<&'static providers::Kind, Error> {
     providers::kind(name).ok_or_else(|| {
         Error::invalid(
@@ -74,7 +58,7 @@ pub async fn create_credential(
         .name
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
-    validate_name(&name)?;
+    super::tenants::check_name("credential", &name)?;
     let kind = kind_of(
         s.kind
             .as_deref()

@@ -297,7 +297,9 @@ pub struct AccessKeySettings {
     pub status: Option<String>,
 }
 
-fn validate_key_name(name: &str) -> Result<(), Error> {
+/// Checks the name of an access key, credential or token (`what`): 1 to 64
+/// letters, digits, `.`, `_` or `-`.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -308,7 +310,7 @@ fn validate_key_name(name: &str) -> Result<(), Error> {
     } else {
         Err(Error::invalid(
             "name",
-            format!("access key name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"),
+            format!("{what} name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"),
         ))
     }
 }
@@ -400,7 +402,7 @@ pub async fn create_access_key(
         .name
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
-    validate_key_name(&name)?;
+    check_name("access key", &name)?;
     if settings.allowed_identifiers.is_none() {
         return Err(Error::invalid(
             "allowed_identifiers",

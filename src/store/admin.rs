@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::acme::{certificate_from_row, instance_from_row, order_from_row};
 use super::records::*;
-use super::{Store, StoreError, unique_violation};
+use super::{Store, StoreError, conflict};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -132,14 +132,9 @@ impl Store {
         .bind(i.updated_at)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "an instance named {:?} already exists",
-                i.name
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        result
+            .map_err(|e| conflict(e, format!("an instance named {:?} already exists", i.name)))?;
+        Ok(())
     }
 
     pub async fn instances(&self) -> Result<Vec<Instance>> {
@@ -248,14 +243,16 @@ impl Store {
         .bind(k.updated_at)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "an access key named {:?} already exists in this instance",
-                k.name
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        result.map_err(|e| {
+            conflict(
+                e,
+                format!(
+                    "an access key named {:?} already exists in this instance",
+                    k.name
+                ),
+            )
+        })?;
+        Ok(())
     }
 
     pub async fn access_keys(&self, instance_id: &str) -> Result<Vec<AccessKey>> {
@@ -352,14 +349,8 @@ impl Store {
         .bind(t.created_at)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a token named {:?} already exists",
-                t.name
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        result.map_err(|e| conflict(e, format!("a token named {:?} already exists", t.name)))?;
+        Ok(())
     }
 
     /// The unrevoked token whose secret hashes to `token_hash`.

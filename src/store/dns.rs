@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::acme::guard;
 use super::records::*;
-use super::{Store, StoreError, unique_violation};
+use super::{Store, StoreError, conflict};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -50,14 +50,6 @@ fn delegation_from_row(r: &AnyRow) -> Result<Delegation> {
         checked_at: r.try_get("checked_at")?,
         created_at: r.try_get("created_at")?,
     })
-}
-
-fn conflict(e: sqlx::Error, what: String) -> StoreError {
-    if unique_violation(&e) {
-        StoreError::Conflict(what)
-    } else {
-        e.into()
-    }
 }
 
 impl Store {

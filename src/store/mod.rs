@@ -163,5 +163,14 @@ fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// `Conflict(what)` for a unique-constraint refusal, else the database error.
+fn conflict(e: sqlx::Error, what: String) -> StoreError {
+    if unique_violation(&e) {
+        StoreError::Conflict(what)
+    } else {
+        e.into()
+    }
+}
+
 #[cfg(test)]
 mod tests;
