@@ -34,10 +34,18 @@ dnslab_start() {
 	mkdir -p "$d/bind" "$d/unbound" "$LOGS" || return 1
 
 	# BIND binds interface addresses only; all of 127/8 routes to lo anyway.
+	# (No `ip | grep -q`: under pipefail, ip's SIGPIPE would read as absent.)
 	for a in "$LAB_BIND" "$LAB_RESOLVER" "$LAB_HUB_DNS"; do
-		ip -4 addr show dev lo | grep -q "inet $a/" && continue
+		case $(ip -4 addr show dev lo) in *"inet $a/"*) continue ;; esac
 		ip addr add "$a/32" dev lo || { say "dnslab: cannot add $a to lo"; return 1; }
 	done
+	# A lab left over from a killed run would answer the readiness checks
+	# below with its own, older key.
+	if grep -Eq "($LAB_BIND|$LAB_RESOLVER|0\.0\.0\.0|\*):53 " <<<"$(ss -Hlntu 'sport = :53')"; then
+		say "dnslab: something already listens on port 53 of $LAB_BIND or $LAB_RESOLVER:"
+		ss -Hlntup 'sport = :53' >&2
+		return 1
+	fi
 
 	tsig-keygen -a hmac-sha256 "$LAB_TSIG_NAME" >"$d/bind/hub-key.conf" || return 1
 	LAB_TSIG_SECRET=$(sed -n 's/^[[:space:]]*secret "\(.*\)";/\1/p' "$d/bind/hub-key.conf")
@@ -146,6 +154,7 @@ dnslab_start() {
 #   lab_nsupdate delegated.test "update add _acme-challenge.b.delegated.test. 1 CNAME x.acme.hub.test."
 # The key goes in on stdin, not in argv. Returns nsupdate's status.
 lab_nsupdate() {
+	[ $# -ge 2 ] || { say "usage: lab_nsupdate ZONE COMMAND..."; return 2; }
 	local zone=$1
 	shift
 	{
