@@ -99,7 +99,16 @@ fn err(e: dns_update::Error) -> String {
 
 /// Turns a dns-update error into text fit for an error detail.
 pub fn describe(e: dns_update::Error) -> String {
-    err(e)
+    let text = err(e);
+    // A server that refuses a TSIG signature answers with an unsigned TSIG
+    // error (RFC 8945 §5.3.2: BADSIG, BADKEY); hickory reports that as a
+    // truncated MAC. Say what the server meant.
+    if text.contains("truncated HMAC") {
+        return "the server refused the TSIG signature (NOTAUTH: BADSIG or BADKEY): \
+                check key_name, algorithm and the secret"
+            .into();
+    }
+    text
 }
 
 fn tsig_algorithm(name: &str) -> Result<TsigAlgorithm, String> {
