@@ -9,6 +9,7 @@ pub mod cli;
 mod dns;
 mod handlers;
 mod inventory;
+mod relay;
 pub mod views;
 
 use std::sync::Arc;
@@ -208,6 +209,7 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
     use dns::*;
     use handlers::*;
     use inventory::*;
+    use relay::*;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_instances, create_instance))
         .routes(routes!(show_instance, patch_instance, delete_instance))
@@ -237,6 +239,13 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
         .routes(routes!(test_zone))
         .routes(routes!(list_delegations, create_delegation))
         .routes(routes!(show_delegation, delete_delegation))
+        .routes(routes!(list_ca_accounts, create_ca_account))
+        .routes(routes!(
+            show_ca_account,
+            patch_ca_account,
+            delete_ca_account
+        ))
+        .routes(routes!(test_ca_account))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     let document = api.to_json().unwrap_or_else(|_| "{}".into());

@@ -49,6 +49,8 @@ pub struct InstanceView {
     pub effective_cert_validity_days: i64,
     pub allowed_challenges: Vec<String>,
     pub rate_limits: RateLimits,
+    pub environment: String,
+    pub failover: bool,
     /// Where ACME clients point.
     pub directory_url: String,
     pub created_at: String,
@@ -67,6 +69,8 @@ impl InstanceView {
             effective_cert_validity_days: crate::orders::validity_days(hub, i),
             allowed_challenges: i.allowed_challenges.clone(),
             rate_limits: i.rate_limits,
+            environment: i.environment.clone(),
+            failover: i.failover,
             directory_url: hub.directory_url(&i.name),
             created_at: time(i.created_at),
             updated_at: time(i.updated_at),
@@ -438,4 +442,72 @@ impl DelegationView {
             created_at: time(d.created_at),
         }
     }
+}
+
+/// A CA account: never its keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaAccountView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub ca: String,
+    pub directory_url: String,
+    pub environment: String,
+    pub email: String,
+    pub eab_kid: Option<String>,
+    /// Whether an EAB HMAC key is stored (it is never shown).
+    pub eab_hmac_key_set: bool,
+    pub allow_wildcard: bool,
+    pub dns_ttl: i64,
+    pub api_timeout_s: i64,
+    pub priority: i64,
+    pub preferred: bool,
+    pub trusted_roots_pem: Option<String>,
+    pub caa_identities: Vec<String>,
+    pub account_url: Option<String>,
+    /// `unregistered`, `valid` or `error`.
+    pub account_status: String,
+    pub status_detail: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl CaAccountView {
+    pub fn new(a: &crate::store::CaAccount) -> Self {
+        Self {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            ca: a.ca.clone(),
+            directory_url: a.directory_url.clone(),
+            environment: a.environment.clone(),
+            email: a.email.clone(),
+            eab_kid: a.eab_kid.clone(),
+            eab_hmac_key_set: a.sealed_eab_hmac.is_some(),
+            allow_wildcard: a.allow_wildcard,
+            dns_ttl: a.dns_ttl,
+            api_timeout_s: a.api_timeout_s,
+            priority: a.priority,
+            preferred: a.preferred,
+            trusted_roots_pem: a.trusted_roots_pem.clone(),
+            caa_identities: a.caa_identities.clone(),
+            account_url: a.account_url.clone(),
+            account_status: a.status.clone(),
+            status_detail: a.status_detail.clone(),
+            created_at: time(a.created_at),
+            updated_at: time(a.updated_at),
+        }
+    }
+}
+
+/// "Save and Test".
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaTestView {
+    pub available: bool,
+    /// `API is available`, or what failed (TLS, timeout, HTTP status, EAB refused).
+    pub detail: String,
+    /// The directory's endpoints.
+    pub endpoints: Value,
+    pub account_status: String,
+    pub latency_ms: Option<u64>,
 }

@@ -7,6 +7,7 @@
 
 pub mod csr;
 pub mod local;
+pub mod upstream;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

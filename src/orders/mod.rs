@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod audit;
+pub mod ca_accounts;
 pub mod credentials;
 pub mod delegations;
 mod finalize;

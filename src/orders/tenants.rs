@@ -39,6 +39,11 @@ pub struct InstanceSettings {
     /// Challenge types offered: `http-01`, `dns-01`, `tls-alpn-01`.
     pub allowed_challenges: Option<Vec<String>>,
     pub rate_limits: Option<RateLimits>,
+    /// `production` (default) or `staging`: staging CA accounts never serve a
+    /// production instance, nor the reverse.
+    pub environment: Option<String>,
+    /// With upstream issuance, move an order to the next CA account when one fails (default on).
+    pub failover: Option<bool>,
 }
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
@@ -79,6 +84,17 @@ fn validate_description(text: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// `production` or `staging`.
+pub fn check_environment(text: &str, field: &str) -> Result<String, Error> {
+    match text {
+        "production" | "staging" => Ok(text.to_string()),
+        other => Err(Error::invalid(
+            field,
+            format!("{field} {other:?} is unknown; use \"production\" or \"staging\""),
+        )),
+    }
 }
 
 /// Applies `settings` to `instance`, checking each field.
@@ -136,6 +152,12 @@ fn apply_settings(instance: &mut Instance, settings: &InstanceSettings) -> Resul
     if let Some(limits) = settings.rate_limits {
         instance.rate_limits = limits;
     }
+    if let Some(environment) = &settings.environment {
+        instance.environment = check_environment(environment, "environment")?;
+    }
+    if let Some(failover) = settings.failover {
+        instance.failover = failover;
+    }
     Ok(())
 }
 
@@ -163,6 +185,8 @@ pub async fn create_instance(
             .map(|c| c.as_str().to_string())
             .collect(),
         rate_limits: RateLimits::default(),
+        environment: "production".into(),
+        failover: true,
         created_at: now,
         updated_at: now,
     };
@@ -241,6 +265,8 @@ impl ChangedFields {
         note(s.cert_validity_days.is_some(), "cert_validity_days");
         note(s.allowed_challenges.is_some(), "allowed_challenges");
         note(s.rate_limits.is_some(), "rate_limits");
+        note(s.environment.is_some(), "environment");
+        note(s.failover.is_some(), "failover");
         Self { changed }
     }
 }

@@ -33,6 +33,8 @@ pub(super) fn instance_from_row(r: &AnyRow) -> Result<Instance> {
             .map_err(|e| StoreError::Corrupt(format!("allowed_challenges: {e}")))?,
         rate_limits: serde_json::from_str(&limits)
             .map_err(|e| StoreError::Corrupt(format!("rate_limits: {e}")))?,
+        environment: r.try_get("environment")?,
+        failover: r.try_get::<i64, _>("failover")? != 0,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })

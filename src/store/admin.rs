@@ -117,8 +117,8 @@ impl Store {
     pub async fn insert_instance(&self, i: &Instance) -> Result<()> {
         let result = sqlx::query(
             "INSERT INTO instances (id, name, description, issuer, external_account_required, \
-             cert_validity_days, allowed_challenges, rate_limits, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             cert_validity_days, allowed_challenges, rate_limits, created_at, updated_at, environment, failover) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&i.id)
         .bind(&i.name)
@@ -130,6 +130,8 @@ impl Store {
         .bind(json(&i.rate_limits))
         .bind(i.created_at)
         .bind(i.updated_at)
+        .bind(&i.environment)
+        .bind(i64::from(i.failover))
         .execute(&self.pool)
         .await;
         result
@@ -157,8 +159,8 @@ impl Store {
     pub async fn update_instance(&self, i: &Instance) -> Result<()> {
         let r = sqlx::query(
             "UPDATE instances SET description = $1, issuer = $2, external_account_required = $3, \
-             cert_validity_days = $4, allowed_challenges = $5, rate_limits = $6, updated_at = $7 \
-             WHERE id = $8",
+             cert_validity_days = $4, allowed_challenges = $5, rate_limits = $6, updated_at = $7, \
+             environment = $9, failover = $10 WHERE id = $8",
         )
         .bind(&i.description)
         .bind(&i.issuer)
@@ -168,6 +170,8 @@ impl Store {
         .bind(json(&i.rate_limits))
         .bind(i.updated_at)
         .bind(&i.id)
+        .bind(&i.environment)
+        .bind(i64::from(i.failover))
         .execute(&self.pool)
         .await?;
         super::acme::guard(r.rows_affected())

@@ -8,6 +8,7 @@ mod acme;
 mod admin;
 mod dns;
 mod records;
+mod relay;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -67,6 +67,10 @@ pub struct Instance {
     /// Challenge types offered, e.g. `["http-01", "dns-01"]`.
     pub allowed_challenges: Vec<String>,
     pub rate_limits: RateLimits,
+    /// `production` or `staging`: which CA accounts may serve it.
+    pub environment: String,
+    /// Move an order to the next CA account when one fails.
+    pub failover: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -337,4 +341,51 @@ pub struct AcmeDnsAccount {
     pub key_hash: String,
     pub label: String,
     pub created_at: i64,
+}
+
+/// An account at an upstream CA, owned by one instance (DESIGN: *CA account*).
+/// Its ACME account key (in `credentials`) and EAB HMAC key are sealed by
+/// `secrets` (owner `ca-account`); its `Debug` leaves both out.
+#[derive(Clone)]
+pub struct CaAccount {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub description: String,
+    /// A known CA (`letsencrypt`, `zerossl`, ...) or `custom`.
+    pub ca: String,
+    pub directory_url: String,
+    /// `production` or `staging`.
+    pub environment: String,
+    pub email: String,
+    pub eab_kid: Option<String>,
+    pub sealed_eab_hmac: Option<Vec<u8>>,
+    pub allow_wildcard: bool,
+    pub dns_ttl: i64,
+    pub api_timeout_s: i64,
+    pub priority: i64,
+    pub preferred: bool,
+    pub trusted_roots_pem: Option<String>,
+    pub caa_identities: Vec<String>,
+    /// The upstream account URL once registered.
+    pub account_url: Option<String>,
+    /// instant-acme's account credentials (JSON), sealed.
+    pub sealed_credentials: Option<Vec<u8>>,
+    /// `unregistered`, `valid` or `error`.
+    pub status: String,
+    pub status_detail: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for CaAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaAccount")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("ca", &self.ca)
+            .field("directory_url", &self.directory_url)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }

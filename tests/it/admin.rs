@@ -1093,6 +1093,12 @@ async fn openapi_document_lists_every_route() {
         ("post", "/api/v1/instances/{i}/delegations"),
         ("get", "/api/v1/instances/{i}/delegations/{id}"),
         ("delete", "/api/v1/instances/{i}/delegations/{id}"),
+        ("get", "/api/v1/instances/{i}/ca-accounts"),
+        ("post", "/api/v1/instances/{i}/ca-accounts"),
+        ("get", "/api/v1/instances/{i}/ca-accounts/{id}"),
+        ("patch", "/api/v1/instances/{i}/ca-accounts/{id}"),
+        ("delete", "/api/v1/instances/{i}/ca-accounts/{id}"),
+        ("post", "/api/v1/instances/{i}/ca-accounts/{id}/test"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

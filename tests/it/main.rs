@@ -9,3 +9,4 @@ mod flows;
 mod harness;
 mod jws_rules;
 mod raw;
+mod relay;

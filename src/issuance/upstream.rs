@@ -1,0 +1,222 @@
+//! Upstream ACME CAs for the relay: the CAs the hub knows by name, the HTTP
+//! transport instant-acme uses (the account's trusted roots, its API
+//! timeout), fetching a directory and registering an account (RFC 8555
+//! §7.3, with EAB when given). Nothing here decides which account serves an
+//! order, and no error carries a key.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use instant_acme::{BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient, NewAccount};
+use serde_json::Value;
+
+/// A CA the hub knows by name.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownCa {
+    pub name: &'static str,
+    pub directory_url: &'static str,
+    pub environment: &'static str,
+    /// Issuer domain names in CAA records (RFC 8659 §4.2) that allow this CA.
+    pub caa_identities: &'static [&'static str],
+    /// The CA refuses accounts without External Account Binding.
+    pub eab_required: bool,
+}
+
+pub static KNOWN_CAS: &[KnownCa] = &[
+    KnownCa {
+        name: "letsencrypt",
+        directory_url: "https://acme-v02.api.letsencrypt.org/directory",
+        environment: "production",
+        caa_identities: &["letsencrypt.org"],
+        eab_required: false,
+    },
+    KnownCa {
+        name: "letsencrypt-staging",
+        directory_url: "https://acme-staging-v02.api.letsencrypt.org/directory",
+        environment: "staging",
+        caa_identities: &["letsencrypt.org"],
+        eab_required: false,
+    },
+    KnownCa {
+        name: "zerossl",
+        directory_url: "https://acme.zerossl.com/v2/DV90",
+        environment: "production",
+        caa_identities: &["sectigo.com", "zerossl.com"],
+        eab_required: true,
+    },
+    KnownCa {
+        name: "google",
+        directory_url: "https://dv.acme-v02.api.pki.goog/directory",
+        environment: "production",
+        caa_identities: &["pki.goog"],
+        eab_required: true,
+    },
+    KnownCa {
+        name: "google-staging",
+        directory_url: "https://dv.acme-v02.test-api.pki.goog/directory",
+        environment: "staging",
+        caa_identities: &["pki.goog"],
+        eab_required: true,
+    },
+    KnownCa {
+        name: "buypass",
+        directory_url: "https://api.buypass.com/acme/directory",
+        environment: "production",
+        caa_identities: &["buypass.com"],
+        eab_required: false,
+    },
+    KnownCa {
+        name: "sslcom",
+        directory_url: "https://acme.ssl.com/sslcom-dv-ecc",
+        environment: "production",
+        caa_identities: &["ssl.com"],
+        eab_required: true,
+    },
+];
+
+pub fn known_ca(name: &str) -> Option<&'static KnownCa> {
+    KNOWN_CAS.iter().find(|c| c.name == name)
+}
+
+/// instant-acme's transport: one HTTPS client with the account's roots, and
+/// a deadline on every request (instant-acme has none of its own).
+#[derive(Clone)]
+pub struct UpstreamHttp {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl UpstreamHttp {
+    /// Trusts `trusted_roots_pem` only when given (a private or test CA),
+    /// else the public Web PKI roots.
+    pub fn new(trusted_roots_pem: Option<&str>, timeout: Duration) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("acmehub/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = trusted_roots_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| format!("trusted_roots_pem is not a PEM bundle: {e}"))?;
+            if roots.is_empty() {
+                return Err("trusted_roots_pem holds no certificate".into());
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTPS client: {e}"))?;
+        Ok(Self { client, timeout })
+    }
+
+    /// GETs a directory (RFC 8555 §7.1.1); returns it and the time it took.
+    pub async fn directory(&self, url: &str) -> Result<(Value, u64), String> {
+        let started = Instant::now();
+        let response = self.client.get(url).send().await.map_err(describe)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the directory answered HTTP {}", status.as_u16()));
+        }
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("the directory is not JSON: {}", describe(e)))?;
+        if !value.get("newNonce").is_some_and(Value::is_string)
+            || !value.get("newAccount").is_some_and(Value::is_string)
+            || !value.get("newOrder").is_some_and(Value::is_string)
+        {
+            return Err(
+                "the document is not an ACME directory (newNonce, newAccount, newOrder missing)"
+                    .into(),
+            );
+        }
+        Ok((value, started.elapsed().as_millis() as u64))
+    }
+
+    /// Registers (or finds, for a key already registered) an account.
+    /// Returns the account URL and instant-acme's credentials as JSON.
+    pub async fn register(
+        &self,
+        directory_url: &str,
+        email: &str,
+        eab: Option<(&str, &[u8])>,
+    ) -> Result<(String, String), String> {
+        let contact = format!("mailto:{email}");
+        let contacts = [contact.as_str()];
+        let new = NewAccount {
+            contact: if email.is_empty() { &[] } else { &contacts },
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let eab = eab.map(|(kid, key)| ExternalAccountKey::new(kid.to_string(), key));
+        let (account, credentials) =
+            instant_acme::Account::builder_with_http(Box::new(self.clone()))
+                .create(&new, directory_url.to_string(), eab.as_ref())
+                .await
+                .map_err(acme_error)?;
+        let json = serde_json::to_string(&credentials)
+            .map_err(|e| format!("cannot keep the account credentials: {e}"))?;
+        Ok((account.id().to_string(), json))
+    }
+}
+
+impl HttpClient for UpstreamHttp {
+    fn request(
+        &self,
+        req: axum::http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let response = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| instant_acme::Error::Other(describe(e).into()))?;
+            let response: axum::http::Response<reqwest::Body> = response.into();
+            Ok(BytesResponse::from(response))
+        })
+    }
+}
+
+/// A transport error in words an operator acts on (TLS, timeout, refused).
+fn describe(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_timeout() {
+        format!("timed out: {text}")
+    } else {
+        text
+    }
+}
+
+/// An instant-acme error, with the CA's problem document when there is one.
+pub fn acme_error(e: instant_acme::Error) -> String {
+    match e {
+        instant_acme::Error::Api(p) => format!(
+            "the CA refused: {} {}",
+            p.r#type.unwrap_or_default(),
+            p.detail.unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}

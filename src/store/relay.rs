@@ -1,0 +1,165 @@
+//! Queries for upstream CA accounts.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::acme::guard;
+use super::records::*;
+use super::{Store, StoreError, conflict};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
+    let caa: String = r.try_get("caa_identities")?;
+    Ok(CaAccount {
+        id: r.try_get("id")?,
+        instance_id: r.try_get("instance_id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        ca: r.try_get("ca")?,
+        directory_url: r.try_get("directory_url")?,
+        environment: r.try_get("environment")?,
+        email: r.try_get("email")?,
+        eab_kid: r.try_get("eab_kid")?,
+        sealed_eab_hmac: r.try_get("eab_hmac")?,
+        allow_wildcard: r.try_get::<i64, _>("allow_wildcard")? != 0,
+        dns_ttl: r.try_get("dns_ttl")?,
+        api_timeout_s: r.try_get("api_timeout_s")?,
+        priority: r.try_get("priority")?,
+        preferred: r.try_get::<i64, _>("preferred")? != 0,
+        trusted_roots_pem: r.try_get("trusted_roots_pem")?,
+        caa_identities: serde_json::from_str(&caa)
+            .map_err(|e| StoreError::Corrupt(format!("caa_identities: {e}")))?,
+        account_url: r.try_get("account_url")?,
+        sealed_credentials: r.try_get("credentials")?,
+        status: r.try_get("status")?,
+        status_detail: r.try_get("status_detail")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_ca_account(&self, a: &CaAccount) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ca_accounts (id, instance_id, name, description, ca, directory_url, environment, \
+             email, eab_kid, eab_hmac, allow_wildcard, dns_ttl, api_timeout_s, priority, preferred, \
+             trusted_roots_pem, caa_identities, account_url, credentials, status, status_detail, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23)",
+        )
+        .bind(&a.id)
+        .bind(&a.instance_id)
+        .bind(&a.name)
+        .bind(&a.description)
+        .bind(&a.ca)
+        .bind(&a.directory_url)
+        .bind(&a.environment)
+        .bind(&a.email)
+        .bind(&a.eab_kid)
+        .bind(a.sealed_eab_hmac.clone())
+        .bind(i64::from(a.allow_wildcard))
+        .bind(a.dns_ttl)
+        .bind(a.api_timeout_s)
+        .bind(a.priority)
+        .bind(i64::from(a.preferred))
+        .bind(&a.trusted_roots_pem)
+        .bind(serde_json::to_string(&a.caa_identities).unwrap_or_else(|_| "[]".into()))
+        .bind(&a.account_url)
+        .bind(a.sealed_credentials.clone())
+        .bind(&a.status)
+        .bind(&a.status_detail)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict(
+                e,
+                format!("a CA account named {:?} already exists in this instance", a.name),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// An instance's CA accounts, preferred first, then by priority.
+    pub async fn ca_accounts(&self, instance_id: &str) -> Result<Vec<CaAccount>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ca_accounts WHERE instance_id = $1 ORDER BY preferred DESC, priority, name",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ca_account_from_row).collect()
+    }
+
+    /// A CA account of the instance by id or name.
+    pub async fn ca_account(
+        &self,
+        instance_id: &str,
+        id_or_name: &str,
+    ) -> Result<Option<CaAccount>> {
+        let all = self.ca_accounts(instance_id).await?;
+        let by_id = all.iter().position(|a| a.id == id_or_name);
+        let by_name = all.iter().position(|a| a.name == id_or_name);
+        Ok(by_id.or(by_name).map(|i| all[i].clone()))
+    }
+
+    /// Writes every mutable field of a CA account.
+    pub async fn update_ca_account(&self, a: &CaAccount) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE ca_accounts SET description = $1, directory_url = $2, environment = $3, email = $4, \
+             eab_kid = $5, eab_hmac = $6, allow_wildcard = $7, dns_ttl = $8, api_timeout_s = $9, \
+             priority = $10, preferred = $11, trusted_roots_pem = $12, caa_identities = $13, \
+             account_url = $14, credentials = $15, status = $16, status_detail = $17, updated_at = $18 \
+             WHERE id = $19",
+        )
+        .bind(&a.description)
+        .bind(&a.directory_url)
+        .bind(&a.environment)
+        .bind(&a.email)
+        .bind(&a.eab_kid)
+        .bind(a.sealed_eab_hmac.clone())
+        .bind(i64::from(a.allow_wildcard))
+        .bind(a.dns_ttl)
+        .bind(a.api_timeout_s)
+        .bind(a.priority)
+        .bind(i64::from(a.preferred))
+        .bind(&a.trusted_roots_pem)
+        .bind(serde_json::to_string(&a.caa_identities).unwrap_or_else(|_| "[]".into()))
+        .bind(&a.account_url)
+        .bind(a.sealed_credentials.clone())
+        .bind(&a.status)
+        .bind(&a.status_detail)
+        .bind(a.updated_at)
+        .bind(&a.id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    /// Makes `id` the instance's only preferred account.
+    pub async fn prefer_ca_account(&self, instance_id: &str, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE ca_accounts SET preferred = 0 WHERE instance_id = $1 AND id <> $2")
+            .bind(instance_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE ca_accounts SET preferred = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_ca_account(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM ca_accounts WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        guard(r.rows_affected())
+    }
+}

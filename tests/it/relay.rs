@@ -1,0 +1,317 @@
+//! Upstream CA accounts, with a second in-process hub as the upstream CA:
+//! saving, "Save and Test" (directory, registration with and without EAB),
+//! and the failures an operator must be able to tell apart.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::admin::Api;
+use crate::harness::*;
+
+fn custom(name: &str, upstream: &TestHub, roots: Option<&str>) -> Value {
+    json!({"name": name, "ca": "custom", "directory_url": upstream.directory,
+           "trusted_roots_pem": roots, "email": "ops@example.test", "priority": 10})
+}
+
+fn root_pem(t: &TestHub) -> String {
+    std::fs::read_to_string(&t.root_pem).unwrap()
+}
+
+#[tokio::test]
+async fn save_and_test_registers_at_the_upstream_ca() {
+    for db in databases() {
+        let upstream = TestHub::start(Db::Sqlite).await;
+        let t = TestHub::start(db).await;
+        let api = Api::admin(&t);
+        let roots = root_pem(&upstream);
+        let created = api
+            .expect(
+                201,
+                "/api/v1/instances/default/ca-accounts",
+                custom("up-a", &upstream, Some(&roots)),
+            )
+            .await;
+        assert_eq!(created["account_status"], "unregistered");
+        assert_eq!(created["environment"], "production");
+        let r = api
+            .post("/api/v1/instances/default/ca-accounts/up-a/test", json!({}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["available"], true, "{}", r.body);
+        assert_eq!(r.body["detail"], "API is available");
+        assert_eq!(r.body["account_status"], "valid");
+        assert!(
+            r.body["endpoints"]["newOrder"]
+                .as_str()
+                .unwrap()
+                .ends_with("/acme/default/new-order")
+        );
+        assert!(r.body["latency_ms"].is_u64());
+        let shown = api
+            .get("/api/v1/instances/default/ca-accounts/up-a")
+            .await
+            .body;
+        let url = shown["account_url"].as_str().unwrap();
+        assert!(url.contains("/acme/default/account/"), "{shown}");
+        // The upstream saw a new account.
+        let events = Api::admin(&upstream)
+            .get("/api/v1/events?action=account.create")
+            .await
+            .body;
+        assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+        // Testing again keeps the same upstream account.
+        api.post("/api/v1/instances/default/ca-accounts/up-a/test", json!({}))
+            .await;
+        let again = api
+            .get("/api/v1/instances/default/ca-accounts/up-a")
+            .await
+            .body;
+        assert_eq!(again["account_url"], url);
+
+        // Without the upstream's root, TLS fails, and says so.
+        api.expect(
+            201,
+            "/api/v1/instances/default/ca-accounts",
+            custom("no-roots", &upstream, None),
+        )
+        .await;
+        let r = api
+            .post(
+                "/api/v1/instances/default/ca-accounts/no-roots/test",
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.body["available"], false);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("certificate"),
+            "{}",
+            r.body
+        );
+        // Nothing listening: the connection error.
+        let port = free_port().await;
+        let mut dead = custom("dead", &upstream, Some(&roots));
+        dead["directory_url"] = json!(format!("https://localhost:{port}/directory"));
+        api.expect(201, "/api/v1/instances/default/ca-accounts", dead)
+            .await;
+        let r = api
+            .post("/api/v1/instances/default/ca-accounts/dead/test", json!({}))
+            .await;
+        assert_eq!(r.body["available"], false);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("connect"),
+            "{}",
+            r.body
+        );
+        // Preferred first in the list.
+        api.patch(
+            "/api/v1/instances/default/ca-accounts/dead",
+            json!({"preferred": true}),
+        )
+        .await;
+        let list = api.get("/api/v1/instances/default/ca-accounts").await.body;
+        assert_eq!(list[0]["name"], "dead");
+        assert_eq!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["preferred"] == true)
+                .count(),
+            1
+        );
+        assert_eq!(
+            api.delete("/api/v1/instances/default/ca-accounts/dead")
+                .await
+                .status,
+            204
+        );
+        t.stop().await;
+        upstream.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn external_account_binding_is_used_and_a_wrong_key_is_reported() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let up = Api::admin(&upstream);
+    up.patch(
+        "/api/v1/instances/default",
+        json!({"external_account_required": true}),
+    )
+    .await;
+    let key = up
+        .expect(
+            201,
+            "/api/v1/instances/default/access-keys",
+            json!({"name": "relay", "allowed_identifiers": ["*.customer.test"]}),
+        )
+        .await;
+    let (kid, hmac) = (
+        key["kid"].as_str().unwrap(),
+        key["hmac_key"].as_str().unwrap(),
+    );
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let roots = root_pem(&upstream);
+    let mut with_eab = custom("eab", &upstream, Some(&roots));
+    with_eab["eab_kid"] = json!(kid);
+    with_eab["eab_hmac_key"] = json!(hmac);
+    let created = api
+        .expect(201, "/api/v1/instances/default/ca-accounts", with_eab)
+        .await;
+    assert_eq!(created["eab_hmac_key_set"], true);
+    let r = api
+        .post("/api/v1/instances/default/ca-accounts/eab/test", json!({}))
+        .await;
+    assert_eq!(r.body["available"], true, "{}", r.body);
+
+    let mut wrong = custom("wrong-eab", &upstream, Some(&roots));
+    wrong["eab_kid"] = json!(kid);
+    wrong["eab_hmac_key"] =
+        json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]));
+    api.expect(201, "/api/v1/instances/default/ca-accounts", wrong)
+        .await;
+    let r = api
+        .post(
+            "/api/v1/instances/default/ca-accounts/wrong-eab/test",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["available"], false, "{}", r.body);
+    assert_eq!(r.body["account_status"], "error");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("unauthorized"),
+        "{}",
+        r.body
+    );
+    let no_eab = custom("no-eab", &upstream, Some(&roots));
+    api.expect(201, "/api/v1/instances/default/ca-accounts", no_eab)
+        .await;
+    let r = api
+        .post(
+            "/api/v1/instances/default/ca-accounts/no-eab/test",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("externalAccountRequired"),
+        "{}",
+        r.body
+    );
+
+    // The HMAC key is write-only.
+    let all = [
+        api.get("/api/v1/instances/default/ca-accounts")
+            .await
+            .body
+            .to_string(),
+        api.get("/api/v1/events?limit=1000").await.body.to_string(),
+    ]
+    .join("");
+    assert!(!all.contains(hmac));
+    t.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn ca_account_fields_are_checked() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    for (body, field) in [
+        (json!({"name": "x", "ca": "acme-corp"}), "ca"),
+        (json!({"name": "x", "ca": "custom"}), "directory_url"),
+        (
+            json!({"name": "x", "ca": "custom", "directory_url": "http://ca.test/dir"}),
+            "directory_url",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "directory_url": "https://ca.test/dir"}),
+            "directory_url",
+        ),
+        (json!({"name": "x", "ca": "zerossl"}), "eab_kid"),
+        (
+            json!({"name": "x", "ca": "letsencrypt-staging", "environment": "production"}),
+            "environment",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "dns_ttl": 0}),
+            "dns_ttl",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "api_timeout_s": 9999}),
+            "api_timeout_s",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "email": "not an address"}),
+            "email",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "eab_kid": "k"}),
+            "eab_hmac_key",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "trusted_roots_pem": "nope"}),
+            "trusted_roots_pem",
+        ),
+        (
+            json!({"name": "x", "ca": "letsencrypt", "caa_identities": ["not a name"]}),
+            "caa_identities",
+        ),
+        (json!({"ca": "letsencrypt"}), "name"),
+    ] {
+        let r = api
+            .post("/api/v1/instances/default/ca-accounts", body.clone())
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{body}: {}", r.body);
+    }
+    let le = api
+        .expect(
+            201,
+            "/api/v1/instances/default/ca-accounts",
+            json!({"name": "le", "ca": "letsencrypt-staging"}),
+        )
+        .await;
+    assert_eq!(le["environment"], "staging");
+    assert_eq!(le["caa_identities"], json!(["letsencrypt.org"]));
+    assert!(
+        le["directory_url"]
+            .as_str()
+            .unwrap()
+            .contains("acme-staging-v02")
+    );
+    assert_eq!(
+        api.get("/api/v1/instances/default/ca-accounts")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Instances gain environment and failover.
+    let r = api
+        .patch("/api/v1/instances/default", json!({"environment": "qa"}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].clone()),
+        (400, json!("environment"))
+    );
+    let r = api
+        .patch(
+            "/api/v1/instances/default",
+            json!({"environment": "staging", "failover": false}),
+        )
+        .await;
+    assert_eq!(
+        (r.body["environment"].clone(), r.body["failover"].clone()),
+        (json!("staging"), json!(false))
+    );
+    t.stop().await;
+}
