@@ -220,3 +220,118 @@ pub fn acme_error(e: instant_acme::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// Why a CA account cannot serve an order, if it cannot (DESIGN: failover
+/// skips accounts that cannot serve the order).
+pub fn unfit(
+    account: &crate::store::CaAccount,
+    instance_environment: &str,
+    identifiers: &[crate::policy::Identifier],
+) -> Option<String> {
+    if account.environment != instance_environment {
+        return Some(format!(
+            "{}: a {} account cannot serve a {} instance",
+            account.name, account.environment, instance_environment
+        ));
+    }
+    if !account.allow_wildcard {
+        if let Some(w) = identifiers.iter().find(|i| i.is_wildcard()) {
+            return Some(format!(
+                "{}: wildcards are not allowed on this account ({})",
+                account.name, w.value
+            ));
+        }
+    }
+    if account.status == "error" {
+        return Some(format!(
+            "{}: the account could not be registered: {}",
+            account.name, account.status_detail
+        ));
+    }
+    None
+}
+
+/// The accounts that may serve an order, in the order to try them
+/// (preferred first, then by priority), and why each other one was passed over.
+pub fn candidates<'a>(
+    accounts: &'a [crate::store::CaAccount],
+    instance_environment: &str,
+    identifiers: &[crate::policy::Identifier],
+) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
+    let mut sorted: Vec<&crate::store::CaAccount> = accounts.iter().collect();
+    sorted.sort_by_key(|a| (!a.preferred, a.priority, a.name.clone()));
+    let mut fit = Vec::new();
+    let mut reasons = Vec::new();
+    for account in sorted {
+        match unfit(account, instance_environment, identifiers) {
+            Some(why) => reasons.push(why),
+            None => fit.push(account),
+        }
+    }
+    (fit, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Identifier;
+    use crate::store::CaAccount;
+
+    fn account(name: &str, env: &str, wildcard: bool, priority: i64, preferred: bool) -> CaAccount {
+        CaAccount {
+            id: name.into(),
+            instance_id: "i".into(),
+            name: name.into(),
+            description: String::new(),
+            ca: "custom".into(),
+            directory_url: "https://ca.test/dir".into(),
+            environment: env.into(),
+            email: String::new(),
+            eab_kid: None,
+            sealed_eab_hmac: None,
+            allow_wildcard: wildcard,
+            dns_ttl: 60,
+            api_timeout_s: 30,
+            priority,
+            preferred,
+            trusted_roots_pem: None,
+            caa_identities: Vec::new(),
+            account_url: None,
+            sealed_credentials: None,
+            status: "valid".into(),
+            status_detail: String::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn accounts_are_tried_preferred_first_then_by_priority_and_unfit_ones_say_why() {
+        let accounts = vec![
+            account("b", "production", true, 20, false),
+            account("staging", "staging", true, 1, false),
+            account("no-wild", "production", false, 5, false),
+            account("a", "production", true, 30, true),
+            account("c", "production", true, 10, false),
+        ];
+        let plain = [Identifier::dns("a.example.com").unwrap()];
+        let (fit, reasons) = candidates(&accounts, "production", &plain);
+        let names: Vec<&str> = fit.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a", "no-wild", "c", "b"]);
+        assert_eq!(reasons.len(), 1);
+        assert!(reasons[0].contains("staging account cannot serve a production instance"));
+
+        let wild = [Identifier::dns("*.example.com").unwrap()];
+        let (fit, reasons) = candidates(&accounts, "production", &wild);
+        assert!(fit.iter().all(|a| a.name != "no-wild"));
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("wildcards are not allowed"))
+        );
+
+        let (fit, reasons) = candidates(&accounts[1..2], "production", &plain);
+        assert!(fit.is_empty());
+        assert_eq!(reasons.len(), 1);
+    }
+}

@@ -111,17 +111,43 @@ pub fn validity_days(hub: &Hub, instance: &Instance) -> i64 {
         .unwrap_or(i64::from(hub.config.ca.leaf_validity_days))
 }
 
-/// Refuses work for an instance whose issuer cannot serve it yet.
-fn require_local_issuer(instance: &Instance) -> Result<(), Error> {
+/// Refuses orders the instance's issuer cannot serve: for an upstream
+/// instance, `There is no matching ACME account` with each account
+/// considered and why it was passed over.
+async fn check_issuer(
+    hub: &Hub,
+    instance: &Instance,
+    identifiers: &[Identifier],
+) -> Result<(), Error> {
     if instance.issuer == "local" {
         return Ok(());
     }
+    let accounts = hub.store.ca_accounts(&instance.id).await?;
+    let (fit, reasons) =
+        crate::issuance::upstream::candidates(&accounts, &instance.environment, identifiers);
+    if fit.is_empty() {
+        let considered = if reasons.is_empty() {
+            "none is configured (POST /api/v1/instances/{i}/ca-accounts)".to_string()
+        } else {
+            format!("accounts considered: {}", reasons.join("; "))
+        };
+        return Err(Error::new(
+            ErrorKind::ServerInternal,
+            format!(
+                "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
+                 and none can serve this order; {considered}",
+                instance.name
+            ),
+        ));
+    }
+    // Relaying the order to `fit[0]` (with failover down the list) is the
+    // next step of the relay; until it lands, say so instead of issuing locally.
     Err(Error::new(
         ErrorKind::ServerInternal,
         format!(
-            "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
-             and none is configured that can serve this order",
-            instance.name
+            "instance {:?} issues through CA account {:?}, but relaying orders upstream is not \
+             available in this version of the hub",
+            instance.name, fit[0].name
         ),
     ))
 }
@@ -170,7 +196,7 @@ pub async fn new_order(
     if let Some(policy) = &policy {
         tenants::check_identifiers(policy, &identifiers)?;
     }
-    require_local_issuer(instance)?;
+    check_issuer(hub, instance, &identifiers).await?;
     let account_subject = [Subject::Account(&account.id)];
     limits::check(hub, instance, Limit::FailedValidations, &account_subject).await?;
     let pre_authorized = policy

@@ -315,3 +315,72 @@ async fn ca_account_fields_are_checked() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_instance_without_a_fitting_account_says_which_were_considered() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "relay", "issuer": "upstream"}),
+    )
+    .await;
+    let directory = t.url("/acme/relay/directory");
+    let (account, _) = t
+        .builder()
+        .create(
+            &instant_acme::NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory,
+            None,
+        )
+        .await
+        .unwrap();
+    let order = |name: &'static str| {
+        let ids = vec![instant_acme::Identifier::Dns(name.to_string())];
+        let account = &account;
+        async move {
+            match account.new_order(&instant_acme::NewOrder::new(&ids)).await {
+                Err(instant_acme::Error::Api(p)) => p.detail.unwrap_or_default(),
+                Err(other) => panic!("{other:?}"),
+                Ok(_) => panic!("an order was accepted with no usable CA account"),
+            }
+        }
+    };
+    let detail = order("a.customer.test").await;
+    assert!(
+        detail.starts_with("There is no matching ACME account"),
+        "{detail}"
+    );
+    assert!(detail.contains("none is configured"), "{detail}");
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "le-staging", "ca": "letsencrypt-staging"}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "no-wild", "ca": "custom", "directory_url": "https://ca.test/dir", "allow_wildcard": false}),
+    )
+    .await;
+    let detail = order("*.customer.test").await;
+    assert!(
+        detail.starts_with("There is no matching ACME account"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("le-staging: a staging account cannot serve a production instance"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("no-wild: wildcards are not allowed"),
+        "{detail}"
+    );
+    t.stop().await;
+}
