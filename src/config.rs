@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// Load balancers or proxies (IPs or CIDRs) whose `X-Forwarded-For` says
+    /// who the client is; from anyone else the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// File holding the master key (32 bytes, standard base64) when
     /// `ACMEHUB_MASTER_KEY` is unset; default `<data-dir>/master-key`,
     /// created on first start.
@@ -227,6 +231,8 @@ pub struct Config {
     pub public_url: String,
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::policy::Pattern>,
     /// The master key from `ACMEHUB_MASTER_KEY`, if set.
     pub master_key: Option<String>,
     pub master_key_file: Option<PathBuf>,
@@ -319,6 +325,17 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        let trusted_proxies = file
+            .trusted_proxies
+            .iter()
+            .map(|p| match crate::policy::Pattern::parse(p) {
+                Ok(net @ crate::policy::Pattern::Network { .. }) => Ok(net),
+                _ => Err(ConfigError::Invalid {
+                    field: "trusted_proxies",
+                    why: format!("{p:?} is not an IP address or CIDR network"),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(zone) = &file.dns.technical_zone {
             crate::policy::Identifier::dns(&zone.name).map_err(|e| ConfigError::Invalid {
                 field: "dns.technical_zone.name",
@@ -338,6 +355,7 @@ impl Config {
             public_url,
             log_format: o.log_format.or(file.log_format).unwrap_or_default(),
             admin_token: o.admin_token.filter(|t| !t.is_empty()),
+            trusted_proxies,
             master_key: o.master_key.filter(|k| !k.is_empty()),
             master_key_file: file.master_key_file,
             validation: file.validation,

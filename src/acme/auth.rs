@@ -197,7 +197,9 @@ impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<
         let client = request
             .extensions()
             .get::<crate::server::ClientAddr>()
-            .map(|c| c.0.ip());
+            .map(|c| {
+                crate::server::client_ip(&hub.config.trusted_proxies, c.0.ip(), request.headers())
+            });
         if let Some(ip) = client {
             charge_requests(hub, &instance, Subject::Ip(ip)).await?;
         }
