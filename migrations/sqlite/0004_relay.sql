@@ -29,3 +29,20 @@ CREATE TABLE ca_accounts (
     updated_at        BIGINT NOT NULL,
     UNIQUE (instance_id, name)
 );
+
+-- A downstream order relayed to an upstream CA: which account took it, the
+-- upstream order URL (recorded before any upstream challenge is answered),
+-- the client's CSR once finalized, and a lease so one worker runs it.
+CREATE TABLE upstream_orders (
+    order_id      TEXT PRIMARY KEY REFERENCES orders (id),
+    instance_id   TEXT NOT NULL REFERENCES instances (id),
+    ca_account_id TEXT,
+    upstream_url  TEXT,
+    state         TEXT NOT NULL,
+    csr           BLOB,
+    attempts      TEXT NOT NULL DEFAULT '[]',
+    error         TEXT,
+    lease_until   BIGINT NOT NULL DEFAULT 0,
+    updated_at    BIGINT NOT NULL
+);
+CREATE INDEX upstream_orders_state ON upstream_orders (state);

@@ -25,7 +25,25 @@ async fn order_view(hub: &Hub, order: &Order, now: i64) -> Result<OrderView, Err
             authorizations.push(a);
         }
     }
-    Ok(OrderView::new(order, &authorizations, now))
+    let mut view = OrderView::new(order, &authorizations, now);
+    if let Some(u) = hub.store.upstream_order(&order.id).await? {
+        let account = match &u.ca_account_id {
+            Some(id) => hub
+                .store
+                .ca_account(&order.instance_id, id)
+                .await?
+                .map(|a| a.name),
+            None => None,
+        };
+        view.upstream = Some(serde_json::json!({
+            "ca_account": account,
+            "state": u.state,
+            "order_url": u.upstream_url,
+            "attempts": serde_json::from_str::<serde_json::Value>(&u.attempts).unwrap_or_default(),
+            "error": u.error,
+        }));
+    }
+    Ok(view)
 }
 
 /// Filters of the order listing.

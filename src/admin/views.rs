@@ -284,6 +284,8 @@ pub struct OrderView {
     /// The problem document of a failed order.
     pub error: Option<Value>,
     pub authorizations: Vec<AuthorizationView>,
+    /// For relayed orders: the CA account, upstream state, failed attempts.
+    pub upstream: Option<Value>,
 }
 
 impl OrderView {
@@ -302,6 +304,7 @@ impl OrderView {
                 .iter()
                 .map(|a| AuthorizationView::new(a, now))
                 .collect(),
+            upstream: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod csr;
 pub mod local;
+pub mod relay;
 pub mod upstream;
 
 use base64::Engine as _;

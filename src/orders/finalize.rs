@@ -27,7 +27,7 @@ pub fn new_serial() -> [u8; 16] {
 /// The CSR's names are checked against the order and, again, against the
 /// account's access-key policy (which may have changed since newOrder).
 pub async fn finalize(
-    hub: &Hub,
+    hub: &std::sync::Arc<Hub>,
     instance: &Instance,
     account: &Account,
     order_id: &str,
@@ -74,6 +74,26 @@ pub async fn finalize(
             ErrorKind::BadCsr,
             "the CSR's key must not be the account key",
         ));
+    }
+    if instance.issuer == "upstream" {
+        // The client's CSR goes upstream as it is; the order is `processing`
+        // until the upstream certificate arrives.
+        match hub.store.begin_relayed_issuance(&order.id, csr_der).await {
+            Ok(()) => {}
+            Err(StoreError::Guard) => {
+                return Err(Error::new(
+                    ErrorKind::OrderNotReady,
+                    "the order was finalized by another request",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        crate::issuance::relay::spawn(hub.clone(), order.id.clone());
+        return hub
+            .store
+            .order(&account.instance_id, order_id)
+            .await?
+            .ok_or_else(|| Error::internal("finalizing", "order vanished"));
     }
     let now = now();
     let validity = super::validity_days(hub, instance) * 86400;

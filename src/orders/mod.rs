@@ -111,45 +111,41 @@ pub fn validity_days(hub: &Hub, instance: &Instance) -> i64 {
         .unwrap_or(i64::from(hub.config.ca.leaf_validity_days))
 }
 
-/// Refuses orders the instance's issuer cannot serve: for an upstream
-/// instance, `There is no matching ACME account` with each account
-/// considered and why it was passed over.
+/// `There is no matching ACME account`, with each account considered and
+/// why it was passed over.
+pub fn no_matching_account(instance: &Instance, reasons: &[String]) -> Error {
+    let considered = if reasons.is_empty() {
+        "none is configured (POST /api/v1/instances/{i}/ca-accounts)".to_string()
+    } else {
+        format!("accounts considered: {}", reasons.join("; "))
+    };
+    Error::new(
+        ErrorKind::ServerInternal,
+        format!(
+            "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
+             and none can serve this order; {considered}",
+            instance.name
+        ),
+    )
+}
+
+/// Whether the order is relayed upstream; for an upstream instance with no
+/// account that can serve it, `There is no matching ACME account`.
 async fn check_issuer(
     hub: &Hub,
     instance: &Instance,
     identifiers: &[Identifier],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     if instance.issuer == "local" {
-        return Ok(());
+        return Ok(false);
     }
     let accounts = hub.store.ca_accounts(&instance.id).await?;
     let (fit, reasons) =
         crate::issuance::upstream::candidates(&accounts, &instance.environment, identifiers);
     if fit.is_empty() {
-        let considered = if reasons.is_empty() {
-            "none is configured (POST /api/v1/instances/{i}/ca-accounts)".to_string()
-        } else {
-            format!("accounts considered: {}", reasons.join("; "))
-        };
-        return Err(Error::new(
-            ErrorKind::ServerInternal,
-            format!(
-                "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
-                 and none can serve this order; {considered}",
-                instance.name
-            ),
-        ));
+        return Err(no_matching_account(instance, &reasons));
     }
-    // Relaying the order to `fit[0]` (with failover down the list) is the
-    // next step of the relay; until it lands, say so instead of issuing locally.
-    Err(Error::new(
-        ErrorKind::ServerInternal,
-        format!(
-            "instance {:?} issues through CA account {:?}, but relaying orders upstream is not \
-             available in this version of the hub",
-            instance.name, fit[0].name
-        ),
-    ))
+    Ok(true)
 }
 
 /// The challenge types an instance offers for an identifier; `rejectedIdentifier`
@@ -185,7 +181,7 @@ fn allowed_challenges(
 /// The account's access-key policy must allow every identifier; a
 /// `pre-authorized` policy makes the new authorizations valid at once.
 pub async fn new_order(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     instance: &Instance,
     account: &Account,
     request: OrderRequest,
@@ -196,7 +192,7 @@ pub async fn new_order(
     if let Some(policy) = &policy {
         tenants::check_identifiers(policy, &identifiers)?;
     }
-    check_issuer(hub, instance, &identifiers).await?;
+    let relayed = check_issuer(hub, instance, &identifiers).await?;
     let account_subject = [Subject::Account(&account.id)];
     limits::check(hub, instance, Limit::FailedValidations, &account_subject).await?;
     let pre_authorized = policy
@@ -308,6 +304,13 @@ pub async fn new_order(
             authorizations,
         })
         .await?;
+    if relayed {
+        // Upstream work starts now, while the client is still busy (DESIGN).
+        hub.store
+            .insert_upstream_order(&order.id, &instance.id)
+            .await?;
+        crate::issuance::relay::spawn(hub.clone(), order.id.clone());
+    }
     metrics::counter!("acmehub_orders_created_total").increment(1);
     tracing::info!(order = %order.id, account = %account.id, identifiers = order.identifiers.len(), status = order.status.as_str(), "order created");
     audit::record(
@@ -504,6 +507,10 @@ pub async fn resume(hub: &Arc<Hub>) -> Result<(), Error> {
     for (challenge_id, instance_id) in hub.store.processing_challenges().await? {
         tracing::info!(challenge = %challenge_id, "resuming validation");
         spawn_validation(hub.clone(), challenge_id, instance_id);
+    }
+    for order_id in hub.store.active_upstream_orders().await? {
+        tracing::info!(order = %order_id, "resuming relayed order");
+        crate::issuance::relay::spawn(hub.clone(), order_id);
     }
     for cert in hub.store.unsigned_certificates().await? {
         tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");

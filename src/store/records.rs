@@ -389,3 +389,35 @@ impl std::fmt::Debug for CaAccount {
             .finish_non_exhaustive()
     }
 }
+
+/// A downstream order relayed upstream. `state`: `new` (no upstream order
+/// yet), `authorizing`, `ready` (waiting for the client's CSR),
+/// `finalizing`, `valid`, `failed`.
+#[derive(Debug, Clone)]
+pub struct UpstreamOrder {
+    pub order_id: String,
+    pub instance_id: String,
+    pub ca_account_id: Option<String>,
+    pub upstream_url: Option<String>,
+    pub state: String,
+    pub csr: Option<Vec<u8>>,
+    /// JSON array of `{"account", "error"}` for accounts that failed.
+    pub attempts: String,
+    pub error: Option<String>,
+}
+
+/// A certificate an upstream CA issued for a relayed order.
+#[derive(Debug, Clone)]
+pub struct RelayedCertificate {
+    pub order_id: String,
+    pub instance_id: String,
+    pub account_id: String,
+    pub serial: String,
+    pub issuer: String,
+    pub identifiers: Vec<Identifier>,
+    pub spki: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+    pub chain_pem: String,
+}

@@ -163,3 +163,156 @@ impl Store {
         guard(r.rows_affected())
     }
 }
+
+fn upstream_order_from_row(r: &AnyRow) -> Result<UpstreamOrder> {
+    Ok(UpstreamOrder {
+        order_id: r.try_get("order_id")?,
+        instance_id: r.try_get("instance_id")?,
+        ca_account_id: r.try_get("ca_account_id")?,
+        upstream_url: r.try_get("upstream_url")?,
+        state: r.try_get("state")?,
+        csr: r.try_get("csr")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_upstream_order(&self, order_id: &str, instance_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upstream_orders (order_id, instance_id, state, updated_at) VALUES ($1, $2, 'new', $3)",
+        )
+        .bind(order_id)
+        .bind(instance_id)
+        .bind(crate::util::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upstream_order(&self, order_id: &str) -> Result<Option<UpstreamOrder>> {
+        let row = sqlx::query("SELECT * FROM upstream_orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(upstream_order_from_row).transpose()
+    }
+
+    /// Relayed orders a worker should move on (for resuming after a restart).
+    pub async fn active_upstream_orders(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT order_id FROM upstream_orders WHERE state IN ('new', 'authorizing', 'finalizing') \
+             OR (state = 'ready' AND csr IS NOT NULL)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("order_id")?)).collect()
+    }
+
+    /// Takes the order's lease until `until`; false when another worker holds it.
+    pub async fn lease_upstream_order(&self, order_id: &str, now: i64, until: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE upstream_orders SET lease_until = $1 WHERE order_id = $2 AND lease_until < $3",
+        )
+        .bind(until)
+        .bind(order_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn release_upstream_order(&self, order_id: &str) -> Result<()> {
+        sqlx::query("UPDATE upstream_orders SET lease_until = 0 WHERE order_id = $1")
+            .bind(order_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records progress: the account, the upstream URL, the state, the attempts so far.
+    pub async fn update_upstream_order(&self, u: &UpstreamOrder) -> Result<()> {
+        sqlx::query(
+            "UPDATE upstream_orders SET ca_account_id = $1, upstream_url = $2, state = $3, \
+             attempts = $4, error = $5, updated_at = $6 WHERE order_id = $7",
+        )
+        .bind(&u.ca_account_id)
+        .bind(&u.upstream_url)
+        .bind(&u.state)
+        .bind(&u.attempts)
+        .bind(&u.error)
+        .bind(crate::util::now())
+        .bind(&u.order_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Downstream finalize of a relayed order: `ready` -> `processing` with the
+    /// client's CSR kept for upstream, in one guarded transaction.
+    pub async fn begin_relayed_issuance(&self, order_id: &str, csr: &[u8]) -> Result<()> {
+        let now = crate::util::now();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE orders SET status = 'processing', updated_at = $1 WHERE id = $2 AND status = 'ready' AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        sqlx::query("UPDATE upstream_orders SET csr = $1, updated_at = $2 WHERE order_id = $3")
+            .bind(csr.to_vec())
+            .bind(now)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the upstream certificate and makes the order valid, once.
+    pub async fn complete_relayed_issuance(&self, c: &RelayedCertificate) -> Result<String> {
+        let id = crate::util::random_id();
+        let now = crate::util::now();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE orders SET status = 'valid', certificate_id = $1, updated_at = $2 WHERE id = $3 AND status = 'processing'",
+        )
+        .bind(&id)
+        .bind(now)
+        .bind(&c.order_id)
+        .execute(&mut *tx)
+        .await?;
+        guard(r.rows_affected())?;
+        sqlx::query(
+            "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
+             identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'valid', $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, $13)",
+        )
+        .bind(&id)
+        .bind(&c.instance_id)
+        .bind(&c.account_id)
+        .bind(&c.order_id)
+        .bind(&c.serial)
+        .bind(&c.issuer)
+        .bind(serde_json::to_string(&c.identifiers).unwrap_or_else(|_| "[]".into()))
+        .bind(c.spki.clone())
+        .bind(c.not_before)
+        .bind(c.not_after)
+        .bind(c.der.clone())
+        .bind(&c.chain_pem)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE upstream_orders SET state = 'valid', updated_at = $1 WHERE order_id = $2",
+        )
+        .bind(now)
+        .bind(&c.order_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}

@@ -384,3 +384,134 @@ async fn an_upstream_instance_without_a_fitting_account_says_which_were_consider
     );
     t.stop().await;
 }
+
+/// An upstream hub whose `default` instance pre-authorizes `*.customer.test`
+/// for one access key; returns (kid, hmac) of that key.
+async fn preauthorizing_upstream(upstream: &TestHub) -> (String, String) {
+    let key = Api::admin(upstream)
+        .expect(
+            201,
+            "/api/v1/instances/default/access-keys",
+            json!({"name": "hub", "allowed_identifiers": ["*.customer.test"], "validation": "pre-authorized"}),
+        )
+        .await;
+    (
+        key["kid"].as_str().unwrap().into(),
+        key["hmac_key"].as_str().unwrap().into(),
+    )
+}
+
+/// A downstream `relay` instance with a pre-authorized key; returns an
+/// account of a client there.
+async fn relay_client(t: &TestHub) -> instant_acme::Account {
+    let api = Api::admin(t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "relay", "issuer": "upstream"}),
+    )
+    .await;
+    let key = api
+        .expect(
+            201,
+            "/api/v1/instances/relay/access-keys",
+            json!({"name": "fleet", "allowed_identifiers": ["*.customer.test"], "validation": "pre-authorized"}),
+        )
+        .await;
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key["hmac_key"].as_str().unwrap())
+        .unwrap();
+    let eab = instant_acme::ExternalAccountKey::new(key["kid"].as_str().unwrap().into(), &hmac);
+    t.builder()
+        .create(
+            &instant_acme::NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            t.url("/acme/relay/directory"),
+            Some(&eab),
+        )
+        .await
+        .unwrap()
+        .0
+}
+
+fn retry() -> instant_acme::RetryPolicy {
+    instant_acme::RetryPolicy::new()
+        .initial_delay(std::time::Duration::from_millis(100))
+        .backoff(1.5)
+        .timeout(std::time::Duration::from_secs(30))
+}
+
+/// The chain's intermediate is signed by `root`.
+fn chains_to(chain_pem: &str, root: &TestHub) -> bool {
+    use x509_parser::prelude::*;
+    let chain = pem_chain(chain_pem);
+    let roots = pem_chain(&root_pem(root));
+    let (_, inter) = X509Certificate::from_der(&chain[1]).unwrap();
+    let (_, root) = X509Certificate::from_der(&roots[0]).unwrap();
+    inter.verify_signature(Some(root.public_key())).is_ok()
+}
+
+#[tokio::test]
+async fn a_relayed_order_is_issued_by_the_upstream_ca_and_fails_over() {
+    for db in databases() {
+        let upstream = TestHub::start(Db::Sqlite).await;
+        let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+        let t = TestHub::start(db).await;
+        let client = relay_client(&t).await;
+        let api = Api::admin(&t);
+        let roots = root_pem(&upstream);
+        // The preferred account is down; the next one by priority serves.
+        let port = free_port().await;
+        api.expect(
+            201,
+            "/api/v1/instances/relay/ca-accounts",
+            json!({"name": "down", "ca": "custom", "directory_url": format!("https://localhost:{port}/dir"),
+                   "trusted_roots_pem": roots, "preferred": true, "api_timeout_s": 2}),
+        )
+        .await;
+        api.expect(
+            201,
+            "/api/v1/instances/relay/ca-accounts",
+            json!({"name": "up", "ca": "custom", "directory_url": upstream.directory, "trusted_roots_pem": roots,
+                   "eab_kid": kid, "eab_hmac_key": hmac, "priority": 10}),
+        )
+        .await;
+        let ids = vec![instant_acme::Identifier::Dns("a.customer.test".into())];
+        let mut order = client
+            .new_order(&instant_acme::NewOrder::new(&ids))
+            .await
+            .unwrap();
+        assert_eq!(order.state().status, instant_acme::OrderStatus::Ready);
+        order.finalize().await.unwrap();
+        let chain = order.poll_certificate(&retry()).await.unwrap();
+        assert!(
+            chains_to(&chain, &upstream),
+            "the certificate is not the upstream CA's"
+        );
+        assert!(!chains_to(&chain, &t), "the hub issued it locally");
+        let certs = api.get("/api/v1/instances/relay/certificates").await.body;
+        assert_eq!(certs["items"][0]["issuer"], "ca-account:up", "{certs}");
+        assert_eq!(certs["items"][0]["status"], "active");
+        let orders = api.get("/api/v1/instances/relay/orders").await.body;
+        let upstream_state = &orders["items"][0]["upstream"];
+        assert_eq!(upstream_state["ca_account"], "up", "{orders}");
+        assert_eq!(upstream_state["state"], "valid");
+        assert_eq!(
+            upstream_state["attempts"][0]["account"], "down",
+            "the failed attempt is on record"
+        );
+        // Names outside the downstream policy never reach upstream.
+        let other = vec![instant_acme::Identifier::Dns("a.other.test".into())];
+        assert!(
+            client
+                .new_order(&instant_acme::NewOrder::new(&other))
+                .await
+                .is_err()
+        );
+        t.stop().await;
+        upstream.stop().await;
+    }
+}

@@ -1,0 +1,429 @@
+//! The relay (DESIGN: relay issuance): a downstream order of an `upstream`
+//! instance becomes an order at a CA account. Work starts at newOrder, runs
+//! as a leased background job, and records each step before the next: the
+//! upstream order URL before any challenge is answered, so a restart
+//! resumes and never orders twice. Failover moves the order down the
+//! instance's candidate accounts when one fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::{
+    AuthorizationStatus, ChallengeType, Identifier as AcmeIdentifier, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use serde_json::json;
+
+use super::upstream::{UpstreamHttp, acme_error, candidates};
+use crate::dns::publish::{Solver, challenge_name, solver_for};
+use crate::error::{Error, ErrorKind, Subproblem};
+use crate::hub::Hub;
+use crate::policy::{Identifier, IdentifierKind};
+use crate::store::{CaAccount, Instance, Order, RelayedCertificate, StoreError, UpstreamOrder};
+use crate::util::now;
+
+/// How long one worker holds an order before another may take it over.
+const LEASE_SECS: i64 = 300;
+
+/// Starts (or resumes) the relay job of an order in the background.
+pub fn spawn(hub: Arc<Hub>, order_id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = run(&hub, &order_id).await {
+            tracing::warn!(order = %order_id, error = %e, "relay job stopped with an error");
+        }
+    });
+}
+
+fn retry(timeout: Duration) -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(timeout)
+}
+
+async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
+    if !hub
+        .store
+        .lease_upstream_order(order_id, now(), now() + LEASE_SECS)
+        .await?
+    {
+        return Ok(());
+    }
+    let outcome = advance(hub, order_id).await;
+    hub.store.release_upstream_order(order_id).await?;
+    // A CSR that arrived while this worker held the lease is picked up now.
+    if outcome.is_ok() {
+        if let Some(u) = hub.store.upstream_order(order_id).await? {
+            if u.state == "ready" && u.csr.is_some() {
+                Box::pin(run(hub, order_id)).await?;
+            }
+        }
+    }
+    outcome
+}
+
+async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
+    let Some(mut u) = hub.store.upstream_order(order_id).await? else {
+        return Ok(());
+    };
+    let instance = hub
+        .store
+        .instance_by_ref(&u.instance_id)
+        .await?
+        .ok_or_else(|| Error::internal("relaying", "instance vanished"))?;
+    let order = hub
+        .store
+        .order(&instance.id, order_id)
+        .await?
+        .ok_or_else(|| Error::internal("relaying", "order vanished"))?;
+    loop {
+        match u.state.as_str() {
+            "new" | "authorizing" => {
+                if let Err(e) = authorize(hub, &instance, &order, &mut u).await {
+                    if !try_next_account(hub, &instance, &order, &mut u, &e).await? {
+                        return fail(hub, &order, &mut u, e).await;
+                    }
+                }
+            }
+            "ready" if u.csr.is_some() => {
+                if let Err(e) = issue(hub, &instance, &order, &mut u).await {
+                    return fail(hub, &order, &mut u, e).await;
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The account the order is on, or the first candidate that is not yet tried.
+async fn current_account(
+    hub: &Hub,
+    instance: &Instance,
+    order: &Order,
+    u: &UpstreamOrder,
+) -> Result<CaAccount, Error> {
+    let accounts = hub.store.ca_accounts(&instance.id).await?;
+    if let Some(id) = &u.ca_account_id {
+        if let Some(a) = accounts.iter().find(|a| a.id == *id) {
+            return Ok(a.clone());
+        }
+    }
+    let tried: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&u.attempts)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["account"].as_str().map(str::to_string))
+        .collect();
+    let (fit, reasons) = candidates(&accounts, &instance.environment, &order.identifiers);
+    fit.into_iter()
+        .find(|a| !tried.contains(&a.name))
+        .cloned()
+        .ok_or_else(|| {
+            let mut all = reasons;
+            all.extend(tried.iter().map(|t| format!("{t}: failed for this order")));
+            crate::orders::no_matching_account(instance, &all)
+        })
+}
+
+/// An instant-acme account for a CA account, registering it first when needed.
+async fn upstream_account(hub: &Hub, account: &CaAccount) -> Result<instant_acme::Account, Error> {
+    let mut account = account.clone();
+    if account.sealed_credentials.is_none() {
+        let (_, registered) = crate::orders::ca_accounts::test_ca_account(
+            hub,
+            &crate::orders::audit::Actor::Hub,
+            &account,
+        )
+        .await?;
+        account = registered;
+    }
+    let sealed = account.sealed_credentials.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::ServerInternal,
+            format!(
+                "CA account {:?} is not registered: {}",
+                account.name, account.status_detail
+            ),
+        )
+    })?;
+    let plain = hub
+        .secrets
+        .open(
+            sealed,
+            &crate::secrets::owner("ca-account", &account.instance_id, &account.id),
+        )
+        .map_err(|e| Error::internal("opening a CA account", e))?;
+    let credentials: instant_acme::AccountCredentials =
+        serde_json::from_slice(&plain).map_err(|e| Error::internal("reading a CA account", e))?;
+    let http = UpstreamHttp::new(
+        account.trusted_roots_pem.as_deref(),
+        Duration::from_secs(account.api_timeout_s.max(1) as u64),
+    )
+    .map_err(|e| Error::new(ErrorKind::ServerInternal, e))?;
+    instant_acme::Account::builder_with_http(Box::new(http))
+        .from_credentials(credentials)
+        .await
+        .map_err(|e| upstream_error(&account, e))
+}
+
+fn upstream_error(account: &CaAccount, e: instant_acme::Error) -> Error {
+    Error::new(
+        ErrorKind::ServerInternal,
+        format!("CA account {:?}: {}", account.name, acme_error(e)),
+    )
+}
+
+fn acme_identifiers(order: &Order) -> Vec<AcmeIdentifier> {
+    order
+        .identifiers
+        .iter()
+        .map(|i| match i.kind {
+            IdentifierKind::Dns => AcmeIdentifier::Dns(i.value.clone()),
+            IdentifierKind::Ip => {
+                AcmeIdentifier::Ip(i.value.parse().expect("stored IP identifiers parse"))
+            }
+        })
+        .collect()
+}
+
+/// Creates the upstream order (recording its URL first thing), answers its
+/// pending DNS-01 challenges through the instance's solvers, and waits
+/// until it is ready. Published records are removed whatever the outcome.
+async fn authorize(
+    hub: &Hub,
+    instance: &Instance,
+    order: &Order,
+    u: &mut UpstreamOrder,
+) -> Result<(), Error> {
+    let account = current_account(hub, instance, order, u).await?;
+    // Which account is being tried goes on record first, so a failure moves
+    // the order on to the next one.
+    u.ca_account_id = Some(account.id.clone());
+    let client = upstream_account(hub, &account).await?;
+    let mut upstream = match &u.upstream_url {
+        Some(url) => client
+            .order(url.clone())
+            .await
+            .map_err(|e| upstream_error(&account, e))?,
+        None => {
+            let identifiers = acme_identifiers(order);
+            let created = client
+                .new_order(&NewOrder::new(&identifiers))
+                .await
+                .map_err(|e| upstream_error(&account, e))?;
+            u.upstream_url = Some(created.url().to_string());
+            u.state = "authorizing".into();
+            hub.store.update_upstream_order(u).await?;
+            tracing::info!(order = %order.id, account = %account.name, upstream = %created.url(), "upstream order created");
+            created
+        }
+    };
+    let mut published: Vec<(Solver, String, String)> = Vec::new();
+    let outcome = async {
+        let mut authorizations = upstream.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| upstream_error(&account, e))?;
+            if authz.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            let mut challenge = authz.challenge(ChallengeType::Dns01).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ServerInternal,
+                    format!("CA account {:?} offers no dns-01 challenge", account.name),
+                )
+            })?;
+            let name = match challenge.identifier().identifier {
+                AcmeIdentifier::Dns(d) => challenge_name(d),
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::UnsupportedIdentifier,
+                        format!("cannot answer upstream challenges for {other:?}"),
+                    ));
+                }
+            };
+            let value = challenge.key_authorization().dns_value();
+            let solver = solver_for(hub, instance, &name).await?;
+            solver.publish(hub, &name, &value).await?;
+            published.push((solver, name.clone(), value.clone()));
+            published
+                .last()
+                .expect("just pushed")
+                .0
+                .wait_visible(hub, &name, &value)
+                .await?;
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| upstream_error(&account, e))?;
+        }
+        let timeout = Duration::from_secs(hub.config.dns.propagation_timeout_secs.max(30));
+        match upstream
+            .poll_ready(&retry(timeout))
+            .await
+            .map_err(|e| upstream_error(&account, e))?
+        {
+            OrderStatus::Ready | OrderStatus::Valid | OrderStatus::Processing => Ok(()),
+            status => Err(Error::new(
+                ErrorKind::ServerInternal,
+                format!(
+                    "the upstream order at CA account {:?} is {status:?}",
+                    account.name
+                ),
+            )),
+        }
+    }
+    .await;
+    for (solver, name, value) in &published {
+        if let Err(e) = solver.cleanup(hub, name, value).await {
+            tracing::warn!(record = %name, error = %e, "cleaning up an upstream challenge record failed");
+        }
+    }
+    outcome?;
+    u.state = "ready".into();
+    hub.store.update_upstream_order(u).await?;
+    Ok(())
+}
+
+/// On an upstream failure with failover on, moves the order to the next
+/// candidate account. True when there is one to try.
+async fn try_next_account(
+    hub: &Hub,
+    instance: &Instance,
+    order: &Order,
+    u: &mut UpstreamOrder,
+    e: &Error,
+) -> Result<bool, Error> {
+    let Some(account_id) = u.ca_account_id.clone() else {
+        return Ok(false);
+    };
+    let name = hub
+        .store
+        .ca_account(&instance.id, &account_id)
+        .await?
+        .map(|a| a.name)
+        .unwrap_or(account_id);
+    let mut attempts: Vec<serde_json::Value> =
+        serde_json::from_str(&u.attempts).unwrap_or_default();
+    attempts.push(json!({"account": name, "error": e.detail, "at": now()}));
+    u.attempts = serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into());
+    // DNS problems are ours to fix, not the CA's: another CA would fail the same way.
+    if !instance.failover || e.kind == ErrorKind::Dns {
+        return Ok(false);
+    }
+    u.ca_account_id = None;
+    u.upstream_url = None;
+    u.state = "new".into();
+    let next = current_account(hub, instance, order, u).await.is_ok();
+    hub.store.update_upstream_order(u).await?;
+    tracing::warn!(order = %order.id, failed = %name, next, error = %e.detail, "upstream attempt failed");
+    Ok(next)
+}
+
+/// Finalizes upstream with the client's CSR and stores what the CA issued.
+async fn issue(
+    hub: &Hub,
+    instance: &Instance,
+    order: &Order,
+    u: &mut UpstreamOrder,
+) -> Result<(), Error> {
+    let account = current_account(hub, instance, order, u).await?;
+    let client = upstream_account(hub, &account).await?;
+    let url = u
+        .upstream_url
+        .clone()
+        .ok_or_else(|| Error::internal("relaying", "ready without an upstream order"))?;
+    let mut upstream = client
+        .order(url)
+        .await
+        .map_err(|e| upstream_error(&account, e))?;
+    let csr = u.csr.clone().unwrap_or_default();
+    if upstream.state().status == OrderStatus::Ready {
+        upstream
+            .finalize_csr(&csr)
+            .await
+            .map_err(|e| upstream_error(&account, e))?;
+    }
+    u.state = "finalizing".into();
+    hub.store.update_upstream_order(u).await?;
+    let chain = upstream
+        .poll_certificate(&retry(Duration::from_secs(
+            account.api_timeout_s.max(30) as u64
+        )))
+        .await
+        .map_err(|e| upstream_error(&account, e))?;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::ServerInternal,
+                format!("CA account {:?} returned no certificate", account.name),
+            )
+        })?;
+    use rustls_pki_types::pem::PemObject;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).map_err(|_| {
+        Error::new(
+            ErrorKind::ServerInternal,
+            "the upstream certificate does not parse",
+        )
+    })?;
+    let record = RelayedCertificate {
+        order_id: order.id.clone(),
+        instance_id: instance.id.clone(),
+        account_id: order.account_id.clone(),
+        serial: crate::orders::hex(parsed.raw_serial()),
+        issuer: format!("ca-account:{}", account.name),
+        identifiers: order.identifiers.clone(),
+        spki: parsed.public_key().raw.to_vec(),
+        not_before: parsed.validity().not_before.timestamp(),
+        not_after: parsed.validity().not_after.timestamp(),
+        der: leaf.to_vec(),
+        chain_pem: chain,
+    };
+    match hub.store.complete_relayed_issuance(&record).await {
+        Ok(cert_id) => {
+            metrics::counter!("acmehub_certificates_issued_total", "issuer" => "upstream")
+                .increment(1);
+            tracing::info!(order = %order.id, account = %account.name, serial = %record.serial, "relayed certificate issued");
+            crate::orders::audit::record(
+                hub,
+                Some(&instance.id),
+                &crate::orders::audit::Actor::Account(order.account_id.clone()),
+                "certificate.issue",
+                ("certificate", &cert_id),
+                json!({"serial": record.serial, "order": order.id, "ca_account": account.name}),
+            )
+            .await;
+            u.state = "valid".into();
+            Ok(())
+        }
+        Err(StoreError::Guard) => {
+            u.state = "valid".into();
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ends a relayed order for good: the downstream order becomes invalid with the cause.
+async fn fail(hub: &Hub, order: &Order, u: &mut UpstreamOrder, e: Error) -> Result<(), Error> {
+    let e = Error {
+        subproblems: order
+            .identifiers
+            .iter()
+            .filter(|_| e.kind == ErrorKind::Dns)
+            .map(|i: &Identifier| Subproblem {
+                kind: e.kind,
+                detail: e.detail.clone(),
+                identifier: i.clone(),
+            })
+            .collect(),
+        ..e
+    };
+    let problem = crate::acme::problem::Problem::from_error(&e).to_json();
+    u.state = "failed".into();
+    u.error = Some(e.detail.clone());
+    hub.store.update_upstream_order(u).await?;
+    hub.store.fail_order(&order.id, &problem).await?;
+    tracing::warn!(order = %order.id, error = %e.detail, "relayed order failed");
+    Ok(())
+}
