@@ -426,9 +426,9 @@ async fn access_key(client: &Client, command: &AccessKeyCommand) -> Result<Outpu
                  kid:       {kid}\n\
                  hmac_key:  {hmac}\n\
                  directory: {dir}\n\n\
-                 certbot certonly --server {dir} --eab-kid {kid} --eab-hmac-key {hmac} -d NAME\n\
-                 lego --server {dir} --eab --kid {kid} --hmac {hmac} --email you@example.com --domains NAME run\n\
-                 acme.sh --register-account --server {dir} --eab-kid {kid} --eab-hmac-key {hmac}"
+                 certbot certonly --server {dir} --eab-kid {kid} --eab-hmac-key={hmac} -d NAME\n\
+                 lego --server {dir} --eab --kid {kid} --hmac={hmac} --email you@example.com --domains NAME run\n\
+                 acme.sh --register-account --server {dir} --eab-kid {kid} --eab-hmac-key={hmac}"
             );
             Ok((v, t))
         }

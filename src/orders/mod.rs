@@ -246,8 +246,9 @@ pub async fn new_order(
         };
         if pre_authorized {
             // The policy vouches for control, but the domain's CAA records
-            // still decide whether this CA may issue (RFC 8659).
-            if identifier.kind == IdentifierKind::Dns {
+            // still decide whether this CA may issue (RFC 8659). A relayed
+            // order is checked by the upstream CA that issues it.
+            if identifier.kind == IdentifierKind::Dns && !relayed {
                 hub.validator.check_caa(identifier).await.map_err(|e| {
                     Error::new(e.kind, e.detail.clone()).with_subproblems(vec![Subproblem {
                         kind: e.kind,

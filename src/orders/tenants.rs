@@ -442,7 +442,14 @@ pub async fn create_access_key(
         ));
     }
     let now = now();
-    let hmac_key = random_bytes::<32>().to_vec();
+    // A key whose base64url starts with '-' reads as an option to certbot and
+    // lego (`--eab-hmac-key -x...`): draw again (one in 64 keys).
+    let hmac_key = loop {
+        let key = random_bytes::<32>();
+        if !b64(&key).starts_with('-') {
+            break key.to_vec();
+        }
+    };
     let id = random_id();
     let sealed = hub.secrets.seal(
         &hmac_key,
