@@ -378,6 +378,8 @@ async fn issue(
         not_after: parsed.validity().not_after.timestamp(),
         der: leaf.to_vec(),
         chain_pem: chain,
+        // Without an AKI (RFC 9773 needs one) the certificate simply has no ARI.
+        ari_id: super::ari_cert_id(&leaf).ok(),
     };
     match hub.store.complete_relayed_issuance(&record).await {
         Ok(cert_id) => {

@@ -420,4 +420,6 @@ pub struct RelayedCertificate {
     pub not_after: i64,
     pub der: Vec<u8>,
     pub chain_pem: String,
+    /// RFC 9773 certificate identifier, so downstream ARI answers for it.
+    pub ari_id: Option<String>,
 }

@@ -288,7 +288,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
              identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'valid', $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, $13)",
+             VALUES ($1, $2, $3, $4, $5, 'valid', $6, $7, $8, $9, $10, $11, $12, $14, NULL, NULL, $13)",
         )
         .bind(&id)
         .bind(&c.instance_id)
@@ -303,6 +303,7 @@ impl Store {
         .bind(c.der.clone())
         .bind(&c.chain_pem)
         .bind(now)
+        .bind(&c.ari_id)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

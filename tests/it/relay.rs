@@ -492,6 +492,18 @@ async fn a_relayed_order_is_issued_by_the_upstream_ca_and_fails_over() {
             "the certificate is not the upstream CA's"
         );
         assert!(!chains_to(&chain, &t), "the hub issued it locally");
+        // Downstream ARI (RFC 9773) answers for the relayed certificate.
+        let ari = acmehub::issuance::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
+        let info: Value = t
+            .http()
+            .get(t.url(&format!("/acme/relay/renewal-info/{ari}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(info["suggestedWindow"]["start"].is_string(), "{info}");
         let certs = api.get("/api/v1/instances/relay/certificates").await.body;
         assert_eq!(certs["items"][0]["issuer"], "ca-account:up", "{certs}");
         assert_eq!(certs["items"][0]["status"], "active");
