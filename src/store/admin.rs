@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::acme::{certificate_from_row, instance_from_row, order_from_row};
 use super::records::*;
-use super::{Store, StoreError, conflict};
+use super::{Store, StoreError, conflict, pick_by_id};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -617,19 +617,4 @@ impl Store {
         }
         Ok(orders)
     }
-}
-
-/// Of the rows matching `id = X OR name = X`, the one whose id is X wins.
-fn pick_by_id<T>(
-    rows: Vec<AnyRow>,
-    wanted: &str,
-    decode: impl Fn(&AnyRow) -> Result<T>,
-    id: impl Fn(&T) -> &String,
-) -> Result<Option<T>> {
-    let mut found: Vec<T> = rows.iter().map(decode).collect::<Result<_>>()?;
-    let by_id = found.iter().position(|t| id(t) == wanted);
-    Ok(match by_id {
-        Some(i) => Some(found.swap_remove(i)),
-        None => found.pop(),
-    })
 }

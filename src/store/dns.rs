@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::acme::guard;
 use super::records::*;
-use super::{Store, StoreError, conflict};
+use super::{Store, StoreError, conflict, pick_by_id};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -106,15 +106,7 @@ impl Store {
         .bind(id_or_name)
         .fetch_all(&self.pool)
         .await?;
-        let mut found: Vec<Credential> = rows
-            .iter()
-            .map(credential_from_row)
-            .collect::<Result<_>>()?;
-        let by_id = found.iter().position(|c| c.id == id_or_name);
-        Ok(match by_id {
-            Some(i) => Some(found.swap_remove(i)),
-            None => found.pop(),
-        })
+        pick_by_id(rows, id_or_name, credential_from_row, |c| &c.id)
     }
 
     /// Whether any instance holds a credential by this id or name (to say

@@ -164,6 +164,21 @@ fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Of the rows matching `id = X OR name = X`, the one whose id is X wins.
+pub(crate) fn pick_by_id<T>(
+    rows: Vec<sqlx::any::AnyRow>,
+    wanted: &str,
+    decode: impl Fn(&sqlx::any::AnyRow) -> Result<T, StoreError>,
+    id: impl Fn(&T) -> &String,
+) -> Result<Option<T>, StoreError> {
+    let mut found: Vec<T> = rows.iter().map(decode).collect::<Result<_, _>>()?;
+    let by_id = found.iter().position(|t| id(t) == wanted);
+    Ok(match by_id {
+        Some(i) => Some(found.swap_remove(i)),
+        None => found.pop(),
+    })
+}
+
 /// `Conflict(what)` for a unique-constraint refusal, else the database error.
 fn conflict(e: sqlx::Error, what: String) -> StoreError {
     if unique_violation(&e) {
