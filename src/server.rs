@@ -245,6 +245,26 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
             }
         });
     }
+    {
+        // Relayed orders whose worker died (lease lapsed) are taken over here.
+        let hub = hub.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match hub.store.active_upstream_orders().await {
+                        Ok(ids) => for id in ids {
+                            crate::issuance::relay::spawn(hub.clone(), id);
+                        },
+                        Err(e) => tracing::warn!(error = %e, "listing relayed orders failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {

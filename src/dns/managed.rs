@@ -201,7 +201,7 @@ async fn httpreq(
     if !name.starts_with("_acme-challenge.") {
         return Err(Error::invalid("fqdn", "fqdn must be an _acme-challenge name").into());
     }
-    crate::policy::Identifier::dns(name.trim_start_matches("_acme-challenge."))
+    crate::policy::Identifier::dns(name.strip_prefix("_acme-challenge.").unwrap_or(&name))
         .map_err(|e| Error::invalid("fqdn", e.detail))?;
     check_txt(&record.value, "value")?;
     let solver = solver_for(hub, &instance, &name).await?;

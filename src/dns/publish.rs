@@ -244,7 +244,7 @@ pub fn challenge_name(identifier: &str) -> String {
 pub async fn solver_for(hub: &Hub, instance: &Instance, name: &str) -> Result<Solver, Error> {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let domain = name.strip_prefix("_acme-challenge.").unwrap_or(&name);
-    if let Some(zone) = &hub.config.dns.technical_zone {
+    if let Some(zone) = &hub.technical_zone {
         if let Some(d) = hub
             .store
             .delegations(&instance.id)
@@ -253,7 +253,7 @@ pub async fn solver_for(hub: &Hub, instance: &Instance, name: &str) -> Result<So
             .find(|d| d.domain == domain)
         {
             return Ok(Solver::Zone(ZonePublisher {
-                target: format!("{}.{}", d.label, zone.name),
+                target: format!("{}.{}", d.label, zone.name()),
             }));
         }
     }

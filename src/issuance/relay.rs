@@ -22,8 +22,9 @@ use crate::policy::{Identifier, IdentifierKind};
 use crate::store::{CaAccount, Instance, Order, RelayedCertificate, StoreError, UpstreamOrder};
 use crate::util::now;
 
-/// How long one worker holds an order before another may take it over.
-const LEASE_SECS: i64 = 300;
+/// How long one worker holds an order before another may take it over: longer
+/// than a whole attempt (propagation waits, upstream polls) takes.
+const LEASE_SECS: i64 = 900;
 
 /// Starts (or resumes) the relay job of an order in the background.
 pub fn spawn(hub: Arc<Hub>, order_id: String) {
@@ -42,15 +43,18 @@ fn retry(timeout: Duration) -> RetryPolicy {
 }
 
 async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
+    let held_until = now() + LEASE_SECS;
     if !hub
         .store
-        .lease_upstream_order(order_id, now(), now() + LEASE_SECS)
+        .lease_upstream_order(order_id, now(), held_until)
         .await?
     {
         return Ok(());
     }
     let outcome = advance(hub, order_id).await;
-    hub.store.release_upstream_order(order_id).await?;
+    hub.store
+        .release_upstream_order(order_id, held_until)
+        .await?;
     // A CSR that arrived while this worker held the lease is picked up now.
     if outcome.is_ok() {
         if let Some(u) = hub.store.upstream_order(order_id).await? {
@@ -85,7 +89,8 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
                     }
                 }
             }
-            "ready" if u.csr.is_some() => {
+            // `finalizing` is where a restart finds an order whose CSR went upstream.
+            "ready" | "finalizing" if u.csr.is_some() => {
                 if let Err(e) = issue(hub, &instance, &order, &mut u).await {
                     return fail(hub, &order, &mut u, e).await;
                 }
@@ -399,7 +404,9 @@ async fn issue(
             Ok(())
         }
         Err(StoreError::Guard) => {
+            // The downstream order is no longer waiting (finished, or expired).
             u.state = "valid".into();
+            hub.store.update_upstream_order(u).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),

@@ -295,6 +295,7 @@ pub async fn new_order(
     let order = hub
         .store
         .create_order(&NewOrder {
+            relayed,
             instance_id: account.instance_id.clone(),
             account_id: account.id.clone(),
             identifiers,
@@ -307,9 +308,6 @@ pub async fn new_order(
         .await?;
     if relayed {
         // Upstream work starts now, while the client is still busy (DESIGN).
-        hub.store
-            .insert_upstream_order(&order.id, &instance.id)
-            .await?;
         crate::issuance::relay::spawn(hub.clone(), order.id.clone());
     }
     metrics::counter!("acmehub_orders_created_total").increment(1);

@@ -445,6 +445,16 @@ impl Store {
                 .await?;
             authz_ids.push(authz_id);
         }
+        if new.relayed {
+            sqlx::query(
+                "INSERT INTO upstream_orders (order_id, instance_id, state, updated_at) VALUES ($1, $2, 'new', $3)",
+            )
+            .bind(&id)
+            .bind(&new.instance_id)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(Order {
             id,

@@ -206,6 +206,9 @@ pub struct Challenge {
 /// What a new order asks for: its authorizations are created (or reused) with it.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
+    /// Relayed to an upstream CA: its `upstream_orders` row is written in
+    /// the same transaction as the order.
+    pub relayed: bool,
     pub instance_id: String,
     pub account_id: String,
     pub identifiers: Vec<Identifier>,

@@ -178,18 +178,6 @@ fn upstream_order_from_row(r: &AnyRow) -> Result<UpstreamOrder> {
 }
 
 impl Store {
-    pub async fn insert_upstream_order(&self, order_id: &str, instance_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO upstream_orders (order_id, instance_id, state, updated_at) VALUES ($1, $2, 'new', $3)",
-        )
-        .bind(order_id)
-        .bind(instance_id)
-        .bind(crate::util::now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn upstream_order(&self, order_id: &str) -> Result<Option<UpstreamOrder>> {
         let row = sqlx::query("SELECT * FROM upstream_orders WHERE order_id = $1")
             .bind(order_id)
@@ -222,11 +210,15 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn release_upstream_order(&self, order_id: &str) -> Result<()> {
-        sqlx::query("UPDATE upstream_orders SET lease_until = 0 WHERE order_id = $1")
-            .bind(order_id)
-            .execute(&self.pool)
-            .await?;
+    /// Gives the lease back, unless it lapsed and another worker holds it now.
+    pub async fn release_upstream_order(&self, order_id: &str, held_until: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE upstream_orders SET lease_until = 0 WHERE order_id = $1 AND lease_until = $2",
+        )
+        .bind(order_id)
+        .bind(held_until)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -261,12 +253,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         guard(r.rows_affected())?;
-        sqlx::query("UPDATE upstream_orders SET csr = $1, updated_at = $2 WHERE order_id = $3")
-            .bind(csr.to_vec())
-            .bind(now)
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        let r =
+            sqlx::query("UPDATE upstream_orders SET csr = $1, updated_at = $2 WHERE order_id = $3")
+                .bind(csr.to_vec())
+                .bind(now)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        guard(r.rows_affected())?;
         tx.commit().await?;
         Ok(())
     }

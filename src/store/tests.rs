@@ -55,6 +55,7 @@ async fn account(store: &Store) -> (Instance, Account) {
 fn new_order(instance: &Instance, account: &Account, names: &[&str]) -> NewOrder {
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::dns(n).unwrap()).collect();
     NewOrder {
+        relayed: false,
         instance_id: instance.id.clone(),
         account_id: account.id.clone(),
         identifiers: identifiers.clone(),
