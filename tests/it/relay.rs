@@ -527,3 +527,79 @@ async fn a_relayed_order_is_issued_by_the_upstream_ca_and_fails_over() {
         upstream.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
+               "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
+    )
+    .await;
+    let ids = vec![instant_acme::Identifier::Dns("b.customer.test".into())];
+    let order = client
+        .new_order(&instant_acme::NewOrder::new(&ids))
+        .await
+        .unwrap();
+    let order_id = order.url().rsplit('/').next().unwrap().to_string();
+    // Wait for the upstream side to be ready (the job started at newOrder).
+    let store = &t.hub.store;
+    for _ in 0..100 {
+        if store
+            .upstream_order(&order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == "ready"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A crash right after the CSR was recorded: the order is processing, the
+    // job that would have sent it upstream never ran.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["b.customer.test".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).unwrap();
+    store
+        .begin_relayed_issuance(&order_id, csr.der())
+        .await
+        .unwrap();
+    let mut u = store.upstream_order(&order_id).await.unwrap().unwrap();
+    u.state = "finalizing".into();
+    store.update_upstream_order(&u).await.unwrap();
+    // What a restart does.
+    acmehub::orders::resume(&t.hub).await.unwrap();
+    let mut done = None;
+    for _ in 0..200 {
+        let o = store
+            .order(&u.instance_id, &order_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if o.status == acmehub::store::OrderStatus::Valid {
+            done = Some(o);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let state = store.upstream_order(&order_id).await.unwrap().unwrap();
+    let done = done.unwrap_or_else(|| panic!("the resumed order did not complete: {state:?}"));
+    let cert = store
+        .certificate(&u.instance_id, done.certificate_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(chains_to(cert.chain_pem.as_deref().unwrap(), &upstream));
+    assert_eq!(cert.issuer, "ca-account:up");
+    t.stop().await;
+    upstream.stop().await;
+}
