@@ -22,6 +22,11 @@ pub fn random_id() -> String {
     b64(&random_bytes::<16>())
 }
 
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// base64url without padding (RFC 8555 §6.1).
 pub fn b64(data: &[u8]) -> String {
     use base64::Engine;

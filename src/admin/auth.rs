@@ -16,7 +16,7 @@ use crate::store::Instance;
 /// SHA-256 of a token, lowercase hex: what the store keeps.
 pub fn token_hash(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(digest.as_ref())
 }
 
 /// A new random token secret.

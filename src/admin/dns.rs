@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::auth::Principal;
 use super::views::{CredentialView, DelegationView, KindView, TestStep, ZoneTestView, ZoneView};
-use super::{ApiJson, ApiResult};
+use super::{ApiJson, ApiResult, created};
 use crate::dns::providers::KINDS;
 use crate::error::Error;
 use crate::hub::Hub;
@@ -18,10 +18,6 @@ use crate::orders::delegations::{self, DelegationSettings};
 use crate::store::{Credential, DnsZone, Instance};
 
 type Hub_ = State<Arc<Hub>>;
-
-fn created<T: serde::Serialize>(body: T) -> Response {
-    (StatusCode::CREATED, Json(body)).into_response()
-}
 
 async fn credential_view(hub: &Hub, c: &Credential) -> Result<CredentialView, Error> {
     let used_by = hub

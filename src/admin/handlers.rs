@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::auth::{Principal, new_token, resolve_scope, token_hash};
 use super::views::{AccessKeyView, InstanceView, NewAccessKeyView, NewTokenView, TokenView};
-use super::{ApiJson, ApiResult};
+use super::{ApiJson, ApiResult, created};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::orders::audit;
@@ -19,10 +19,6 @@ use crate::store::{ApiToken, StoreError};
 use crate::util::{now, random_id};
 
 type Hub_ = State<Arc<Hub>>;
-
-fn created<T: serde::Serialize>(body: T) -> Response {
-    (StatusCode::CREATED, Json(body)).into_response()
-}
 
 // ---- instances ----
 

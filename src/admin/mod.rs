@@ -87,6 +87,11 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// 201 Created with a JSON body.
+fn created<T: serde::Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
 /// A JSON request body whose errors name the field at fault.
 pub struct ApiJson<T>(pub T);
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::auth::Principal;
 use super::views::{CaAccountView, CaTestView};
-use super::{ApiJson, ApiResult};
+use super::{ApiJson, ApiResult, created};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::orders::ca_accounts::{self, CaAccountSettings};
@@ -47,7 +47,7 @@ pub async fn create_ca_account(
     let instance = who.instance(&hub, &i).await?;
     let a = ca_accounts::create_ca_account(&hub, &who.actor(), &instance, &settings).await?;
     let a = find(&hub, &who, &i, &a.id).await?;
-    Ok((StatusCode::CREATED, Json(CaAccountView::new(&a))).into_response())
+    Ok(created(CaAccountView::new(&a)))
 }
 
 async fn find(hub: &Hub, who: &Principal, i: &str, id: &str) -> Result<CaAccount, Error> {

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::admin::auth::{Principal, principal_for, request_token, token_hash};
 use crate::admin::{ApiError, ApiJson};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::hub::Hub;
 use crate::orders::audit::{self, Actor};
 use crate::store::{AcmeDnsAccount, Instance};
@@ -54,29 +54,14 @@ async fn writer(
     Ok((who, instance))
 }
 
-fn technical_zone(hub: &Hub) -> Result<&str, Error> {
-    hub.technical_zone
-        .as_ref()
-        .map(|z| z.name())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Conflict,
-                "this hub serves no technical zone ([dns.technical_zone]); acme-dns needs one",
-            )
-        })
-}
-
 async fn acme_dns_register(
     State(hub): State<Arc<Hub>>,
     Path(instance): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (who, instance) = writer(&hub, &headers, &instance).await?;
-    let zone = technical_zone(&hub)?.to_string();
-    let label: String = random_bytes::<10>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let zone = crate::orders::delegations::zone_name(&hub)?.to_string();
+    let label = crate::orders::delegations::random_label();
     let password = crate::util::b64(&random_bytes::<30>());
     let account = AcmeDnsAccount {
         username: random_id(),
@@ -163,7 +148,7 @@ async fn acme_dns_update(
         return Err(Error::unauthorized("this account may update only its own subdomain").into());
     }
     check_txt(&update.txt, "txt")?;
-    let zone = technical_zone(&hub)?;
+    let zone = crate::orders::delegations::zone_name(&hub)?;
     let name = format!("{}.{zone}", account.label);
     let now = now();
     hub.store

@@ -18,7 +18,7 @@ use super::upstream::{UpstreamHttp, acme_error, candidates};
 use crate::dns::publish::{Solver, challenge_name, solver_for};
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
-use crate::policy::{Identifier, IdentifierKind};
+use crate::policy::IdentifierKind;
 use crate::store::{CaAccount, Instance, Order, RelayedCertificate, StoreError, UpstreamOrder};
 use crate::util::now;
 
@@ -415,19 +415,21 @@ async fn issue(
 
 /// Ends a relayed order for good: the downstream order becomes invalid with the cause.
 async fn fail(hub: &Hub, order: &Order, u: &mut UpstreamOrder, e: Error) -> Result<(), Error> {
-    let e = Error {
-        subproblems: order
+    // A DNS failure concerns the order's names: one subproblem each.
+    let subproblems = if e.kind == ErrorKind::Dns {
+        order
             .identifiers
             .iter()
-            .filter(|_| e.kind == ErrorKind::Dns)
-            .map(|i: &Identifier| Subproblem {
+            .map(|i| Subproblem {
                 kind: e.kind,
                 detail: e.detail.clone(),
                 identifier: i.clone(),
             })
-            .collect(),
-        ..e
+            .collect()
+    } else {
+        Vec::new()
     };
+    let e = Error { subproblems, ..e };
     let problem = crate::acme::problem::Problem::from_error(&e).to_json();
     u.state = "failed".into();
     u.error = Some(e.detail.clone());

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::audit::{self, Actor};
-use super::tenants::{check_environment, check_name};
+use super::tenants::{check_environment, check_name, double_option, validate_description};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::issuance::upstream::{UpstreamHttp, known_ca};
@@ -48,26 +48,13 @@ pub struct CaAccountSettings {
     pub caa_identities: Option<Vec<String>>,
 }
 
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 fn owner(a: &CaAccount) -> String {
     crate::secrets::owner("ca-account", &a.instance_id, &a.id)
 }
 
 fn apply(hub: &Hub, a: &mut CaAccount, s: &CaAccountSettings, creating: bool) -> Result<(), Error> {
     if let Some(d) = &s.description {
-        if d.chars().count() > 1000 {
-            return Err(Error::invalid(
-                "description",
-                "the description is longer than 1000 characters",
-            ));
-        }
+        validate_description(d)?;
         a.description = d.clone();
     }
     if let Some(url) = &s.directory_url {

@@ -65,12 +65,7 @@ pub async fn create_credential(
             .ok_or_else(|| Error::invalid("kind", "kind is required"))?,
     )?;
     let description = s.description.clone().unwrap_or_default();
-    if description.chars().count() > 1000 {
-        return Err(Error::invalid(
-            "description",
-            "the description is longer than 1000 characters",
-        ));
-    }
+    super::tenants::validate_description(&description)?;
     let config = s.config.clone().unwrap_or_else(|| json!({}));
     let secret = s
         .secret
@@ -130,6 +125,7 @@ pub async fn update_credential(
     let kind = kind_of(&credential.kind)?;
     let mut updated = credential.clone();
     if let Some(d) = &s.description {
+        super::tenants::validate_description(d)?;
         updated.description = d.clone();
     }
     if let Some(config) = &s.config {

@@ -21,14 +21,14 @@ pub struct DelegationSettings {
 }
 
 /// The technical zone's name, or a clear error when none is configured.
-fn zone_name(hub: &Hub) -> Result<&str, Error> {
+pub fn zone_name(hub: &Hub) -> Result<&str, Error> {
     hub.technical_zone
         .as_ref()
         .map(|z| z.name())
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Conflict,
-                "this hub serves no technical zone: configure [dns.technical_zone] to use delegations",
+                "this hub serves no technical zone: configure [dns.technical_zone] to use delegations or acme-dns",
             )
         })
 }
@@ -43,12 +43,10 @@ pub fn cname_target(hub: &Hub, d: &Delegation) -> Result<String, Error> {
     Ok(format!("{}.{}", d.label, zone_name(hub)?))
 }
 
-/// A random DNS label: 20 lowercase hex digits (80 bits).
-fn random_label() -> String {
-    random_bytes::<10>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A random DNS label: 20 lowercase hex digits (80 bits), for delegations
+/// and acme-dns registrations alike.
+pub fn random_label() -> String {
+    crate::util::hex(&random_bytes::<10>())
 }
 
 pub async fn create_delegation(

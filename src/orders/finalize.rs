@@ -184,10 +184,7 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<(), Error> {
     Ok(())
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::util::hex;
 
 /// Parses lowercase or uppercase hex.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -47,7 +47,7 @@ pub struct InstanceSettings {
 }
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -76,7 +76,7 @@ pub fn validate_instance_name(name: &str) -> Result<(), Error> {
     }
 }
 
-fn validate_description(text: &str) -> Result<(), Error> {
+pub(super) fn validate_description(text: &str) -> Result<(), Error> {
     if text.chars().count() > MAX_DESCRIPTION {
         return Err(Error::invalid(
             "description",

@@ -155,11 +155,7 @@ impl MasterKey {
     /// secrets apart without revealing either, even a weak password.
     pub fn fingerprint(&self, plaintext: &[u8]) -> String {
         let tag = hmac::sign(&self.fingerprint, plaintext);
-        let hex: String = tag.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("hmac-sha256:{hex}")
+        format!("hmac-sha256:{}", crate::util::hex(&tag.as_ref()[..8]))
     }
 }
 
