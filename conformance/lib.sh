@@ -76,6 +76,8 @@ start_bg() {
 	"$@" >"$log" 2>&1 &
 	local pid=$!
 	STARTED_PIDS+=("$pid")
+	# A flow runs in a subshell: what it starts is recorded in a file too.
+	[ -n "${STARTED_PIDS_FILE:-}" ] && echo "$pid" >>"$STARTED_PIDS_FILE"
 	eval "PID_${name}=$pid"
 	say "started $name (pid $pid, log $log)"
 }
@@ -83,6 +85,10 @@ start_bg() {
 # stop_all: TERM, then KILL after 5 s, exactly the PIDs start_bg recorded.
 stop_all() {
 	local pid
+	if [ -n "${STARTED_PIDS_FILE:-}" ] && [ -s "$STARTED_PIDS_FILE" ]; then
+		mapfile -t -O "${#STARTED_PIDS[@]}" STARTED_PIDS < <(sort -u "$STARTED_PIDS_FILE")
+		: >"$STARTED_PIDS_FILE"
+	fi
 	for pid in "${STARTED_PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done

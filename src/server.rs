@@ -133,6 +133,15 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| HubError::Setup(format!("listener address: {e}")))?;
+        // A SQLite store belongs to this one process: leases left by a
+        // process that died are void, and its relayed orders resume now
+        // rather than when the leases lapse.
+        if hub.store.backend() == crate::store::Backend::Sqlite {
+            hub.store
+                .release_all_upstream_orders()
+                .await
+                .map_err(|e| HubError::Setup(format!("releasing stale leases: {e}")))?;
+        }
         crate::orders::resume(&hub)
             .await
             .map_err(|e| HubError::Setup(format!("resuming interrupted work: {}", e.detail)))?;

@@ -500,7 +500,7 @@ pub async fn renewal_info(
     let mut response = json_response(StatusCode::OK, &value, None);
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("21600"));
+        .insert(header::RETRY_AFTER, HeaderValue::from(window.retry_after));
     Ok(response)
 }
 

@@ -6,6 +6,7 @@
 //! instance's candidate accounts when one fails.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use instant_acme::{
@@ -14,7 +15,7 @@ use instant_acme::{
 };
 use serde_json::json;
 
-use super::upstream::{UpstreamHttp, acme_error, candidates};
+use super::upstream::{UpstreamHttp, acme_error};
 use crate::dns::publish::{Solver, challenge_name, solver_for};
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
@@ -22,9 +23,46 @@ use crate::policy::IdentifierKind;
 use crate::store::{CaAccount, Instance, Order, RelayedCertificate, StoreError, UpstreamOrder};
 use crate::util::now;
 
-/// How long one worker holds an order before another may take it over: longer
-/// than a whole attempt (propagation waits, upstream polls) takes.
-const LEASE_SECS: i64 = 900;
+/// How long a worker's hold on an order lasts unless extended. The worker
+/// extends it every `LEASE_RENEW` while it works, so an order whose worker
+/// died is taken over by the 30 s sweep within about a minute and a half.
+const LEASE_SECS: i64 = 60;
+const LEASE_RENEW: Duration = Duration::from_secs(15);
+
+/// Why an attempt at a CA account failed: at the CA (connection, timeout,
+/// HTTP or ACME error; another account may succeed), or here (DNS, the
+/// store, no account left; another account would fail the same way).
+#[derive(Debug)]
+enum Failure {
+    Upstream(Error),
+    Hub(Error),
+}
+
+impl Failure {
+    fn error(&self) -> &Error {
+        match self {
+            Failure::Upstream(e) | Failure::Hub(e) => e,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Upstream(e) | Failure::Hub(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Hub(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Hub(e.into())
+    }
+}
 
 /// Starts (or resumes) the relay job of an order in the background.
 pub fn spawn(hub: Arc<Hub>, order_id: String) {
@@ -51,9 +89,13 @@ async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
     {
         return Ok(());
     }
-    let outcome = advance(hub, order_id).await;
+    let lease = AtomicI64::new(held_until);
+    let outcome = tokio::select! {
+        outcome = advance(hub, order_id) => outcome,
+        () = keep_lease(hub, order_id, &lease) => Ok(()),
+    };
     hub.store
-        .release_upstream_order(order_id, held_until)
+        .release_upstream_order(order_id, lease.load(Ordering::Relaxed))
         .await?;
     // A CSR that arrived while this worker held the lease is picked up now.
     if outcome.is_ok() {
@@ -64,6 +106,25 @@ async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
         }
     }
     outcome
+}
+
+/// Extends the lease while the worker runs; returns only when it was lost
+/// (it lapsed, and another worker took the order), which stops the worker.
+async fn keep_lease(hub: &Hub, order_id: &str, lease: &AtomicI64) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        let held = lease.load(Ordering::Relaxed);
+        let until = now() + LEASE_SECS;
+        match hub.store.extend_upstream_order(order_id, held, until).await {
+            Ok(true) => lease.store(until, Ordering::Relaxed),
+            Ok(false) => {
+                tracing::warn!(order = %order_id, "another worker took over this relayed order");
+                return;
+            }
+            // The store is away for now: keep working, try again next round.
+            Err(e) => tracing::warn!(order = %order_id, error = %e, "extending a lease failed"),
+        }
+    }
 }
 
 async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
@@ -83,16 +144,20 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
     loop {
         match u.state.as_str() {
             "new" | "authorizing" => {
-                if let Err(e) = authorize(hub, &instance, &order, &mut u).await {
-                    if !try_next_account(hub, &instance, &order, &mut u, &e).await? {
-                        return fail(hub, &order, &mut u, e).await;
+                if let Err(f) = authorize(hub, &instance, &order, &mut u).await {
+                    if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
+                        return fail(hub, &order, &mut u, f.into_error()).await;
                     }
                 }
             }
-            // `finalizing` is where a restart finds an order whose CSR went upstream.
+            // `finalizing` is where a restart finds an order whose CSR went
+            // upstream. A failure there moves on too (the CSR is kept): the
+            // client waits for a certificate, not for one CA.
             "ready" | "finalizing" if u.csr.is_some() => {
-                if let Err(e) = issue(hub, &instance, &order, &mut u).await {
-                    return fail(hub, &order, &mut u, e).await;
+                if let Err(f) = issue(hub, &instance, &order, &mut u).await {
+                    if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
+                        return fail(hub, &order, &mut u, f.into_error()).await;
+                    }
                 }
             }
             _ => return Ok(()),
@@ -118,7 +183,13 @@ async fn current_account(
         .iter()
         .filter_map(|a| a["account"].as_str().map(str::to_string))
         .collect();
-    let (fit, reasons) = candidates(&accounts, &instance.environment, &order.identifiers);
+    let (fit, reasons) = super::upstream::serving_accounts(
+        hub,
+        &accounts,
+        &instance.environment,
+        &order.identifiers,
+    )
+    .await;
     fit.into_iter()
         .find(|a| !tried.contains(&a.name))
         .cloned()
@@ -130,25 +201,27 @@ async fn current_account(
 }
 
 /// An instant-acme account for a CA account, registering it first when needed.
-async fn upstream_account(hub: &Hub, account: &CaAccount) -> Result<instant_acme::Account, Error> {
+async fn upstream_account(
+    hub: &Hub,
+    account: &CaAccount,
+) -> Result<instant_acme::Account, Failure> {
     let mut account = account.clone();
+    let mut why = account.status_detail.clone();
     if account.sealed_credentials.is_none() {
-        let (_, registered) = crate::orders::ca_accounts::test_ca_account(
+        let (report, registered) = crate::orders::ca_accounts::test_ca_account(
             hub,
             &crate::orders::audit::Actor::Hub,
             &account,
         )
         .await?;
         account = registered;
+        why = report.detail;
     }
     let sealed = account.sealed_credentials.as_ref().ok_or_else(|| {
-        Error::new(
+        Failure::Upstream(Error::new(
             ErrorKind::ServerInternal,
-            format!(
-                "CA account {:?} is not registered: {}",
-                account.name, account.status_detail
-            ),
-        )
+            format!("CA account {:?} is not registered: {why}", account.name),
+        ))
     })?;
     let plain = hub
         .secrets
@@ -170,11 +243,24 @@ async fn upstream_account(hub: &Hub, account: &CaAccount) -> Result<instant_acme
         .map_err(|e| upstream_error(&account, e))
 }
 
-fn upstream_error(account: &CaAccount, e: instant_acme::Error) -> Error {
-    Error::new(
-        ErrorKind::ServerInternal,
+/// An error from a CA account's ACME server, as the problem a downstream
+/// client would get if no other account can serve.
+fn upstream_error(account: &CaAccount, e: instant_acme::Error) -> Failure {
+    let kind = match &e {
+        instant_acme::Error::Api(p) => match p.r#type.as_deref().and_then(|t| t.rsplit(':').next())
+        {
+            Some("rateLimited") => ErrorKind::RateLimited,
+            Some("caa") => ErrorKind::Caa,
+            Some("rejectedIdentifier") => ErrorKind::RejectedIdentifier,
+            Some("unsupportedIdentifier") => ErrorKind::UnsupportedIdentifier,
+            _ => ErrorKind::ServerInternal,
+        },
+        _ => ErrorKind::ServerInternal,
+    };
+    Failure::Upstream(Error::new(
+        kind,
         format!("CA account {:?}: {}", account.name, acme_error(e)),
-    )
+    ))
 }
 
 fn acme_identifiers(order: &Order) -> Vec<AcmeIdentifier> {
@@ -198,7 +284,7 @@ async fn authorize(
     instance: &Instance,
     order: &Order,
     u: &mut UpstreamOrder,
-) -> Result<(), Error> {
+) -> Result<(), Failure> {
     let account = current_account(hub, instance, order, u).await?;
     // Which account is being tried goes on record first, so a failure moves
     // the order on to the next one.
@@ -231,18 +317,18 @@ async fn authorize(
                 continue;
             }
             let mut challenge = authz.challenge(ChallengeType::Dns01).ok_or_else(|| {
-                Error::new(
+                Failure::Upstream(Error::new(
                     ErrorKind::ServerInternal,
                     format!("CA account {:?} offers no dns-01 challenge", account.name),
-                )
+                ))
             })?;
             let name = match challenge.identifier().identifier {
                 AcmeIdentifier::Dns(d) => challenge_name(d),
                 other => {
-                    return Err(Error::new(
+                    return Err(Failure::Hub(Error::new(
                         ErrorKind::UnsupportedIdentifier,
                         format!("cannot answer upstream challenges for {other:?}"),
-                    ));
+                    )));
                 }
             };
             let value = challenge.key_authorization().dns_value();
@@ -267,13 +353,15 @@ async fn authorize(
             .map_err(|e| upstream_error(&account, e))?
         {
             OrderStatus::Ready | OrderStatus::Valid | OrderStatus::Processing => Ok(()),
-            status => Err(Error::new(
+            // Our records were visible at the authoritative servers before
+            // the CA was told to look: its validation failing is on its side.
+            status => Err(Failure::Upstream(Error::new(
                 ErrorKind::ServerInternal,
                 format!(
                     "the upstream order at CA account {:?} is {status:?}",
                     account.name
                 ),
-            )),
+            ))),
         }
     }
     .await;
@@ -295,8 +383,9 @@ async fn try_next_account(
     instance: &Instance,
     order: &Order,
     u: &mut UpstreamOrder,
-    e: &Error,
+    f: &Failure,
 ) -> Result<bool, Error> {
+    let e = f.error();
     let Some(account_id) = u.ca_account_id.clone() else {
         return Ok(false);
     };
@@ -310,8 +399,9 @@ async fn try_next_account(
         serde_json::from_str(&u.attempts).unwrap_or_default();
     attempts.push(json!({"account": name, "error": e.detail, "at": now()}));
     u.attempts = serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into());
-    // DNS problems are ours to fix, not the CA's: another CA would fail the same way.
-    if !instance.failover || e.kind == ErrorKind::Dns {
+    // Problems here (DNS, the store) are ours to fix, not the CA's: another
+    // CA would fail the same way.
+    if !instance.failover || matches!(f, Failure::Hub(_)) {
         return Ok(false);
     }
     u.ca_account_id = None;
@@ -329,7 +419,7 @@ async fn issue(
     instance: &Instance,
     order: &Order,
     u: &mut UpstreamOrder,
-) -> Result<(), Error> {
+) -> Result<(), Failure> {
     let account = current_account(hub, instance, order, u).await?;
     let client = upstream_account(hub, &account).await?;
     let url = u
@@ -359,17 +449,20 @@ async fn issue(
         .next()
         .and_then(Result::ok)
         .ok_or_else(|| {
-            Error::new(
+            Failure::Upstream(Error::new(
                 ErrorKind::ServerInternal,
                 format!("CA account {:?} returned no certificate", account.name),
-            )
+            ))
         })?;
     use rustls_pki_types::pem::PemObject;
     let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).map_err(|_| {
-        Error::new(
+        Failure::Upstream(Error::new(
             ErrorKind::ServerInternal,
-            "the upstream certificate does not parse",
-        )
+            format!(
+                "the certificate from CA account {:?} does not parse",
+                account.name
+            ),
+        ))
     })?;
     let record = RelayedCertificate {
         order_id: order.id.clone(),
@@ -411,6 +504,47 @@ async fn issue(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The upstream CA's renewal window (RFC 9773) for a certificate it issued
+/// through the relay, as unix times, and for how many seconds the answer
+/// holds (its Retry-After). `None` when the CA offers no ARI or does not
+/// answer within a few seconds: the caller then answers on its own.
+pub async fn upstream_renewal_info(
+    hub: &Hub,
+    cert: &crate::store::Certificate,
+) -> Option<(i64, i64, u64)> {
+    let u = hub.store.upstream_order(&cert.order_id).await.ok()??;
+    let account = hub
+        .store
+        .ca_account(&cert.instance_id, u.ca_account_id.as_deref()?)
+        .await
+        .ok()??;
+    // The stored ARI id is the RFC 9773 §4.1 form, `aki.serial`.
+    let (aki, serial) = cert.ari_id.as_deref()?.split_once('.')?;
+    let id = instant_acme::CertificateIdentifier {
+        authority_key_identifier: aki.into(),
+        serial: serial.into(),
+    };
+    let lookup = async {
+        let client = upstream_account(hub, &account).await.ok()?;
+        match client.renewal_info(&id).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::info!(account = %account.name, error = %acme_error(e), "no upstream renewal information");
+                None
+            }
+        }
+    };
+    let (info, holds) = tokio::time::timeout(Duration::from_secs(5), lookup)
+        .await
+        .ok()??;
+    let window = info.suggested_window;
+    Some((
+        window.start.unix_timestamp(),
+        window.end.unix_timestamp(),
+        holds.as_secs(),
+    ))
 }
 
 /// Ends a relayed order for good: the downstream order becomes invalid with the cause.

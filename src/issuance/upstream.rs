@@ -271,6 +271,39 @@ pub fn candidates<'a>(
     (fit, reasons)
 }
 
+/// `candidates`, then CAA (RFC 8659): an account whose `caa_identities`
+/// the names' CAA records do not authorize is passed over, and says why.
+/// A CAA lookup that fails leaves the decision to the CA, which checks too.
+pub async fn serving_accounts<'a>(
+    hub: &crate::hub::Hub,
+    accounts: &'a [crate::store::CaAccount],
+    instance_environment: &str,
+    identifiers: &[crate::policy::Identifier],
+) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
+    let (fit, mut reasons) = candidates(accounts, instance_environment, identifiers);
+    let mut serving = Vec::with_capacity(fit.len());
+    'accounts: for account in fit {
+        for identifier in identifiers {
+            match hub
+                .validator
+                .caa_for(identifier, &account.caa_identities)
+                .await
+            {
+                Err(e) if e.kind == crate::error::ErrorKind::Caa => {
+                    reasons.push(format!("{}: {}", account.name, e.detail));
+                    continue 'accounts;
+                }
+                Err(e) => {
+                    tracing::info!(account = %account.name, error = %e.detail, "CAA left to the upstream CA")
+                }
+                Ok(()) => {}
+            }
+        }
+        serving.push(account);
+    }
+    (serving, reasons)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

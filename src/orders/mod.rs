@@ -140,8 +140,13 @@ async fn check_issuer(
         return Ok(false);
     }
     let accounts = hub.store.ca_accounts(&instance.id).await?;
-    let (fit, reasons) =
-        crate::issuance::upstream::candidates(&accounts, &instance.environment, identifiers);
+    let (fit, reasons) = crate::issuance::upstream::serving_accounts(
+        hub,
+        &accounts,
+        &instance.environment,
+        identifiers,
+    )
+    .await;
     if fit.is_empty() {
         return Err(no_matching_account(instance, &reasons));
     }
@@ -415,6 +420,11 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         .ok_or_else(|| Error::internal("validating", "authorization without account"))?;
     let key_authorization = format!("{}.{}", challenge.token, account.key_thumbprint);
     let kind: ChallengeType = challenge.kind.parse()?;
+    let relayed = hub
+        .store
+        .instance_by_ref(instance_id)
+        .await?
+        .is_some_and(|i| i.issuer == "upstream");
     let outcome = match hub
         .validator
         .validate(
@@ -425,6 +435,9 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         )
         .await
     {
+        // Relayed: the client's proof and the upstream CA's authorization
+        // both (CAA is the upstream CA's to check, for its own identities).
+        Ok(()) if relayed => upstream_authorized(hub, &authz.id).await,
         Ok(()) if authz.identifier.kind == IdentifierKind::Dns => {
             let checked = Identifier {
                 kind: IdentifierKind::Dns,
@@ -476,6 +489,46 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         }
     }
     Ok(())
+}
+
+/// How long a relayed downstream challenge waits for the upstream CA.
+const UPSTREAM_AUTHZ_WAIT_SECS: i64 = 300;
+
+/// Waits until the upstream side of the authorization's order is authorized
+/// (the upstream order is ready, or further); an error when it failed or
+/// did not get there in time.
+async fn upstream_authorized(hub: &Hub, authz_id: &str) -> Result<(), Error> {
+    let Some(order_id) = hub.store.order_of_authz(authz_id).await? else {
+        return Ok(());
+    };
+    let deadline = now() + UPSTREAM_AUTHZ_WAIT_SECS;
+    loop {
+        let Some(u) = hub.store.upstream_order(&order_id).await? else {
+            // Not relayed after all (issued locally): the client's proof is enough.
+            return Ok(());
+        };
+        match u.state.as_str() {
+            "ready" | "finalizing" | "valid" => return Ok(()),
+            "failed" => {
+                return Err(Error::new(
+                    ErrorKind::ServerInternal,
+                    format!(
+                        "the upstream CA did not authorize this name: {}",
+                        u.error.unwrap_or_default()
+                    ),
+                ));
+            }
+            _ if now() >= deadline => {
+                return Err(Error::new(
+                    ErrorKind::ServerInternal,
+                    format!(
+                        "the upstream CA did not authorize this name within {UPSTREAM_AUTHZ_WAIT_SECS} s"
+                    ),
+                ));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }
 
 /// RFC 8555 §7.5.2: the client gives up an authorization.

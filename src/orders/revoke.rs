@@ -175,15 +175,22 @@ pub async fn current_crl(hub: &Hub) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::internal("signing the CRL", e))
 }
 
-/// A suggested renewal window (RFC 9773 §4.2), as unix times.
+/// A suggested renewal window (RFC 9773 §4.2), as unix times, and how many
+/// seconds the client should wait before asking again (`Retry-After`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenewalWindow {
     pub start: i64,
     pub end: i64,
+    pub retry_after: u64,
 }
 
-/// The renewal window for a certificate of this instance, by ARI id: the
-/// middle of the last third of its lifetime; right now once it is revoked.
+/// How long a window computed here holds.
+const WINDOW_HOLDS_SECS: u64 = 6 * 3600;
+
+/// The renewal window for a certificate of this instance, by ARI id: right
+/// now once it is revoked; for a relayed certificate the upstream CA's
+/// window when it offers one; else the middle of the last third of its
+/// lifetime.
 pub async fn renewal_info(
     hub: &Hub,
     instance: &Instance,
@@ -202,10 +209,26 @@ pub async fn renewal_info(
         return Ok(RenewalWindow {
             start: now - 3600,
             end: now,
+            retry_after: WINDOW_HOLDS_SECS,
         });
+    }
+    if cert.issuer.starts_with("ca-account:") {
+        if let Some((start, end, holds)) =
+            crate::issuance::relay::upstream_renewal_info(hub, &cert).await
+        {
+            return Ok(RenewalWindow {
+                start,
+                end,
+                retry_after: holds.clamp(60, WINDOW_HOLDS_SECS),
+            });
+        }
     }
     let lifetime = cert.not_after - cert.not_before;
     let start = cert.not_after - lifetime / 3;
     let end = cert.not_after - lifetime / 6;
-    Ok(RenewalWindow { start, end })
+    Ok(RenewalWindow {
+        start,
+        end,
+        retry_after: WINDOW_HOLDS_SECS,
+    })
 }

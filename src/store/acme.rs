@@ -535,6 +535,18 @@ impl Store {
         Ok(Some(authz))
     }
 
+    /// The latest order an authorization belongs to.
+    pub async fn order_of_authz(&self, authz_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT oa.order_id FROM order_authorizations oa JOIN orders o ON o.id = oa.order_id \
+             WHERE oa.authz_id = $1 ORDER BY o.created_at DESC, o.id LIMIT 1",
+        )
+        .bind(authz_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get("order_id")?)).transpose()
+    }
+
     /// A challenge and the authorization it belongs to, within one instance.
     pub async fn challenge(
         &self,

@@ -210,6 +210,34 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Extends a lease this worker holds (`held_until`) to `until`; false
+    /// when it lapsed and another worker took the order.
+    pub async fn extend_upstream_order(
+        &self,
+        order_id: &str,
+        held_until: i64,
+        until: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE upstream_orders SET lease_until = $1 WHERE order_id = $2 AND lease_until = $3",
+        )
+        .bind(until)
+        .bind(order_id)
+        .bind(held_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Drops every lease: for a single-process store at start-up, when no
+    /// worker of this process runs yet and no other process can hold one.
+    pub async fn release_all_upstream_orders(&self) -> Result<()> {
+        sqlx::query("UPDATE upstream_orders SET lease_until = 0 WHERE lease_until <> 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Gives the lease back, unless it lapsed and another worker holds it now.
     pub async fn release_upstream_order(&self, order_id: &str, held_until: i64) -> Result<()> {
         sqlx::query(

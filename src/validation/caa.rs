@@ -18,7 +18,17 @@ const LISTED_RECORDS: usize = 4;
 
 impl Validator {
     pub(super) async fn caa(&self, identifier: &Identifier) -> Result<(), Error> {
-        if self.caa_identities.is_empty() || identifier.kind == IdentifierKind::Ip {
+        self.caa_for(identifier, &self.caa_identities).await
+    }
+
+    /// Whether CAA lets a CA known by `identities` issue for `identifier`
+    /// (this hub's own identities, or an upstream CA account's).
+    pub async fn caa_for(
+        &self,
+        identifier: &Identifier,
+        identities: &[String],
+    ) -> Result<(), Error> {
+        if identities.is_empty() || identifier.kind == IdentifierKind::Ip {
             return Ok(());
         }
         let name = identifier.base_name();
@@ -59,66 +69,69 @@ impl Validator {
             if records.is_empty() {
                 continue;
             }
-            return self.evaluate(identifier, &candidate, &records);
+            return evaluate(identities, identifier, &candidate, &records);
         }
         Ok(())
     }
+}
 
-    fn evaluate(&self, identifier: &Identifier, owner: &str, records: &[CAA]) -> Result<(), Error> {
-        let refuse = |why: String| {
-            Error::new(
-                ErrorKind::Caa,
-                format!("CAA records at {owner} ({}) {why}", describe(records)),
-            )
-        };
-        if let Some(unknown) = records.iter().find(|r| {
-            r.issuer_critical && !KNOWN_TAGS.iter().any(|t| r.tag.eq_ignore_ascii_case(t))
-        }) {
-            return Err(refuse(format!(
-                "contain the critical property {:?}, which this CA does not understand, so it must not issue for {} (RFC 8659 §4.1)",
-                unknown.tag, identifier.value
-            )));
-        }
-        let with_tag = |tag: &str| -> Vec<&CAA> {
-            records
-                .iter()
-                .filter(|r| r.tag.eq_ignore_ascii_case(tag))
-                .collect()
-        };
-        let issuewild = with_tag("issuewild");
-        // RFC 8659 §4.3: issuewild, when present, replaces issue for wildcards.
-        let relevant = if identifier.is_wildcard() && !issuewild.is_empty() {
-            issuewild
-        } else {
-            with_tag("issue")
-        };
-        if relevant.is_empty() {
-            // Only iodef or other non-critical properties: no restriction.
-            return Ok(());
-        }
-        let authorized = relevant
-            .iter()
-            .filter_map(|r| issuer_domain(&r.value))
-            .any(|domain| self.caa_identities.contains(&domain));
-        if authorized {
-            return Ok(());
-        }
-        Err(refuse(format!(
-            "do not authorize {} to issue for {}; add a CAA record such as `{} CAA 0 {} \"{}\"`",
-            self.caa_identities.join(" or "),
-            identifier.value,
-            owner,
-            if identifier.is_wildcard() {
-                "issuewild"
-            } else {
-                "issue"
-            },
-            self.caa_identities
-                .first()
-                .map(String::as_str)
-                .unwrap_or_default()
-        )))
+fn evaluate(
+    identities: &[String],
+    identifier: &Identifier,
+    owner: &str,
+    records: &[CAA],
+) -> Result<(), Error> {
+    let refuse = |why: String| {
+        Error::new(
+            ErrorKind::Caa,
+            format!("CAA records at {owner} ({}) {why}", describe(records)),
+        )
+    };
+    if let Some(unknown) = records
+        .iter()
+        .find(|r| r.issuer_critical && !KNOWN_TAGS.iter().any(|t| r.tag.eq_ignore_ascii_case(t)))
+    {
+        return Err(refuse(format!(
+            "contain the critical property {:?}, which this CA does not understand, so it must not issue for {} (RFC 8659 §4.1)",
+            unknown.tag, identifier.value
+        )));
     }
+    let with_tag = |tag: &str| -> Vec<&CAA> {
+        records
+            .iter()
+            .filter(|r| r.tag.eq_ignore_ascii_case(tag))
+            .collect()
+    };
+    let issuewild = with_tag("issuewild");
+    // RFC 8659 §4.3: issuewild, when present, replaces issue for wildcards.
+    let relevant = if identifier.is_wildcard() && !issuewild.is_empty() {
+        issuewild
+    } else {
+        with_tag("issue")
+    };
+    if relevant.is_empty() {
+        // Only iodef or other non-critical properties: no restriction.
+        return Ok(());
+    }
+    let authorized = relevant
+        .iter()
+        .filter_map(|r| issuer_domain(&r.value))
+        .any(|domain| identities.contains(&domain));
+    if authorized {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "do not authorize {} to issue for {}; add a CAA record such as `{} CAA 0 {} \"{}\"`",
+        identities.join(" or "),
+        identifier.value,
+        owner,
+        if identifier.is_wildcard() {
+            "issuewild"
+        } else {
+            "issue"
+        },
+        identities.first().map(String::as_str).unwrap_or_default()
+    )))
 }
 
 /// The issuer-domain-name of an `issue`/`issuewild` value (RFC 8659 §4.2),

@@ -603,3 +603,287 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
     t.stop().await;
     upstream.stop().await;
 }
+
+/// A downstream order of the relay instance for `name`, finalized with a
+/// fresh key; returns the order once the client has sent its CSR.
+async fn order_and_finalize(client: &instant_acme::Account, name: &str) -> instant_acme::Order {
+    let ids = vec![instant_acme::Identifier::Dns(name.into())];
+    let mut order = client
+        .new_order(&instant_acme::NewOrder::new(&ids))
+        .await
+        .unwrap();
+    assert_eq!(order.state().status, instant_acme::OrderStatus::Ready);
+    order.finalize().await.unwrap();
+    order
+}
+
+async fn upstream_view(api: &Api<'_>, order: &instant_acme::Order) -> Value {
+    let id = order.url().rsplit('/').next().unwrap();
+    api.get(&format!("/api/v1/instances/relay/orders/{id}"))
+        .await
+        .body["upstream"]
+        .clone()
+}
+
+#[tokio::test]
+async fn an_upstream_that_dies_before_finalize_fails_over_with_the_clients_csr() {
+    let a = TestHub::start(Db::Sqlite).await;
+    let b = TestHub::start(Db::Sqlite).await;
+    let (kid_a, hmac_a) = preauthorizing_upstream(&a).await;
+    let (kid_b, hmac_b) = preauthorizing_upstream(&b).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "a", "ca": "custom", "directory_url": a.directory, "trusted_roots_pem": root_pem(&a),
+               "eab_kid": kid_a, "eab_hmac_key": hmac_a, "preferred": true, "api_timeout_s": 3}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "b", "ca": "custom", "directory_url": b.directory, "trusted_roots_pem": root_pem(&b),
+               "eab_kid": kid_b, "eab_hmac_key": hmac_b, "priority": 50}),
+    )
+    .await;
+    // The upstream order at A gets ready; then A goes away before the CSR reaches it.
+    let ids = vec![instant_acme::Identifier::Dns("d.customer.test".into())];
+    let mut order = client
+        .new_order(&instant_acme::NewOrder::new(&ids))
+        .await
+        .unwrap();
+    let order_id = order.url().rsplit('/').next().unwrap().to_string();
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = t
+            .hub
+            .store
+            .upstream_order(&order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "ready");
+    a.stop().await;
+    order.finalize().await.unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    assert!(chains_to(&chain, &b), "not issued by the fallback CA");
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "b", "{u}");
+    assert_eq!(u["attempts"][0]["account"], "a", "{u}");
+    t.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn caa_passes_over_accounts_whose_ca_it_does_not_authorize() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    for (name, caa, preferred) in [("ca-a", "ca-a.test", true), ("ca-b", "ca-b.test", false)] {
+        api.expect(
+            201,
+            "/api/v1/instances/relay/ca-accounts",
+            json!({"name": name, "ca": "custom", "directory_url": upstream.directory,
+                   "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac,
+                   "preferred": preferred, "caa_identities": [caa]}),
+        )
+        .await;
+    }
+    // CAA allows only B's CA: A is skipped, not tried.
+    t.dns.add_caa("customer.test", 0, "issue", "ca-b.test");
+    let mut order = order_and_finalize(&client, "e.customer.test").await;
+    order.poll_certificate(&retry()).await.unwrap();
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "ca-b", "{u}");
+    assert_eq!(u["attempts"], json!([]), "{u}");
+    // CAA that allows neither: no matching account, and why.
+    t.dns
+        .add_caa("other.customer.test", 0, "issue", "elsewhere.test");
+    let ids = vec![instant_acme::Identifier::Dns("other.customer.test".into())];
+    let detail = match client.new_order(&instant_acme::NewOrder::new(&ids)).await {
+        Err(instant_acme::Error::Api(p)) => p.detail.unwrap_or_default(),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("an order CAA forbids to every account was accepted"),
+    };
+    assert!(
+        detail.starts_with("There is no matching ACME account"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("ca-a: CAA records at other.customer.test")
+            && detail.contains("ca-b: CAA records at other.customer.test"),
+        "{detail}"
+    );
+    t.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn downstream_renewal_info_for_a_relayed_certificate_is_the_upstream_cas() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
+               "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
+    )
+    .await;
+    let mut order = order_and_finalize(&client, "g.customer.test").await;
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    let ari = acmehub::issuance::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
+    let window = |hub: &TestHub, instance: &'static str| {
+        let url = hub.url(&format!("/acme/{instance}/renewal-info/{ari}"));
+        let http = hub.http();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let info: Value = r.json().await.unwrap();
+            info["suggestedWindow"].clone()
+        }
+    };
+    assert_eq!(
+        window(&t, "relay").await,
+        window(&upstream, "default").await
+    );
+    // The upstream CA revokes it: its window moves to now, and so does ours,
+    // though the hub itself has not revoked anything.
+    let up = Api::admin(&upstream);
+    let certs = up.get("/api/v1/instances/default/certificates").await.body;
+    let id = certs["items"][0]["id"].as_str().unwrap();
+    let r = up
+        .post(
+            &format!("/api/v1/instances/default/certificates/{id}/revoke"),
+            json!({"reason": 1}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    let ours = window(&t, "relay").await;
+    assert_eq!(ours, window(&upstream, "default").await);
+    let start = time::OffsetDateTime::parse(
+        ours["start"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(start < time::OffsetDateTime::now_utc(), "{ours}");
+    t.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn a_relayed_challenge_needs_the_clients_proof_and_the_upstream_authorization() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "relay", "issuer": "upstream"}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
+               "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
+    )
+    .await;
+    // Downstream, names are proven by the client (http-01); the upstream CA
+    // pre-authorizes only *.customer.test for the hub.
+    let key = api
+        .expect(
+            201,
+            "/api/v1/instances/relay/access-keys",
+            json!({"name": "prove", "allowed_identifiers": ["*.customer.test", "*.other.test"], "validation": "challenge"}),
+        )
+        .await;
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key["hmac_key"].as_str().unwrap())
+        .unwrap();
+    let eab = instant_acme::ExternalAccountKey::new(key["kid"].as_str().unwrap().into(), &hmac);
+    let (client, _) = t
+        .builder()
+        .create(
+            &instant_acme::NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            t.url("/acme/relay/directory"),
+            Some(&eab),
+        )
+        .await
+        .unwrap();
+    let responder = Http01Responder::start(t.http01_port).await;
+    let prove = |name: &'static str| {
+        let client = &client;
+        let responder = &responder;
+        let dns = &t.dns;
+        async move {
+            dns.set_a(name, &["127.0.0.1".parse().unwrap()]);
+            let ids = vec![instant_acme::Identifier::Dns(name.into())];
+            let mut order = client
+                .new_order(&instant_acme::NewOrder::new(&ids))
+                .await
+                .unwrap();
+            let mut authzs = order.authorizations();
+            let mut authz = authzs.next().await.unwrap().unwrap();
+            let mut challenge = authz
+                .challenge(instant_acme::ChallengeType::Http01)
+                .unwrap();
+            responder.set(&challenge.token, challenge.key_authorization().as_str());
+            challenge.set_ready().await.unwrap();
+            drop(authzs);
+            let status = order.poll_ready(&retry()).await;
+            (order, status.map_err(|e| format!("{e:?}")))
+        }
+    };
+    // Both proofs: ready, and issued by the upstream CA.
+    let (mut order, status) = prove("h.customer.test").await;
+    assert_eq!(status, Ok(instant_acme::OrderStatus::Ready));
+    order.finalize().await.unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    assert!(chains_to(&chain, &upstream));
+    // The client's proof holds but the upstream CA refuses the name: the
+    // downstream challenge is invalid, and says why.
+    let (mut order, status) = prove("h.other.test").await;
+    // The order is invalid with the upstream CA's refusal.
+    let refusal = status.unwrap_err();
+    assert!(
+        refusal.contains("rejectedIdentifier") && refusal.contains("CA account \\\"up\\\""),
+        "{refusal}"
+    );
+    let mut error = None;
+    for _ in 0..100 {
+        let mut authzs = order.authorizations();
+        let mut authz = authzs.next().await.unwrap().unwrap();
+        let challenge = authz
+            .challenge(instant_acme::ChallengeType::Http01)
+            .unwrap();
+        if challenge.status == instant_acme::ChallengeStatus::Invalid {
+            error = Some(format!("{:?}", challenge.error));
+            break;
+        }
+        assert_ne!(challenge.status, instant_acme::ChallengeStatus::Valid);
+        drop(authzs);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let error = error.expect("the challenge did not become invalid");
+    assert!(error.contains("upstream CA"), "{error}");
+    t.stop().await;
+    upstream.stop().await;
+}
