@@ -847,7 +847,6 @@ async fn a_relayed_challenge_needs_the_clients_proof_and_the_upstream_authorizat
                 .unwrap();
             responder.set(&challenge.token, challenge.key_authorization().as_str());
             challenge.set_ready().await.unwrap();
-            drop(authzs);
             let status = order.poll_ready(&retry()).await;
             (order, status.map_err(|e| format!("{e:?}")))
         }
@@ -879,7 +878,6 @@ async fn a_relayed_challenge_needs_the_clients_proof_and_the_upstream_authorizat
             break;
         }
         assert_ne!(challenge.status, instant_acme::ChallengeStatus::Valid);
-        drop(authzs);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let error = error.expect("the challenge did not become invalid");
