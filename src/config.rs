@@ -211,14 +211,28 @@ impl Default for AcmeConfig {
 pub struct CaConfig {
     /// Validity of issued certificates, in days.
     pub leaf_validity_days: u32,
+    /// ACME profiles (draft-ietf-acme-profiles) the local CA offers, by
+    /// name; an order that names one gets its validity. None by default.
+    pub profiles: std::collections::BTreeMap<String, CaProfile>,
 }
 
 impl Default for CaConfig {
     fn default() -> Self {
         Self {
             leaf_validity_days: 90,
+            profiles: Default::default(),
         }
     }
+}
+
+/// `[ca.profiles.NAME]`: one profile of the local CA.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaProfile {
+    /// Shown to clients in the directory.
+    pub description: String,
+    /// Validity of certificates issued with this profile, in days.
+    pub leaf_validity_days: u32,
 }
 
 /// Everything a running hub needs, resolved.
@@ -347,6 +361,20 @@ impl Config {
                 field: "ca.leaf_validity_days",
                 why: "must be between 1 and 398".into(),
             });
+        }
+        for (name, profile) in &file.ca.profiles {
+            if !crate::util::is_token(name) {
+                return Err(ConfigError::Invalid {
+                    field: "ca.profiles",
+                    why: format!("{name:?} is not a profile name (letters, digits, '-', '_', '.')"),
+                });
+            }
+            if profile.leaf_validity_days == 0 || profile.leaf_validity_days > 398 {
+                return Err(ConfigError::Invalid {
+                    field: "ca.profiles",
+                    why: format!("{name}: leaf_validity_days must be between 1 and 398"),
+                });
+            }
         }
         Ok(Self {
             listen,

@@ -51,6 +51,8 @@ pub enum ErrorKind {
     IncorrectResponse,
     /// CAA records forbid issuance.
     Caa,
+    /// The order asks for a profile that is not offered (draft-ietf-acme-profiles).
+    InvalidProfile,
     /// The resource does not exist (HTTP 404).
     NotFound,
     /// The request conflicts with the current state (HTTP 409), e.g. keyChange to a used key.

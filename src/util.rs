@@ -72,3 +72,12 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-22T07:00:00Z"), Some(1_795_330_800));
     }
 }
+
+/// A short name of letters, digits, '-', '_' and '.' (1 to 64 characters):
+/// what ACME profile names look like in practice.
+pub fn is_token(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

@@ -40,9 +40,10 @@ fn link(response: &mut Response, url: &str, rel: &str) {
 
 pub async fn directory(State(hub): State<Arc<Hub>>, Path(instance): Path<String>) -> AcmeResult {
     let instance = hub.instance(&instance).await?;
+    let profiles = orders::offered_profiles(&hub, &instance).await?;
     Ok(json_response(
         StatusCode::OK,
-        &resources::directory(&hub, &instance),
+        &resources::directory(&hub, &instance, &profiles),
         None,
     ))
 }
@@ -190,6 +191,7 @@ struct NewOrderPayload {
     not_before: Option<String>,
     not_after: Option<String>,
     replaces: Option<String>,
+    profile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +229,7 @@ pub async fn new_order(
         not_before: parse_time("notBefore", payload.not_before.as_deref())?,
         not_after: parse_time("notAfter", payload.not_after.as_deref())?,
         replaces: payload.replaces,
+        profile: payload.profile,
     };
     let order = orders::new_order(&hub, &instance, auth.account()?, request, client).await?;
     Ok(json_response(

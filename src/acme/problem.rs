@@ -53,6 +53,7 @@ pub fn kind_info(kind: ErrorKind) -> (&'static str, StatusCode) {
         Tls => ("tls", StatusCode::BAD_REQUEST),
         IncorrectResponse => ("incorrectResponse", StatusCode::BAD_REQUEST),
         Caa => ("caa", StatusCode::FORBIDDEN),
+        InvalidProfile => ("invalidProfile", StatusCode::BAD_REQUEST),
         // RFC 8555 has no type for these; `malformed` is what clients expect.
         NotFound => ("malformed", StatusCode::NOT_FOUND),
         Conflict => ("malformed", StatusCode::CONFLICT),

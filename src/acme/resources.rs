@@ -12,8 +12,15 @@ fn problem_value(error: &Option<String>) -> Option<Value> {
 }
 
 /// RFC 8555 §7.1.1.
-pub fn directory(hub: &Hub, instance: &Instance) -> Value {
+pub fn directory(
+    hub: &Hub,
+    instance: &Instance,
+    profiles: &std::collections::BTreeMap<String, String>,
+) -> Value {
     let mut meta = serde_json::Map::new();
+    if !profiles.is_empty() {
+        meta.insert("profiles".into(), json!(profiles));
+    }
     if let Some(tos) = &hub.config.acme.terms_of_service {
         meta.insert("termsOfService".into(), json!(tos));
     }
@@ -81,6 +88,9 @@ pub fn order(hub: &Hub, instance: &str, order: &Order) -> Value {
     }
     if let Some(replaces) = &order.replaces {
         value["replaces"] = json!(replaces);
+    }
+    if let Some(profile) = &order.profile {
+        value["profile"] = json!(profile);
     }
     value
 }

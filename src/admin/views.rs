@@ -467,6 +467,8 @@ pub struct CaAccountView {
     pub preferred: bool,
     pub trusted_roots_pem: Option<String>,
     pub caa_identities: Vec<String>,
+    /// The profiles the CA's directory offered at the last test, name to description.
+    pub profiles: std::collections::BTreeMap<String, String>,
     pub account_url: Option<String>,
     /// `unregistered`, `valid` or `error`.
     pub account_status: String,
@@ -494,6 +496,7 @@ impl CaAccountView {
             preferred: a.preferred,
             trusted_roots_pem: a.trusted_roots_pem.clone(),
             caa_identities: a.caa_identities.clone(),
+            profiles: a.profiles.clone(),
             account_url: a.account_url.clone(),
             account_status: a.status.clone(),
             status_detail: a.status_detail.clone(),

@@ -188,6 +188,7 @@ async fn current_account(
         &accounts,
         &instance.environment,
         &order.identifiers,
+        order.profile.as_deref(),
     )
     .await;
     fit.into_iter()
@@ -297,8 +298,12 @@ async fn authorize(
             .map_err(|e| upstream_error(&account, e))?,
         None => {
             let identifiers = acme_identifiers(order);
+            let mut new = NewOrder::new(&identifiers);
+            if let Some(profile) = &order.profile {
+                new = new.profile(profile);
+            }
             let created = client
-                .new_order(&NewOrder::new(&identifiers))
+                .new_order(&new)
                 .await
                 .map_err(|e| upstream_error(&account, e))?;
             u.upstream_url = Some(created.url().to_string());

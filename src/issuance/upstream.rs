@@ -227,6 +227,7 @@ pub fn unfit(
     account: &crate::store::CaAccount,
     instance_environment: &str,
     identifiers: &[crate::policy::Identifier],
+    profile: Option<&str>,
 ) -> Option<String> {
     if account.environment != instance_environment {
         return Some(format!(
@@ -239,6 +240,24 @@ pub fn unfit(
             return Some(format!(
                 "{}: wildcards are not allowed on this account ({})",
                 account.name, w.value
+            ));
+        }
+    }
+    if let Some(p) = profile {
+        if !account.profiles.contains_key(p) {
+            return Some(format!(
+                "{}: the CA does not offer the profile {p:?} (it offers: {})",
+                account.name,
+                if account.profiles.is_empty() {
+                    "none".to_string()
+                } else {
+                    account
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
             ));
         }
     }
@@ -257,13 +276,14 @@ pub fn candidates<'a>(
     accounts: &'a [crate::store::CaAccount],
     instance_environment: &str,
     identifiers: &[crate::policy::Identifier],
+    profile: Option<&str>,
 ) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
     let mut sorted: Vec<&crate::store::CaAccount> = accounts.iter().collect();
     sorted.sort_by_key(|a| (!a.preferred, a.priority, a.name.clone()));
     let mut fit = Vec::new();
     let mut reasons = Vec::new();
     for account in sorted {
-        match unfit(account, instance_environment, identifiers) {
+        match unfit(account, instance_environment, identifiers, profile) {
             Some(why) => reasons.push(why),
             None => fit.push(account),
         }
@@ -279,8 +299,9 @@ pub async fn serving_accounts<'a>(
     accounts: &'a [crate::store::CaAccount],
     instance_environment: &str,
     identifiers: &[crate::policy::Identifier],
+    profile: Option<&str>,
 ) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
-    let (fit, mut reasons) = candidates(accounts, instance_environment, identifiers);
+    let (fit, mut reasons) = candidates(accounts, instance_environment, identifiers, profile);
     let mut serving = Vec::with_capacity(fit.len());
     'accounts: for account in fit {
         for identifier in identifiers {
@@ -329,6 +350,7 @@ mod tests {
             preferred,
             trusted_roots_pem: None,
             caa_identities: Vec::new(),
+            profiles: Default::default(),
             account_url: None,
             sealed_credentials: None,
             status: "valid".into(),
@@ -348,14 +370,14 @@ mod tests {
             account("c", "production", true, 10, false),
         ];
         let plain = [Identifier::dns("a.example.com").unwrap()];
-        let (fit, reasons) = candidates(&accounts, "production", &plain);
+        let (fit, reasons) = candidates(&accounts, "production", &plain, None);
         let names: Vec<&str> = fit.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "no-wild", "c", "b"]);
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].contains("staging account cannot serve a production instance"));
 
         let wild = [Identifier::dns("*.example.com").unwrap()];
-        let (fit, reasons) = candidates(&accounts, "production", &wild);
+        let (fit, reasons) = candidates(&accounts, "production", &wild, None);
         assert!(fit.iter().all(|a| a.name != "no-wild"));
         assert!(
             reasons
@@ -363,7 +385,7 @@ mod tests {
                 .any(|r| r.contains("wildcards are not allowed"))
         );
 
-        let (fit, reasons) = candidates(&accounts[1..2], "production", &plain);
+        let (fit, reasons) = candidates(&accounts[1..2], "production", &plain, None);
         assert!(fit.is_empty());
         assert_eq!(reasons.len(), 1);
     }

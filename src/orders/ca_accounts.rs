@@ -237,6 +237,7 @@ pub async fn create_ca_account(
         caa_identities: known
             .map(|k| k.caa_identities.iter().map(|c| c.to_string()).collect())
             .unwrap_or_default(),
+        profiles: Default::default(),
         account_url: None,
         sealed_credentials: None,
         status: "unregistered".into(),
@@ -372,6 +373,22 @@ pub async fn test_ca_account(
         }
     };
     let mut updated = account.clone();
+    // The profiles the CA offers now (draft-ietf-acme-profiles §3).
+    let offered: std::collections::BTreeMap<String, String> = directory["meta"]["profiles"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if offered != updated.profiles {
+        updated.profiles = offered;
+        if account.sealed_credentials.is_some() {
+            updated.updated_at = now();
+            hub.store.update_ca_account(&updated).await?;
+        }
+    }
     if account.sealed_credentials.is_none() {
         let hmac = match &account.sealed_eab_hmac {
             Some(sealed) => Some(

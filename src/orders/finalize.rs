@@ -96,7 +96,7 @@ pub async fn finalize(
             .ok_or_else(|| Error::internal("finalizing", "order vanished"));
     }
     let now = now();
-    let validity = super::validity_days(hub, instance) * 86400;
+    let validity = super::order_validity_days(hub, instance, order.profile.as_deref()) * 86400;
     let not_before = order.not_before.unwrap_or(now - 60);
     let not_after = order.not_after.unwrap_or(not_before + validity);
     let serial = new_serial();

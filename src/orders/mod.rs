@@ -42,6 +42,7 @@ pub struct OrderRequest {
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     pub replaces: Option<String>,
+    pub profile: Option<String>,
 }
 
 /// The challenge types offered for an identifier (RFC 8555 §8, RFC 8737,
@@ -111,6 +112,62 @@ pub fn validity_days(hub: &Hub, instance: &Instance) -> i64 {
         .unwrap_or(i64::from(hub.config.ca.leaf_validity_days))
 }
 
+/// The lifetime of a certificate the local CA issues for an order: its
+/// profile's when it names one, else the instance's.
+pub fn order_validity_days(hub: &Hub, instance: &Instance, profile: Option<&str>) -> i64 {
+    profile
+        .and_then(|p| hub.config.ca.profiles.get(p))
+        .map(|p| i64::from(p.leaf_validity_days))
+        .unwrap_or_else(|| validity_days(hub, instance))
+}
+
+/// The ACME profiles an instance offers (draft-ietf-acme-profiles §3),
+/// name to description: the local CA's, or for a relaying instance those
+/// of its CA accounts (of its environment) as they were last tested.
+pub async fn offered_profiles(
+    hub: &Hub,
+    instance: &Instance,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    if instance.issuer == "local" {
+        return Ok(hub
+            .config
+            .ca
+            .profiles
+            .iter()
+            .map(|(name, p)| (name.clone(), p.description.clone()))
+            .collect());
+    }
+    let mut offered = std::collections::BTreeMap::new();
+    for account in hub.store.ca_accounts(&instance.id).await? {
+        if account.environment == instance.environment {
+            for (name, description) in account.profiles {
+                offered.entry(name).or_insert(description);
+            }
+        }
+    }
+    Ok(offered)
+}
+
+/// `invalidProfile` unless the instance offers `profile`.
+async fn check_profile(hub: &Hub, instance: &Instance, profile: &str) -> Result<(), Error> {
+    let offered = offered_profiles(hub, instance).await?;
+    if offered.contains_key(profile) {
+        return Ok(());
+    }
+    let choice = if offered.is_empty() {
+        "this instance offers no profiles".to_string()
+    } else {
+        format!(
+            "the profiles offered are {}",
+            offered.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(Error::new(
+        ErrorKind::InvalidProfile,
+        format!("profile {profile:?} is not offered: {choice}"),
+    ))
+}
+
 /// `There is no matching ACME account`, with each account considered and
 /// why it was passed over.
 pub fn no_matching_account(instance: &Instance, reasons: &[String]) -> Error {
@@ -135,6 +192,7 @@ async fn check_issuer(
     hub: &Hub,
     instance: &Instance,
     identifiers: &[Identifier],
+    profile: Option<&str>,
 ) -> Result<bool, Error> {
     if instance.issuer == "local" {
         return Ok(false);
@@ -145,6 +203,7 @@ async fn check_issuer(
         &accounts,
         &instance.environment,
         identifiers,
+        profile,
     )
     .await;
     if fit.is_empty() {
@@ -197,14 +256,17 @@ pub async fn new_order(
     if let Some(policy) = &policy {
         tenants::check_identifiers(policy, &identifiers)?;
     }
-    let relayed = check_issuer(hub, instance, &identifiers).await?;
+    if let Some(profile) = &request.profile {
+        check_profile(hub, instance, profile).await?;
+    }
+    let relayed = check_issuer(hub, instance, &identifiers, request.profile.as_deref()).await?;
     let account_subject = [Subject::Account(&account.id)];
     limits::check(hub, instance, Limit::FailedValidations, &account_subject).await?;
     let pre_authorized = policy
         .as_ref()
         .is_some_and(|p| p.validation == ValidationMode::PreAuthorized);
     let now = now();
-    let validity_days = validity_days(hub, instance);
+    let validity_days = order_validity_days(hub, instance, request.profile.as_deref());
     let validity = validity_days * 86400;
     if let (Some(nb), Some(na)) = (request.not_before, request.not_after) {
         if na <= nb {
@@ -308,6 +370,7 @@ pub async fn new_order(
             not_after: request.not_after,
             expires_at: order_expires,
             replaces: request.replaces,
+            profile: request.profile,
             authorizations,
         })
         .await?;

@@ -69,6 +69,7 @@ pub(super) fn order_from_row(r: &AnyRow) -> Result<Order> {
         error: r.try_get("error")?,
         certificate_id: r.try_get("certificate_id")?,
         replaces: r.try_get("replaces")?,
+        profile: r.try_get("profile")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         authz_ids: Vec::new(),
@@ -378,8 +379,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
-             expires_at, error, certificate_id, replaces, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10)",
+             expires_at, error, certificate_id, replaces, profile, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $11)",
         )
         .bind(&id)
         .bind(&new.instance_id)
@@ -390,6 +391,7 @@ impl Store {
         .bind(new.not_after)
         .bind(new.expires_at)
         .bind(&new.replaces)
+        .bind(&new.profile)
         .bind(created_at)
         .execute(&mut *tx)
         .await?;
@@ -468,6 +470,7 @@ impl Store {
             error: None,
             certificate_id: None,
             replaces: new.replaces.clone(),
+            profile: new.profile.clone(),
             created_at,
             updated_at: created_at,
             authz_ids,

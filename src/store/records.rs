@@ -171,6 +171,8 @@ pub struct Order {
     pub error: Option<String>,
     pub certificate_id: Option<String>,
     pub replaces: Option<String>,
+    /// The ACME profile the client asked for (draft-ietf-acme-profiles).
+    pub profile: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Authorization ids, in the order of the identifiers.
@@ -216,6 +218,7 @@ pub struct NewOrder {
     pub not_after: Option<i64>,
     pub expires_at: i64,
     pub replaces: Option<String>,
+    pub profile: Option<String>,
     pub authorizations: Vec<NewAuthz>,
 }
 
@@ -370,6 +373,8 @@ pub struct CaAccount {
     pub preferred: bool,
     pub trusted_roots_pem: Option<String>,
     pub caa_identities: Vec<String>,
+    /// The profiles the CA's directory offers, name to description.
+    pub profiles: std::collections::BTreeMap<String, String>,
     /// The upstream account URL once registered.
     pub account_url: Option<String>,
     /// instant-acme's account credentials (JSON), sealed.

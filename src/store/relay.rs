@@ -30,6 +30,8 @@ fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
         trusted_roots_pem: r.try_get("trusted_roots_pem")?,
         caa_identities: serde_json::from_str(&caa)
             .map_err(|e| StoreError::Corrupt(format!("caa_identities: {e}")))?,
+        profiles: serde_json::from_str(&r.try_get::<String, _>("profiles")?)
+            .map_err(|e| StoreError::Corrupt(format!("profiles: {e}")))?,
         account_url: r.try_get("account_url")?,
         sealed_credentials: r.try_get("credentials")?,
         status: r.try_get("status")?,
@@ -39,15 +41,19 @@ fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
     })
 }
 
+fn profiles_json(a: &CaAccount) -> String {
+    serde_json::to_string(&a.profiles).unwrap_or_else(|_| "{}".into())
+}
+
 impl Store {
     pub async fn insert_ca_account(&self, a: &CaAccount) -> Result<()> {
         sqlx::query(
             "INSERT INTO ca_accounts (id, instance_id, name, description, ca, directory_url, environment, \
              email, eab_kid, eab_hmac, allow_wildcard, dns_ttl, api_timeout_s, priority, preferred, \
              trusted_roots_pem, caa_identities, account_url, credentials, status, status_detail, \
-             created_at, updated_at) \
+             created_at, updated_at, profiles) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23)",
+             $19, $20, $21, $22, $23, $24)",
         )
         .bind(&a.id)
         .bind(&a.instance_id)
@@ -72,6 +78,7 @@ impl Store {
         .bind(&a.status_detail)
         .bind(a.created_at)
         .bind(a.updated_at)
+        .bind(profiles_json(a))
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -112,8 +119,8 @@ impl Store {
             "UPDATE ca_accounts SET description = $1, directory_url = $2, environment = $3, email = $4, \
              eab_kid = $5, eab_hmac = $6, allow_wildcard = $7, dns_ttl = $8, api_timeout_s = $9, \
              priority = $10, preferred = $11, trusted_roots_pem = $12, caa_identities = $13, \
-             account_url = $14, credentials = $15, status = $16, status_detail = $17, updated_at = $18 \
-             WHERE id = $19",
+             account_url = $14, credentials = $15, status = $16, status_detail = $17, updated_at = $18, \
+             profiles = $19 WHERE id = $20",
         )
         .bind(&a.description)
         .bind(&a.directory_url)
@@ -133,6 +140,7 @@ impl Store {
         .bind(&a.status)
         .bind(&a.status_detail)
         .bind(a.updated_at)
+        .bind(profiles_json(a))
         .bind(&a.id)
         .execute(&self.pool)
         .await?;

@@ -63,6 +63,7 @@ fn new_order(instance: &Instance, account: &Account, names: &[&str]) -> NewOrder
         not_after: None,
         expires_at: now() + 3600,
         replaces: None,
+        profile: None,
         authorizations: identifiers
             .iter()
             .map(|id| NewAuthz::Create {

@@ -885,3 +885,114 @@ async fn a_relayed_challenge_needs_the_clients_proof_and_the_upstream_authorizat
     t.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn a_downstream_profile_goes_to_an_upstream_ca_that_offers_it() {
+    let offering = TestHub::start_with(Db::Sqlite, |c| {
+        c.ca.profiles.insert(
+            "shortlived".into(),
+            acmehub::config::CaProfile {
+                description: "Seven days".into(),
+                leaf_validity_days: 7,
+            },
+        );
+    })
+    .await;
+    let plain = TestHub::start(Db::Sqlite).await;
+    let (kid_o, hmac_o) = preauthorizing_upstream(&offering).await;
+    let (kid_p, hmac_p) = preauthorizing_upstream(&plain).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    // The preferred account's CA offers no profiles.
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "plain", "ca": "custom", "directory_url": plain.directory, "trusted_roots_pem": root_pem(&plain),
+               "eab_kid": kid_p, "eab_hmac_key": hmac_p, "preferred": true}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "offering", "ca": "custom", "directory_url": offering.directory, "trusted_roots_pem": root_pem(&offering),
+               "eab_kid": kid_o, "eab_hmac_key": hmac_o}),
+    )
+    .await;
+    for name in ["plain", "offering"] {
+        let r = api
+            .post(
+                &format!("/api/v1/instances/relay/ca-accounts/{name}/test"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.body["available"], true, "{}", r.body);
+    }
+    let shown = api
+        .get("/api/v1/instances/relay/ca-accounts/offering")
+        .await
+        .body;
+    assert_eq!(shown["profiles"], json!({"shortlived": "Seven days"}));
+    // The relay instance's directory offers what its accounts offer.
+    let directory: Value = t
+        .http()
+        .get(t.url("/acme/relay/directory"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        directory["meta"]["profiles"],
+        json!({"shortlived": "Seven days"})
+    );
+    let ids = vec![instant_acme::Identifier::Dns("p.customer.test".into())];
+    let mut order = client
+        .new_order(&instant_acme::NewOrder::new(&ids).profile("shortlived"))
+        .await
+        .unwrap();
+    order.finalize().await.unwrap();
+    let chain = order.poll_certificate(&retry()).await.unwrap();
+    assert!(
+        chains_to(&chain, &offering),
+        "not from the CA offering the profile"
+    );
+    let ders = pem_chain(&chain);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&ders[0]).unwrap();
+    let days =
+        (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp()) / 86400;
+    assert_eq!(days, 7, "the upstream profile's lifetime");
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "offering", "{u}");
+    // A profile nobody offers is refused at newOrder, naming what is offered.
+    let refused = |instance: &'static str, client: &instant_acme::Account| {
+        let ids = ids.clone();
+        let client = client.clone();
+        async move {
+            match client
+                .new_order(&instant_acme::NewOrder::new(&ids).profile("forever"))
+                .await
+            {
+                Err(instant_acme::Error::Api(p)) => {
+                    (p.r#type.unwrap_or_default(), p.detail.unwrap_or_default())
+                }
+                Err(other) => panic!("{instance}: {other:?}"),
+                Ok(_) => panic!("{instance}: an unknown profile was accepted"),
+            }
+        }
+    };
+    let (kind, detail) = refused("relay", &client).await;
+    assert_eq!(kind, "urn:ietf:params:acme:error:invalidProfile");
+    assert!(
+        detail.contains("the profiles offered are shortlived"),
+        "{detail}"
+    );
+    let local = t.account().await;
+    let (kind, detail) = refused("default", &local).await;
+    assert_eq!(kind, "urn:ietf:params:acme:error:invalidProfile");
+    assert!(detail.contains("offers no profiles"), "{detail}");
+    t.stop().await;
+    offering.stop().await;
+    plain.stop().await;
+}
