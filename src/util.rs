@@ -51,6 +51,15 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// A short name of letters, digits, '-', '_' and '.' (1 to 64 characters):
+/// what ACME profile names look like in practice.
+pub fn is_token(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,11 +82,3 @@ mod tests {
     }
 }
 
-/// A short name of letters, digits, '-', '_' and '.' (1 to 64 characters):
-/// what ACME profile names look like in practice.
-pub fn is_token(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
