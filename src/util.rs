@@ -81,4 +81,3 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-22T07:00:00Z"), Some(1_795_330_800));
     }
 }
-

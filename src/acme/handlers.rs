@@ -378,14 +378,25 @@ pub async fn certificate(
         .await?
         .filter(|c| c.account_id == account.id)
         .ok_or_else(|| Error::not_found("no such certificate for this account"))?;
-    let Some(mut chain) = cert.chain_pem.clone() else {
+    let Some(chain) = cert.chain_pem.clone() else {
         return Err(Error::not_found("the certificate is not issued yet").into());
     };
-    match alternate.as_str() {
-        "" => {}
-        "1" => chain.push_str(hub.ca.root_pem()),
-        _ => return Err(Error::not_found("no such certificate chain").into()),
-    }
+    // The local CA's one alternate is the chain with its root; a relayed
+    // certificate's are the upstream CA's, unchanged.
+    let alternates = if cert.issuer == orders::LOCAL_ISSUER {
+        vec![format!("{chain}{}", hub.ca.root_pem())]
+    } else {
+        cert.alternate_chains.clone()
+    };
+    let chain = match alternate.as_str() {
+        "" => chain,
+        n => n
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| alternates.get(i).cloned())
+            .ok_or_else(|| Error::not_found("no such certificate chain"))?,
+    };
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
@@ -393,11 +404,13 @@ pub async fn certificate(
     )
         .into_response();
     if alternate.is_empty() {
-        link(
-            &mut response,
-            &hub.acme_url(&instance.name, &format!("cert/{id}/1")),
-            "alternate",
-        );
+        for n in 1..=alternates.len() {
+            link(
+                &mut response,
+                &hub.acme_url(&instance.name, &format!("cert/{id}/{n}")),
+                "alternate",
+            );
+        }
     }
     Ok(response)
 }

@@ -202,10 +202,15 @@ async fn current_account(
 }
 
 /// An instant-acme account for a CA account, registering it first when needed.
-async fn upstream_account(
-    hub: &Hub,
-    account: &CaAccount,
-) -> Result<instant_acme::Account, Failure> {
+/// A CA account ready for requests: instant-acme's client, the transport,
+/// and the account's credentials (instant-acme's JSON).
+struct Upstream {
+    client: instant_acme::Account,
+    http: UpstreamHttp,
+    credentials: String,
+}
+
+async fn upstream_account(hub: &Hub, account: &CaAccount) -> Result<Upstream, Failure> {
     let mut account = account.clone();
     let mut why = account.status_detail.clone();
     if account.sealed_credentials.is_none() {
@@ -231,17 +236,24 @@ async fn upstream_account(
             &crate::secrets::owner("ca-account", &account.instance_id, &account.id),
         )
         .map_err(|e| Error::internal("opening a CA account", e))?;
-    let credentials: instant_acme::AccountCredentials =
-        serde_json::from_slice(&plain).map_err(|e| Error::internal("reading a CA account", e))?;
+    let credentials =
+        String::from_utf8(plain).map_err(|e| Error::internal("reading a CA account", e))?;
+    let parsed: instant_acme::AccountCredentials = serde_json::from_str(&credentials)
+        .map_err(|e| Error::internal("reading a CA account", e))?;
     let http = UpstreamHttp::new(
         account.trusted_roots_pem.as_deref(),
         Duration::from_secs(account.api_timeout_s.max(1) as u64),
     )
     .map_err(|e| Error::new(ErrorKind::ServerInternal, e))?;
-    instant_acme::Account::builder_with_http(Box::new(http))
-        .from_credentials(credentials)
+    let client = instant_acme::Account::builder_with_http(Box::new(http.clone()))
+        .from_credentials(parsed)
         .await
-        .map_err(|e| upstream_error(&account, e))
+        .map_err(|e| upstream_error(&account, e))?;
+    Ok(Upstream {
+        client,
+        http,
+        credentials,
+    })
 }
 
 /// An error from a CA account's ACME server, as the problem a downstream
@@ -290,7 +302,8 @@ async fn authorize(
     // Which account is being tried goes on record first, so a failure moves
     // the order on to the next one.
     u.ca_account_id = Some(account.id.clone());
-    let client = upstream_account(hub, &account).await?;
+    let upstream_client = upstream_account(hub, &account).await?;
+    let client = &upstream_client.client;
     let mut upstream = match &u.upstream_url {
         Some(url) => client
             .order(url.clone())
@@ -426,7 +439,8 @@ async fn issue(
     u: &mut UpstreamOrder,
 ) -> Result<(), Failure> {
     let account = current_account(hub, instance, order, u).await?;
-    let client = upstream_account(hub, &account).await?;
+    let up = upstream_account(hub, &account).await?;
+    let client = &up.client;
     let url = u
         .upstream_url
         .clone()
@@ -450,6 +464,18 @@ async fn issue(
         )))
         .await
         .map_err(|e| upstream_error(&account, e))?;
+    // Alternate chains are a courtesy: without them the default one serves.
+    let alternate_chains = match upstream.state().certificate.clone() {
+        Some(cert_url) => up
+            .http
+            .alternate_chains(&up.credentials, &cert_url)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(order = %order.id, account = %account.name, error = %e, "fetching alternate chains failed");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
     let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
         .next()
         .and_then(Result::ok)
@@ -481,6 +507,7 @@ async fn issue(
         not_after: parsed.validity().not_after.timestamp(),
         der: leaf.to_vec(),
         chain_pem: chain,
+        alternate_chains,
         // Without an AKI (RFC 9773 needs one) the certificate simply has no ARI.
         ari_id: super::ari_cert_id(&leaf).ok(),
     };
@@ -532,8 +559,8 @@ pub async fn upstream_renewal_info(
         serial: serial.into(),
     };
     let lookup = async {
-        let client = upstream_account(hub, &account).await.ok()?;
-        match client.renewal_info(&id).await {
+        let up = upstream_account(hub, &account).await.ok()?;
+        match up.client.renewal_info(&id).await {
             Ok(found) => Some(found),
             Err(e) => {
                 tracing::info!(account = %account.name, error = %acme_error(e), "no upstream renewal information");

@@ -166,6 +166,167 @@ impl UpstreamHttp {
     }
 }
 
+/// How many alternate chains are fetched for one certificate, at most.
+const MAX_ALTERNATE_CHAINS: usize = 4;
+
+impl UpstreamHttp {
+    /// RFC 8555 §7.4.2: the alternate chains the CA links from a
+    /// certificate URL (`Link: rel="alternate"`), each fetched with a
+    /// POST-as-GET signed by the account (instant-acme fetches only the
+    /// default chain). `credentials` is instant-acme's JSON of the account.
+    pub async fn alternate_chains(
+        &self,
+        credentials: &str,
+        cert_url: &str,
+    ) -> Result<Vec<String>, String> {
+        let signer = AccountSigner::from_credentials(credentials)?;
+        let (directory, _) = self.directory(&signer.directory).await?;
+        let new_nonce = directory["newNonce"].as_str().unwrap_or_default();
+        let mut nonce = self.nonce(new_nonce).await?;
+        let (links, _) = self
+            .post_as_get(&signer, &mut nonce, new_nonce, cert_url)
+            .await?;
+        let mut chains = Vec::new();
+        for url in links.iter().take(MAX_ALTERNATE_CHAINS) {
+            let (_, body) = self
+                .post_as_get(&signer, &mut nonce, new_nonce, url)
+                .await?;
+            chains.push(body);
+        }
+        Ok(chains)
+    }
+
+    async fn nonce(&self, new_nonce: &str) -> Result<String, String> {
+        let response = self.client.head(new_nonce).send().await.map_err(describe)?;
+        replay_nonce(response.headers()).ok_or_else(|| "newNonce gave no Replay-Nonce".into())
+    }
+
+    /// One signed POST-as-GET (retried once on badNonce); the response's
+    /// alternate links and body.
+    async fn post_as_get(
+        &self,
+        signer: &AccountSigner,
+        nonce: &mut String,
+        new_nonce: &str,
+        url: &str,
+    ) -> Result<(Vec<String>, String), String> {
+        for attempt in 0..2 {
+            let body = signer.sign(nonce, url)?;
+            let response = self
+                .client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/jose+json")
+                .body(body)
+                .send()
+                .await
+                .map_err(describe)?;
+            let status = response.status();
+            let fresh = replay_nonce(response.headers());
+            let links = alternate_links(response.headers());
+            let text = response.text().await.map_err(describe)?;
+            match fresh {
+                Some(n) => *nonce = n,
+                None => *nonce = self.nonce(new_nonce).await?,
+            }
+            if status.is_success() {
+                return Ok((links, text));
+            }
+            if attempt == 0 && text.contains("urn:ietf:params:acme:error:badNonce") {
+                continue;
+            }
+            return Err(format!("{url} answered HTTP {}: {text}", status.as_u16()));
+        }
+        Err(format!("{url}: the CA kept refusing the nonce"))
+    }
+}
+
+fn replay_nonce(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get("replay-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The targets of `Link: <url>;rel="alternate"` headers.
+fn alternate_links(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let rel = params
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("rel"))?
+                .1
+                .trim()
+                .trim_matches('"');
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            (rel == "alternate").then(|| target.to_string())
+        })
+        .collect()
+}
+
+/// Signs requests as an upstream account: ES256 with the P-256 key
+/// instant-acme generated, `kid` the account URL (RFC 8555 §6.2).
+struct AccountSigner {
+    kid: String,
+    directory: String,
+    key: ring::signature::EcdsaKeyPair,
+}
+
+impl AccountSigner {
+    fn from_credentials(credentials: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let creds: Value = serde_json::from_str(credentials)
+            .map_err(|e| format!("the account credentials do not parse: {e}"))?;
+        let field = |name: &str| {
+            creds[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("the account credentials lack {name}"))
+        };
+        let der = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(field("key_pkcs8")?)
+            .map_err(|e| format!("the account key is not base64url: {e}"))?;
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|e| format!("the account key is not a P-256 key: {e}"))?;
+        Ok(Self {
+            kid: field("id")?,
+            directory: field("directory")?,
+            key,
+        })
+    }
+
+    /// A flattened JWS with an empty payload (POST-as-GET, RFC 8555 §6.3).
+    fn sign(&self, nonce: &str, url: &str) -> Result<String, String> {
+        let protected = crate::util::b64(
+            serde_json::json!({"alg": "ES256", "kid": self.kid, "nonce": nonce, "url": url})
+                .to_string()
+                .as_bytes(),
+        );
+        let signature = self
+            .key
+            .sign(
+                &ring::rand::SystemRandom::new(),
+                format!("{protected}.").as_bytes(),
+            )
+            .map_err(|_| "signing failed".to_string())?;
+        Ok(serde_json::json!({
+            "protected": protected,
+            "payload": "",
+            "signature": crate::util::b64(signature.as_ref()),
+        })
+        .to_string())
+    }
+}
+
 impl HttpClient for UpstreamHttp {
     fn request(
         &self,
@@ -358,6 +519,25 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn alternate_links_are_read_from_every_link_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.append(
+            reqwest::header::LINK,
+            "<https://ca.test/dir>;rel=\"index\"".parse().unwrap(),
+        );
+        headers.append(
+            reqwest::header::LINK,
+            "<https://ca.test/cert/1/1>; rel=\"alternate\", <https://ca.test/cert/1/2>;rel=alternate"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            alternate_links(&headers),
+            ["https://ca.test/cert/1/1", "https://ca.test/cert/1/2"]
+        );
     }
 
     #[test]

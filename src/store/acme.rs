@@ -123,6 +123,11 @@ pub(super) fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
         not_after: r.try_get("not_after")?,
         der: r.try_get("der")?,
         chain_pem: r.try_get("chain_pem")?,
+        alternate_chains: match r.try_get::<Option<String>, _>("alternate_chains")? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("alternate_chains: {e}")))?,
+            None => Vec::new(),
+        },
         ari_id: r.try_get("ari_id")?,
         revoked_at: r.try_get("revoked_at")?,
         revocation_reason: r.try_get("revocation_reason")?,

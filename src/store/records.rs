@@ -255,6 +255,8 @@ pub struct Certificate {
     pub not_after: i64,
     pub der: Option<Vec<u8>>,
     pub chain_pem: Option<String>,
+    /// Alternate chains from an upstream CA (relayed certificates only).
+    pub alternate_chains: Vec<String>,
     pub ari_id: Option<String>,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<i64>,
@@ -428,6 +430,8 @@ pub struct RelayedCertificate {
     pub not_after: i64,
     pub der: Vec<u8>,
     pub chain_pem: String,
+    /// The upstream CA's alternate chains (RFC 8555 §7.4.2), PEM each.
+    pub alternate_chains: Vec<String>,
     /// RFC 9773 certificate identifier, so downstream ARI answers for it.
     pub ari_id: Option<String>,
 }

@@ -317,8 +317,9 @@ impl Store {
         guard(r.rows_affected())?;
         sqlx::query(
             "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
-             identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'valid', $6, $7, $8, $9, $10, $11, $12, $14, NULL, NULL, $13)",
+             identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at, \
+             alternate_chains) \
+             VALUES ($1, $2, $3, $4, $5, 'valid', $6, $7, $8, $9, $10, $11, $12, $14, NULL, NULL, $13, $15)",
         )
         .bind(&id)
         .bind(&c.instance_id)
@@ -334,6 +335,10 @@ impl Store {
         .bind(&c.chain_pem)
         .bind(now)
         .bind(&c.ari_id)
+        .bind(
+            (!c.alternate_chains.is_empty())
+                .then(|| serde_json::to_string(&c.alternate_chains).unwrap_or_default()),
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -600,6 +600,17 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
         .unwrap();
     assert!(chains_to(cert.chain_pem.as_deref().unwrap(), &upstream));
     assert_eq!(cert.issuer, "ca-account:up");
+    // The upstream's alternate chain (its chain with its root) came along,
+    // and is served downstream as the relayed certificate's only alternate.
+    assert_eq!(
+        cert.alternate_chains.len(),
+        1,
+        "{:?}",
+        cert.alternate_chains
+    );
+    let alternate = pem_chain(&cert.alternate_chains[0]);
+    assert_eq!(alternate.last(), pem_chain(&root_pem(&upstream)).first());
+    assert!(!cert.alternate_chains[0].contains(&root_pem(&t)));
     t.stop().await;
     upstream.stop().await;
 }
