@@ -29,6 +29,11 @@ use crate::util::now;
 const LEASE_SECS: i64 = 60;
 const LEASE_RENEW: Duration = Duration::from_secs(15);
 
+/// A transient failure at a CA (connection, timeout, 5xx, `serverInternal`)
+/// is retried on the same account this many times, after 1 s, then 2 s,
+/// before the order moves on (or fails, with failover off).
+const RETRIES: u32 = 2;
+
 /// Why an attempt at a CA account failed: at the CA (connection, timeout,
 /// HTTP or ACME error; another account may succeed), or here (DNS, the
 /// store, no account left; another account would fail the same way).
@@ -39,6 +44,12 @@ enum Failure {
 }
 
 impl Failure {
+    /// Worth trying the same account again: not a refusal (rate limit, CAA,
+    /// identifier) that would come back the same.
+    fn transient(&self) -> bool {
+        matches!(self, Failure::Upstream(e) if e.kind == ErrorKind::ServerInternal)
+    }
+
     fn error(&self) -> &Error {
         match self {
             Failure::Upstream(e) | Failure::Hub(e) => e,
@@ -141,26 +152,31 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
         .order(&instance.id, order_id)
         .await?
         .ok_or_else(|| Error::internal("relaying", "order vanished"))?;
+    let mut retries = 0;
     loop {
-        match u.state.as_str() {
-            "new" | "authorizing" => {
-                if let Err(f) = authorize(hub, &instance, &order, &mut u).await {
-                    if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
-                        return fail(hub, &order, &mut u, f.into_error()).await;
-                    }
-                }
-            }
+        let outcome = match u.state.as_str() {
+            "new" | "authorizing" => authorize(hub, &instance, &order, &mut u).await,
             // `finalizing` is where a restart finds an order whose CSR went
             // upstream. A failure there moves on too (the CSR is kept): the
             // client waits for a certificate, not for one CA.
             "ready" | "finalizing" if u.csr.is_some() => {
-                if let Err(f) = issue(hub, &instance, &order, &mut u).await {
-                    if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
-                        return fail(hub, &order, &mut u, f.into_error()).await;
-                    }
-                }
+                issue(hub, &instance, &order, &mut u).await
             }
             _ => return Ok(()),
+        };
+        let Err(f) = outcome else {
+            retries = 0;
+            continue;
+        };
+        if f.transient() && retries < RETRIES {
+            retries += 1;
+            tracing::info!(order = %order.id, retry = retries, error = %f.error().detail, "retrying the upstream CA");
+            tokio::time::sleep(Duration::from_secs(1 << (retries - 1))).await;
+            continue;
+        }
+        retries = 0;
+        if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
+            return fail(hub, &order, &mut u, f.into_error()).await;
         }
     }
 }

@@ -396,6 +396,17 @@ pub fn unfit(
             account.name, account.environment, instance_environment
         ));
     }
+    // Upstream challenges are answered with dns-01 (RFC 8738 §7: not for IP
+    // addresses), so no CA account can serve an IP identifier.
+    if let Some(ip) = identifiers
+        .iter()
+        .find(|i| i.kind == crate::policy::IdentifierKind::Ip)
+    {
+        return Some(format!(
+            "{}: the hub answers upstream challenges with dns-01, which cannot prove the IP address {}",
+            account.name, ip.value
+        ));
+    }
     if !account.allow_wildcard {
         if let Some(w) = identifiers.iter().find(|i| i.is_wildcard()) {
             return Some(format!(

@@ -1007,3 +1007,144 @@ async fn a_downstream_profile_goes_to_an_upstream_ca_that_offers_it() {
     offering.stop().await;
     plain.stop().await;
 }
+
+/// A CA that is broken in one way, on 127.0.0.1 with its own TLS root.
+struct BrokenCa {
+    url: String,
+    root_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokenCa {
+    /// `answer`: Some(raw HTTP response) to send to every request; None to
+    /// accept connections and never answer (a hang).
+    async fn start(answer: Option<&'static str>) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let Some(answer) = answer else {
+                    held.push(tcp);
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 4096];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls.write_all(answer.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("https://localhost:{port}/directory"),
+            root_pem: ca.pem(),
+            task,
+        }
+    }
+}
+
+impl Drop for BrokenCa {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn failover_passes_an_upstream_that_answers_500_and_one_that_hangs() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let failing = BrokenCa::start(Some(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops",
+    ))
+    .await;
+    let hanging = BrokenCa::start(None).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    let api = Api::admin(&t);
+    for (name, ca, priority) in [("failing", &failing, 1), ("hanging", &hanging, 2)] {
+        api.expect(
+            201,
+            "/api/v1/instances/relay/ca-accounts",
+            json!({"name": name, "ca": "custom", "directory_url": ca.url, "trusted_roots_pem": ca.root_pem,
+                   "priority": priority, "api_timeout_s": 1}),
+        )
+        .await;
+    }
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory, "trusted_roots_pem": root_pem(&upstream),
+               "eab_kid": kid, "eab_hmac_key": hmac, "priority": 3}),
+    )
+    .await;
+    let mut order = order_and_finalize(&client, "q.customer.test").await;
+    let chain = order
+        .poll_certificate(
+            &instant_acme::RetryPolicy::new()
+                .initial_delay(std::time::Duration::from_millis(200))
+                .timeout(std::time::Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert!(chains_to(&chain, &upstream));
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "up", "{u}");
+    let attempts = u["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{u}");
+    assert_eq!(attempts[0]["account"], "failing");
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("HTTP 500"),
+        "{u}"
+    );
+    assert_eq!(attempts[1]["account"], "hanging");
+    assert!(
+        attempts[1]["error"].as_str().unwrap().contains("timed out"),
+        "{u}"
+    );
+    // With failover off, the first failure (after its retries) is the order's end.
+    api.patch("/api/v1/instances/relay", json!({"failover": false}))
+        .await;
+    let mut order = order_and_finalize(&client, "r.customer.test").await;
+    let err = order
+        .poll_certificate(
+            &instant_acme::RetryPolicy::new()
+                .initial_delay(std::time::Duration::from_millis(200))
+                .timeout(std::time::Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("HTTP 500"), "{err:?}");
+    t.stop().await;
+    upstream.stop().await;
+}
