@@ -34,31 +34,32 @@ const LEASE_RENEW: Duration = Duration::from_secs(15);
 /// before the order moves on (or fails, with failover off).
 const RETRIES: u32 = 2;
 
-/// Why an attempt at a CA account failed: at the CA (connection, timeout,
-/// HTTP or ACME error; another account may succeed), or here (DNS, the
-/// store, no account left; another account would fail the same way).
+/// Why an attempt at a CA account failed.
 #[derive(Debug)]
 enum Failure {
+    /// At the CA and maybe passing (connection, timeout, 5xx,
+    /// `serverInternal`): retried, then the next account.
     Upstream(Error),
+    /// The CA said no (an ACME refusal, an invalid order): the next
+    /// account, without retrying this one.
+    Refused(Error),
+    /// Here, for the order (DNS, no account left): another account would
+    /// fail the same way, so the order fails.
     Hub(Error),
+    /// The store is away: the job stops and the sweep resumes it later;
+    /// the order is not failed for it.
+    Store(StoreError),
 }
 
 impl Failure {
-    /// Worth trying the same account again: not a refusal (rate limit, CAA,
-    /// identifier) that would come back the same.
     fn transient(&self) -> bool {
-        matches!(self, Failure::Upstream(e) if e.kind == ErrorKind::ServerInternal)
+        matches!(self, Failure::Upstream(_))
     }
 
-    fn error(&self) -> &Error {
+    fn error(&self) -> Error {
         match self {
-            Failure::Upstream(e) | Failure::Hub(e) => e,
-        }
-    }
-
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Upstream(e) | Failure::Hub(e) => e,
+            Failure::Upstream(e) | Failure::Refused(e) | Failure::Hub(e) => e.clone(),
+            Failure::Store(e) => Error::internal("relaying", e),
         }
     }
 }
@@ -71,7 +72,7 @@ impl From<Error> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure::Hub(e.into())
+        Failure::Store(e)
     }
 }
 
@@ -132,8 +133,14 @@ async fn keep_lease(hub: &Hub, order_id: &str, lease: &AtomicI64) {
                 tracing::warn!(order = %order_id, "another worker took over this relayed order");
                 return;
             }
-            // The store is away for now: keep working, try again next round.
-            Err(e) => tracing::warn!(order = %order_id, error = %e, "extending a lease failed"),
+            // The store is away for now: keep working while the lease
+            // holds, try again next round; once it lapsed, stop.
+            Err(e) => {
+                tracing::warn!(order = %order_id, error = %e, "extending a lease failed");
+                if now() >= held {
+                    return;
+                }
+            }
         }
     }
 }
@@ -168,6 +175,16 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
             retries = 0;
             continue;
         };
+        if let Failure::Store(e) = f {
+            return Err(e.into());
+        }
+        // Once the CA took the CSR, a second CA would issue a second
+        // certificate: only a refusal (the order invalid there) moves on;
+        // a CA that is away is waited for (the sweep tries again).
+        if u.state == "finalizing" && f.transient() && retries >= RETRIES {
+            tracing::warn!(order = %order.id, error = %f.error().detail, "the CA that has the CSR is away; trying again later");
+            return Ok(());
+        }
         if f.transient() && retries < RETRIES {
             retries += 1;
             tracing::info!(order = %order.id, retry = retries, error = %f.error().detail, "retrying the upstream CA");
@@ -176,7 +193,7 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
         }
         retries = 0;
         if !try_next_account(hub, &instance, &order, &mut u, &f).await? {
-            return fail(hub, &order, &mut u, f.into_error()).await;
+            return fail(hub, &order, &mut u, f.error()).await;
         }
     }
 }
@@ -282,14 +299,24 @@ fn upstream_error(account: &CaAccount, e: instant_acme::Error) -> Failure {
             Some("caa") => ErrorKind::Caa,
             Some("rejectedIdentifier") => ErrorKind::RejectedIdentifier,
             Some("unsupportedIdentifier") => ErrorKind::UnsupportedIdentifier,
-            _ => ErrorKind::ServerInternal,
+            Some("badCSR") => ErrorKind::BadCsr,
+            Some("badPublicKey") => ErrorKind::BadPublicKey,
+            Some("serverInternal") | None => ErrorKind::ServerInternal,
+            // Other refusals (unauthorized, malformed, userActionRequired,
+            // ...) are the CA's word on this request, not an outage.
+            Some(_) => ErrorKind::Unauthorized,
         },
         _ => ErrorKind::ServerInternal,
     };
-    Failure::Upstream(Error::new(
+    let error = Error::new(
         kind,
         format!("CA account {:?}: {}", account.name, acme_error(e)),
-    ))
+    );
+    if kind == ErrorKind::ServerInternal {
+        Failure::Upstream(error)
+    } else {
+        Failure::Refused(error)
+    }
 }
 
 fn acme_identifiers(order: &Order) -> Vec<AcmeIdentifier> {
@@ -389,7 +416,7 @@ async fn authorize(
             OrderStatus::Ready | OrderStatus::Valid | OrderStatus::Processing => Ok(()),
             // Our records were visible at the authoritative servers before
             // the CA was told to look: its validation failing is on its side.
-            status => Err(Failure::Upstream(Error::new(
+            status => Err(Failure::Refused(Error::new(
                 ErrorKind::ServerInternal,
                 format!(
                     "the upstream order at CA account {:?} is {status:?}",
@@ -419,7 +446,7 @@ async fn try_next_account(
     u: &mut UpstreamOrder,
     f: &Failure,
 ) -> Result<bool, Error> {
-    let e = f.error();
+    let e = &f.error();
     let Some(account_id) = u.ca_account_id.clone() else {
         return Ok(false);
     };
@@ -480,11 +507,21 @@ async fn issue(
         )))
         .await
         .map_err(|e| upstream_error(&account, e))?;
+    use rustls_pki_types::pem::PemObject;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            Failure::Refused(Error::new(
+                ErrorKind::ServerInternal,
+                format!("CA account {:?} returned no certificate", account.name),
+            ))
+        })?;
     // Alternate chains are a courtesy: without them the default one serves.
     let alternate_chains = match upstream.state().certificate.clone() {
         Some(cert_url) => up
             .http
-            .alternate_chains(&up.credentials, &cert_url)
+            .alternate_chains(&up.credentials, &cert_url, &leaf)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(order = %order.id, account = %account.name, error = %e, "fetching alternate chains failed");
@@ -492,18 +529,8 @@ async fn issue(
             }),
         None => Vec::new(),
     };
-    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
-        .next()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            Failure::Upstream(Error::new(
-                ErrorKind::ServerInternal,
-                format!("CA account {:?} returned no certificate", account.name),
-            ))
-        })?;
-    use rustls_pki_types::pem::PemObject;
     let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).map_err(|_| {
-        Failure::Upstream(Error::new(
+        Failure::Refused(Error::new(
             ErrorKind::ServerInternal,
             format!(
                 "the certificate from CA account {:?} does not parse",
@@ -562,6 +589,41 @@ pub async fn upstream_renewal_info(
     hub: &Hub,
     cert: &crate::store::Certificate,
 ) -> Option<(i64, i64, u64)> {
+    // Answers (and their absence) are kept until the CA's Retry-After, so
+    // downstream polling never turns into one upstream call per request.
+    let key = cert.id.clone();
+    if let Some((until, answer)) = ARI_CACHE.lock().ok()?.get(&key) {
+        if *until > now() {
+            return *answer;
+        }
+    }
+    let answer = fetch_renewal_info(hub, cert).await;
+    let holds = answer.map_or(ARI_MISS_SECS, |(_, _, h)| h.clamp(60, 6 * 3600) as i64);
+    if let Ok(mut cache) = ARI_CACHE.lock() {
+        if cache.len() >= ARI_CACHE_MAX {
+            let at = now();
+            cache.retain(|_, (until, _)| *until > at);
+            if cache.len() >= ARI_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (now() + holds, answer));
+    }
+    answer
+}
+
+/// Upstream renewal windows by certificate id, with when each expires.
+type AriCache = std::collections::HashMap<String, (i64, Option<(i64, i64, u64)>)>;
+static ARI_CACHE: std::sync::LazyLock<std::sync::Mutex<AriCache>> =
+    std::sync::LazyLock::new(Default::default);
+const ARI_CACHE_MAX: usize = 100_000;
+/// How long "the CA has no window for it" is believed.
+const ARI_MISS_SECS: i64 = 600;
+
+async fn fetch_renewal_info(
+    hub: &Hub,
+    cert: &crate::store::Certificate,
+) -> Option<(i64, i64, u64)> {
     let u = hub.store.upstream_order(&cert.order_id).await.ok()??;
     let account = hub
         .store
@@ -574,6 +636,8 @@ pub async fn upstream_renewal_info(
         authority_key_identifier: aki.into(),
         serial: serial.into(),
     };
+    // Never registers an account from here (an unauthenticated request).
+    account.sealed_credentials.as_ref()?;
     let lookup = async {
         let up = upstream_account(hub, &account).await.ok()?;
         match up.client.renewal_info(&id).await {

@@ -168,17 +168,23 @@ impl UpstreamHttp {
 
 /// How many alternate chains are fetched for one certificate, at most.
 const MAX_ALTERNATE_CHAINS: usize = 4;
+/// The largest certificate chain accepted from a CA.
+const MAX_CHAIN_BYTES: usize = 64 * 1024;
 
 impl UpstreamHttp {
     /// RFC 8555 §7.4.2: the alternate chains the CA links from a
     /// certificate URL (`Link: rel="alternate"`), each fetched with a
     /// POST-as-GET signed by the account (instant-acme fetches only the
     /// default chain). `credentials` is instant-acme's JSON of the account.
+    /// Only links on the certificate URL's own origin are followed, and a
+    /// chain is kept only if it is PEM and starts with `leaf` (DER).
     pub async fn alternate_chains(
         &self,
         credentials: &str,
         cert_url: &str,
+        leaf: &[u8],
     ) -> Result<Vec<String>, String> {
+        let base = reqwest::Url::parse(cert_url).map_err(|e| format!("{cert_url}: {e}"))?;
         let signer = AccountSigner::from_credentials(credentials)?;
         let (directory, _) = self.directory(&signer.directory).await?;
         let new_nonce = directory["newNonce"].as_str().unwrap_or_default();
@@ -187,11 +193,22 @@ impl UpstreamHttp {
             .post_as_get(&signer, &mut nonce, new_nonce, cert_url)
             .await?;
         let mut chains = Vec::new();
-        for url in links.iter().take(MAX_ALTERNATE_CHAINS) {
+        for link in links.iter().take(MAX_ALTERNATE_CHAINS) {
+            let url = match base.join(link) {
+                Ok(u) if u.scheme() == "https" && u.origin() == base.origin() => u,
+                _ => {
+                    tracing::warn!(link = %link, "an alternate chain link off the CA's origin was ignored");
+                    continue;
+                }
+            };
             let (_, body) = self
-                .post_as_get(&signer, &mut nonce, new_nonce, url)
+                .post_as_get(&signer, &mut nonce, new_nonce, url.as_str())
                 .await?;
-            chains.push(body);
+            if starts_with_leaf(&body, leaf) {
+                chains.push(body);
+            } else {
+                tracing::warn!(link = %url, "an alternate chain that is not for this certificate was ignored");
+            }
         }
         Ok(chains)
     }
@@ -216,6 +233,7 @@ impl UpstreamHttp {
                 .client
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/jose+json")
+                .header(reqwest::header::ACCEPT, "application/pem-certificate-chain")
                 .body(body)
                 .send()
                 .await
@@ -223,7 +241,17 @@ impl UpstreamHttp {
             let status = response.status();
             let fresh = replay_nonce(response.headers());
             let links = alternate_links(response.headers());
-            let text = response.text().await.map_err(describe)?;
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_CHAIN_BYTES as u64)
+            {
+                return Err(format!("{url}: the answer is too large"));
+            }
+            let bytes = response.bytes().await.map_err(describe)?;
+            if bytes.len() > MAX_CHAIN_BYTES {
+                return Err(format!("{url}: the answer is too large"));
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             match fresh {
                 Some(n) => *nonce = n,
                 None => *nonce = self.nonce(new_nonce).await?,
@@ -238,6 +266,13 @@ impl UpstreamHttp {
         }
         Err(format!("{url}: the CA kept refusing the nonce"))
     }
+}
+
+/// Whether `pem` is a PEM chain whose first certificate is `leaf`.
+fn starts_with_leaf(pem: &str, leaf: &[u8]) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    let mut certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes());
+    matches!(certs.next(), Some(Ok(first)) if first.as_ref() == leaf) && certs.all(|c| c.is_ok())
 }
 
 fn replay_nonce(headers: &reqwest::header::HeaderMap) -> Option<String> {

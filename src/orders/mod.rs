@@ -11,6 +11,7 @@ pub mod delegations;
 mod finalize;
 mod keys;
 pub mod limits;
+pub mod managed;
 mod revoke;
 pub mod tenants;
 
@@ -149,7 +150,11 @@ pub async fn offered_profiles(
 }
 
 /// `invalidProfile` unless the instance offers `profile`.
-async fn check_profile(hub: &Hub, instance: &Instance, profile: &str) -> Result<(), Error> {
+pub(crate) async fn check_profile(
+    hub: &Hub,
+    instance: &Instance,
+    profile: &str,
+) -> Result<(), Error> {
     let offered = offered_profiles(hub, instance).await?;
     if offered.contains_key(profile) {
         return Ok(());
@@ -488,6 +493,8 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         .instance_by_ref(instance_id)
         .await?
         .is_some_and(|i| i.issuer == "upstream");
+    // A failure on the upstream side is not the client's failed validation.
+    let mut upstream_caused = false;
     let outcome = match hub
         .validator
         .validate(
@@ -500,7 +507,11 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
     {
         // Relayed: the client's proof and the upstream CA's authorization
         // both (CAA is the upstream CA's to check, for its own identities).
-        Ok(()) if relayed => upstream_authorized(hub, &authz.id).await,
+        Ok(()) if relayed => {
+            let upstream = upstream_authorized(hub, &authz.id).await;
+            upstream_caused = upstream.is_err();
+            upstream
+        }
         Ok(()) if authz.identifier.kind == IdentifierKind::Dns => {
             let checked = Identifier {
                 kind: IdentifierKind::Dns,
@@ -539,7 +550,7 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         Ok(()) | Err(crate::store::StoreError::Guard) => {}
         Err(e) => return Err(e.into()),
     }
-    if error.is_some() {
+    if error.is_some() && !upstream_caused {
         if let Some(instance) = hub.store.instance_by_ref(instance_id).await? {
             // Counted only; the limit is enforced on the account's next attempt.
             let _ = limits::charge(
@@ -555,7 +566,8 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
 }
 
 /// How long a relayed downstream challenge waits for the upstream CA.
-const UPSTREAM_AUTHZ_WAIT_SECS: i64 = 300;
+/// Longer than a failover through a few accounts takes.
+const UPSTREAM_AUTHZ_WAIT_SECS: i64 = 900;
 
 /// Waits until the upstream side of the authorization's order is authorized
 /// (the upstream order is ready, or further); an error when it failed or
