@@ -7,6 +7,7 @@
 mod acme;
 mod admin;
 mod dns;
+mod managed;
 mod records;
 mod relay;
 

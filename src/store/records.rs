@@ -435,3 +435,43 @@ pub struct RelayedCertificate {
     /// RFC 9773 certificate identifier, so downstream ARI answers for it.
     pub ari_id: Option<String>,
 }
+
+/// A certificate the hub manages itself: it holds the key, issues through
+/// the instance's issuer and renews on its own.
+#[derive(Debug, Clone)]
+pub struct ManagedCertificate {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub identifiers: Vec<Identifier>,
+    /// `ec-p256`, `ec-p384`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
+    pub key_type: String,
+    pub profile: Option<String>,
+    pub auto_renew: bool,
+    pub renew_before_days: Option<i64>,
+    /// Keep the key across renewals (a new key each time otherwise).
+    pub keep_key: bool,
+    pub tags: Vec<String>,
+    /// `draft`, `csr`, `pending`, `active`, `expired`, `revoked` or `failed`.
+    pub status: String,
+    /// What the job is doing or waiting on, in words.
+    pub step: String,
+    /// Per identifier, what DNS still lacks (`{"identifier", "detail", ...}`).
+    pub missing: Vec<serde_json::Value>,
+    /// The private key (PKCS#8 DER), sealed.
+    pub sealed_key: Option<Vec<u8>>,
+    pub csr: Option<Vec<u8>>,
+    /// The order in flight, if any.
+    pub order_id: Option<String>,
+    /// The certificate served now.
+    pub certificate_id: Option<String>,
+    pub next_renewal_at: Option<i64>,
+    pub next_attempt_at: i64,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    pub error: Option<String>,
+    /// Attempts and their outcomes, oldest first.
+    pub history: Vec<serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -1,0 +1,780 @@
+//! Certificates the hub manages itself, for consumers that do not speak
+//! ACME: the hub makes the key (sealed at rest like a credential) and the
+//! CSR, proves control of the names through the instance's zone bindings
+//! and delegations, issues through the instance's issuer exactly like a
+//! downstream order (so the result is in the same inventory), and renews
+//! inside the renewal window. Status: `draft` → `csr` → `pending` (waiting
+//! for DNS) → `active` → `expired` / `revoked`; `failed` with the cause,
+//! retried with backoff. A leased background job does every step; each
+//! step is recorded before the next, so a restart resumes.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::audit::{self, Actor};
+use crate::dns::publish::{Solver, challenge_name, solver_for};
+use crate::error::{Error, ErrorKind};
+use crate::hub::Hub;
+use crate::policy::Identifier;
+use crate::store::{
+    Account, Certificate, CertificateStatus, Instance, ManagedCertificate, NewAuthz, NewOrder,
+    OrderStatus,
+};
+use crate::util::{b64, now, random_bytes, random_id};
+
+/// The key types a managed certificate may have.
+pub const KEY_TYPES: &[&str] = &["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
+/// Most names on one managed certificate.
+const MAX_IDENTIFIERS: usize = 100;
+/// How long a worker holds a managed certificate's job.
+const LEASE_SECS: i64 = 600;
+/// Waiting for DNS (a CNAME to be created) is looked at again this often.
+const DNS_RECHECK_SECS: i64 = 30;
+/// An order at the CA is looked at again this often.
+const ORDER_POLL_SECS: i64 = 2;
+/// The renewal window (ARI) of an active certificate is asked again this often.
+const WINDOW_RECHECK_SECS: i64 = 6 * 3600;
+/// Backoff after failures: doubling from a minute, capped at an hour.
+const BACKOFF_START_SECS: i64 = 60;
+const BACKOFF_CAP_SECS: i64 = 3600;
+/// History entries kept per certificate.
+const MAX_HISTORY: usize = 50;
+
+/// A managed certificate as sent to the API; on update only `auto_renew`,
+/// `renew_before_days`, `keep_key` and `tags` change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedSettings {
+    pub name: Option<String>,
+    /// DNS names (wildcards allowed); every one must be covered by a zone
+    /// binding or a delegation of the instance.
+    pub identifiers: Option<Vec<String>>,
+    /// `ec-p256` (default), `ec-p384`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
+    pub key_type: Option<String>,
+    /// An ACME profile the instance offers.
+    pub profile: Option<String>,
+    /// Renew on its own (default true).
+    pub auto_renew: Option<bool>,
+    /// Renew this many days before expiry when the issuer offers no
+    /// renewal window (ARI); default a third of the lifetime.
+    pub renew_before_days: Option<i64>,
+    /// Keep the key across renewals (default: a new key each time).
+    pub keep_key: Option<bool>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Checks the settings that may change after creation.
+fn apply(m: &mut ManagedCertificate, s: &ManagedSettings) -> Result<(), Error> {
+    if let Some(auto) = s.auto_renew {
+        m.auto_renew = auto;
+    }
+    if let Some(days) = s.renew_before_days {
+        if !(1..=365).contains(&days) {
+            return Err(Error::invalid(
+                "renew_before_days",
+                "renew_before_days must be 1 to 365",
+            ));
+        }
+        m.renew_before_days = Some(days);
+    }
+    if let Some(keep) = s.keep_key {
+        m.keep_key = keep;
+    }
+    if let Some(tags) = &s.tags {
+        if tags.len() > 20 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+            return Err(Error::invalid(
+                "tags",
+                "tags: at most 20, each 1 to 64 characters",
+            ));
+        }
+        m.tags = tags.clone();
+    }
+    Ok(())
+}
+
+fn parse_names(names: &[String]) -> Result<Vec<Identifier>, Error> {
+    if names.is_empty() || names.len() > MAX_IDENTIFIERS {
+        return Err(Error::invalid(
+            "identifiers",
+            format!("identifiers must list 1 to {MAX_IDENTIFIERS} DNS names"),
+        ));
+    }
+    let mut out: Vec<Identifier> = Vec::with_capacity(names.len());
+    for name in names {
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return Err(Error::invalid(
+                "identifiers",
+                format!(
+                    "{name}: managed certificates are proven through DNS, which cannot prove an IP address"
+                ),
+            ));
+        }
+        let id = Identifier::dns(name)
+            .map_err(|e| Error::invalid("identifiers", format!("{name}: {}", e.detail)))?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out.sort_by(|a, b| a.value.cmp(&b.value));
+    Ok(out)
+}
+
+pub async fn create_managed(
+    hub: &Arc<Hub>,
+    actor: &Actor,
+    instance: &Instance,
+    s: &ManagedSettings,
+) -> Result<ManagedCertificate, Error> {
+    let name = s
+        .name
+        .clone()
+        .ok_or_else(|| Error::invalid("name", "name is required"))?;
+    super::tenants::check_name("managed certificate", &name)?;
+    let identifiers = parse_names(
+        s.identifiers
+            .as_deref()
+            .ok_or_else(|| Error::invalid("identifiers", "identifiers is required"))?,
+    )?;
+    let key_type = s.key_type.clone().unwrap_or_else(|| "ec-p256".into());
+    if !KEY_TYPES.contains(&key_type.as_str()) {
+        return Err(Error::invalid(
+            "key_type",
+            format!("key_type must be one of {}", KEY_TYPES.join(", ")),
+        ));
+    }
+    if let Some(profile) = &s.profile {
+        super::check_profile(hub, instance, profile)
+            .await
+            .map_err(|e| Error::invalid("profile", e.detail))?;
+    }
+    let at = now();
+    let mut m = ManagedCertificate {
+        id: random_id(),
+        instance_id: instance.id.clone(),
+        name,
+        identifiers,
+        key_type,
+        profile: s.profile.clone(),
+        auto_renew: true,
+        renew_before_days: None,
+        keep_key: false,
+        tags: Vec::new(),
+        status: "draft".into(),
+        step: "making the key and CSR".into(),
+        missing: Vec::new(),
+        sealed_key: None,
+        csr: None,
+        order_id: None,
+        certificate_id: None,
+        next_renewal_at: None,
+        next_attempt_at: at,
+        failures: 0,
+        error: None,
+        history: Vec::new(),
+        created_at: at,
+        updated_at: at,
+    };
+    apply(&mut m, s)?;
+    hub.store.insert_managed(&m).await?;
+    audit::record(
+        hub,
+        Some(&instance.id),
+        actor,
+        "managed.create",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name, "identifiers": m.identifiers, "key_type": m.key_type}),
+    )
+    .await;
+    spawn(hub.clone(), m.id.clone());
+    Ok(m)
+}
+
+pub async fn update_managed(
+    hub: &Hub,
+    actor: &Actor,
+    m: &mut ManagedCertificate,
+    s: &ManagedSettings,
+) -> Result<(), Error> {
+    if s.name.is_some() || s.identifiers.is_some() || s.key_type.is_some() || s.profile.is_some() {
+        return Err(Error::invalid(
+            "name",
+            "name, identifiers, key_type and profile are fixed once created; create another managed certificate",
+        ));
+    }
+    apply(m, s)?;
+    hub.store.update_managed(m).await?;
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        actor,
+        "managed.update",
+        ("managed-certificate", &m.id),
+        json!({"auto_renew": m.auto_renew, "renew_before_days": m.renew_before_days, "keep_key": m.keep_key}),
+    )
+    .await;
+    Ok(())
+}
+
+/// Renews now, whatever the window says (with a new key unless `keep_key`).
+pub async fn renew_now(
+    hub: &Arc<Hub>,
+    actor: &Actor,
+    m: &mut ManagedCertificate,
+) -> Result<(), Error> {
+    if m.order_id.is_some() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "an issuance is already in flight for this certificate",
+        ));
+    }
+    m.next_renewal_at = Some(now());
+    m.next_attempt_at = now();
+    m.failures = 0;
+    hub.store.update_managed(m).await?;
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        actor,
+        "managed.renew",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name}),
+    )
+    .await;
+    spawn(hub.clone(), m.id.clone());
+    Ok(())
+}
+
+pub async fn delete_managed(hub: &Hub, actor: &Actor, m: &ManagedCertificate) -> Result<(), Error> {
+    hub.store.delete_managed(&m.id).await?;
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        actor,
+        "managed.delete",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name}),
+    )
+    .await;
+    Ok(())
+}
+
+/// The private key, PKCS#8 PEM. Only for callers allowed to see it (the
+/// handler checks the write role); every call is an audit event.
+pub async fn private_key_pem(
+    hub: &Hub,
+    actor: &Actor,
+    m: &ManagedCertificate,
+    format: &str,
+) -> Result<String, Error> {
+    let der = open_key(hub, m)?;
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        actor,
+        "managed.key_download",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name, "format": format}),
+    )
+    .await;
+    Ok(pem("PRIVATE KEY", &der))
+}
+
+fn owner(m: &ManagedCertificate) -> String {
+    crate::secrets::owner("managed-key", &m.instance_id, &m.id)
+}
+
+fn open_key(hub: &Hub, m: &ManagedCertificate) -> Result<Vec<u8>, Error> {
+    let sealed = m
+        .sealed_key
+        .as_ref()
+        .ok_or_else(|| Error::not_found("the key is not made yet"))?;
+    hub.secrets
+        .open(sealed, &owner(m))
+        .map_err(|e| Error::internal("opening a managed key", e))
+}
+
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+// ---------------------------------------------------------------- the job
+
+/// Runs the certificate's due step in the background.
+pub fn spawn(hub: Arc<Hub>, id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = run(&hub, &id).await {
+            tracing::warn!(managed = %id, error = %e, "managed certificate job stopped with an error");
+        }
+    });
+}
+
+/// Every managed certificate whose next step is due (the housekeeping sweep).
+pub async fn sweep(hub: &Arc<Hub>) -> Result<usize, Error> {
+    let due = hub.store.due_managed(now()).await?;
+    let n = due.len();
+    for id in due {
+        spawn(hub.clone(), id);
+    }
+    Ok(n)
+}
+
+async fn run(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
+    let held_until = now() + LEASE_SECS;
+    if !hub.store.lease_managed(id, now(), held_until).await? {
+        return Ok(());
+    }
+    let outcome = advance(hub, id).await;
+    hub.store.release_managed(id, held_until).await?;
+    outcome
+}
+
+async fn advance(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
+    let Some(mut m) = hub.store.managed_by_id(id).await? else {
+        return Ok(());
+    };
+    let instance = hub
+        .store
+        .instance_by_ref(&m.instance_id)
+        .await?
+        .ok_or_else(|| Error::internal("managing a certificate", "instance vanished"))?;
+    // A few steps can follow each other at once (draft → csr → pending → ...).
+    for _ in 0..4 {
+        let before = (m.status.clone(), m.order_id.clone(), m.next_attempt_at);
+        match step(hub, &instance, &mut m).await {
+            Ok(()) => {}
+            Err(e) => failure(hub, &mut m, &e).await?,
+        }
+        hub.store.update_managed(&m).await?;
+        if m.next_attempt_at > now()
+            || (m.status.clone(), m.order_id.clone(), m.next_attempt_at) == before
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn step(
+    hub: &Arc<Hub>,
+    instance: &Instance,
+    m: &mut ManagedCertificate,
+) -> Result<(), Error> {
+    if m.order_id.is_some() {
+        return check_order(hub, instance, m).await;
+    }
+    let current = match &m.certificate_id {
+        Some(id) => hub.store.certificate(&instance.id, id).await?,
+        None => None,
+    };
+    let at = now();
+    match (&current, m.status.as_str()) {
+        (_, "draft") => {
+            make_key(m).await.map(|(key, csr)| {
+                m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
+                m.csr = Some(csr);
+            })?;
+            m.status = "csr".into();
+            m.step = "key and CSR made; checking DNS".into();
+            m.next_attempt_at = at;
+            Ok(())
+        }
+        (None, _) => issue(hub, instance, m).await,
+        (Some(cert), _) => {
+            if cert.status == CertificateStatus::Revoked {
+                m.status = "revoked".into();
+            } else if cert.not_after <= at {
+                m.status = "expired".into();
+            }
+            let renewal = m.next_renewal_at.unwrap_or(cert.not_after);
+            if m.auto_renew && renewal <= at {
+                if !m.keep_key {
+                    let (key, csr) = make_key(m).await?;
+                    m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
+                    m.csr = Some(csr);
+                }
+                return issue(hub, instance, m).await;
+            }
+            // Not due: ask the window again later (a revocation or an ARI
+            // change moves it closer), never past the renewal time.
+            let window = schedule(hub, instance, m, cert).await;
+            if window < renewal {
+                m.next_renewal_at = Some(window);
+            }
+            m.step = if m.auto_renew {
+                format!(
+                    "renews at {}",
+                    crate::util::rfc3339(m.next_renewal_at.unwrap_or(renewal))
+                )
+            } else {
+                "auto-renew is off".into()
+            };
+            m.next_attempt_at = m
+                .next_renewal_at
+                .unwrap_or(renewal)
+                .min(at + WINDOW_RECHECK_SECS)
+                .max(at + 1);
+            if !m.auto_renew {
+                m.next_attempt_at = (at + WINDOW_RECHECK_SECS).min(cert.not_after.max(at + 1));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A new key of the certificate's type and a CSR for its names.
+async fn make_key(m: &ManagedCertificate) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let key_type = m.key_type.clone();
+    let names: Vec<String> = m.identifiers.iter().map(|i| i.value.clone()).collect();
+    // RSA key generation takes a while: off the async runtime.
+    tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let pkcs8 = generate_key(&key_type)?;
+        let key = rcgen::KeyPair::try_from(pkcs8.as_slice())
+            .map_err(|e| Error::internal("loading a new key", e))?;
+        let mut params =
+            rcgen::CertificateParams::new(names).map_err(|e| Error::internal("making a CSR", e))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| Error::internal("making a CSR", e))?;
+        Ok((pkcs8, csr.der().to_vec()))
+    })
+    .await
+    .map_err(|e| Error::internal("making a key", e))?
+}
+
+fn generate_key(key_type: &str) -> Result<Vec<u8>, Error> {
+    let ec = |alg: &'static rcgen::SignatureAlgorithm| {
+        rcgen::KeyPair::generate_for(alg)
+            .map(|k| k.serialize_der())
+            .map_err(|e| Error::internal("making a key", e))
+    };
+    let rsa = |bits: usize| -> Result<Vec<u8>, Error> {
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
+            .map_err(|e| Error::internal("making an RSA key", e))?;
+        Ok(key
+            .to_pkcs8_der()
+            .map_err(|e| Error::internal("encoding an RSA key", e))?
+            .as_bytes()
+            .to_vec())
+    };
+    match key_type {
+        "ec-p256" => ec(&rcgen::PKCS_ECDSA_P256_SHA256),
+        "ec-p384" => ec(&rcgen::PKCS_ECDSA_P384_SHA384),
+        "rsa-2048" => rsa(2048),
+        "rsa-3072" => rsa(3072),
+        "rsa-4096" => rsa(4096),
+        other => Err(Error::internal(
+            "making a key",
+            format!("unknown key type {other}"),
+        )),
+    }
+}
+
+/// What DNS still lacks for each name: nothing covers it, or its
+/// delegation's CNAME is missing or wrong (checked again now).
+async fn missing_dns(
+    hub: &Hub,
+    instance: &Instance,
+    m: &ManagedCertificate,
+) -> Result<Vec<Value>, Error> {
+    let mut missing = Vec::new();
+    let delegations = hub.store.delegations(&instance.id).await?;
+    for identifier in &m.identifiers {
+        let base = identifier.base_name().to_string();
+        match solver_for(hub, instance, &challenge_name(&base)).await {
+            Err(e) if e.kind == ErrorKind::Dns => {
+                missing.push(json!({"identifier": identifier.value, "detail": e.detail}));
+            }
+            Err(e) => return Err(e),
+            Ok(Solver::Zone(_)) => {
+                if let Some(mut d) = delegations.iter().find(|d| d.domain == base).cloned() {
+                    if d.status != "ok" {
+                        super::delegations::check(hub, &mut d).await?;
+                    }
+                    if d.status != "ok" {
+                        missing.push(json!({
+                            "identifier": identifier.value,
+                            "detail": d.detail,
+                            "cname_name": super::delegations::cname_name(&d),
+                            "cname_target": super::delegations::cname_target(hub, &d)?,
+                            "delegation_status": d.status,
+                        }));
+                    }
+                }
+            }
+            Ok(Solver::Provider(_)) => {}
+        }
+    }
+    Ok(missing)
+}
+
+/// Starts an issuance (first or renewal): DNS must cover every name; the
+/// local CA's control check is a TXT record the hub publishes and sees;
+/// then an order of the instance's own account, finalized with our CSR.
+async fn issue(
+    hub: &Arc<Hub>,
+    instance: &Instance,
+    m: &mut ManagedCertificate,
+) -> Result<(), Error> {
+    let at = now();
+    m.missing = missing_dns(hub, instance, m).await?;
+    if !m.missing.is_empty() {
+        if m.certificate_id.is_none() {
+            m.status = "pending".into();
+        }
+        m.step = format!(
+            "waiting for DNS: {}",
+            m.missing
+                .iter()
+                .filter_map(|v| v["detail"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        m.next_attempt_at = at + DNS_RECHECK_SECS;
+        return Ok(());
+    }
+    let relayed = instance.issuer == "upstream";
+    if !relayed {
+        prove_control(hub, instance, m).await?;
+    }
+    let account = own_account(hub, instance).await?;
+    let order = hub
+        .store
+        .create_order(&NewOrder {
+            relayed,
+            instance_id: instance.id.clone(),
+            account_id: account.id.clone(),
+            identifiers: m.identifiers.clone(),
+            not_before: None,
+            not_after: None,
+            expires_at: at + hub.config.acme.order_lifetime_secs as i64,
+            replaces: None,
+            profile: m.profile.clone(),
+            authorizations: m
+                .identifiers
+                .iter()
+                .map(|i| NewAuthz::Create {
+                    identifier: Identifier {
+                        kind: i.kind,
+                        value: i.base_name().to_string(),
+                    },
+                    wildcard: i.is_wildcard(),
+                    expires_at: at + hub.config.acme.order_lifetime_secs as i64,
+                    challenges: Vec::new(),
+                    valid: true,
+                })
+                .collect(),
+        })
+        .await?;
+    // The order is on record before anything happens at the CA.
+    m.order_id = Some(order.id.clone());
+    m.step = format!("ordered ({})", order.id);
+    hub.store.update_managed(m).await?;
+    if relayed {
+        crate::issuance::relay::spawn(hub.clone(), order.id.clone());
+    }
+    let csr = m.csr.clone().unwrap_or_default();
+    super::finalize::finalize(hub, instance, &account, &order.id, &csr).await?;
+    check_order(hub, instance, m).await
+}
+
+/// The local CA issues to names the hub can publish in: a random TXT at
+/// each `_acme-challenge` name, seen at the authoritative servers, then
+/// removed (the same proof dns-01 asks of an ACME client).
+async fn prove_control(
+    hub: &Hub,
+    instance: &Instance,
+    m: &ManagedCertificate,
+) -> Result<(), Error> {
+    for identifier in &m.identifiers {
+        let name = challenge_name(identifier.base_name());
+        let value = b64(&random_bytes::<32>());
+        let solver = solver_for(hub, instance, &name).await?;
+        solver.publish(hub, &name, &value).await?;
+        let seen = solver.wait_visible(hub, &name, &value).await;
+        if let Err(e) = solver.cleanup(hub, &name, &value).await {
+            tracing::warn!(record = %name, error = %e, "removing a control record failed");
+        }
+        seen?;
+    }
+    Ok(())
+}
+
+/// The instance's own ACME account, which holds the orders of managed
+/// certificates. Its JWK is empty: no one can sign as it over ACME.
+async fn own_account(hub: &Hub, instance: &Instance) -> Result<Account, Error> {
+    let thumbprint = format!("acmehub-managed:{}", instance.id);
+    if let Some(a) = hub
+        .store
+        .account_by_thumbprint(&instance.id, &thumbprint)
+        .await?
+    {
+        return Ok(a);
+    }
+    match hub
+        .store
+        .insert_account(&instance.id, &thumbprint, "{}", &[], true, None)
+        .await
+    {
+        Ok(a) => Ok(a),
+        // Another worker made it first.
+        Err(crate::store::StoreError::Conflict(_)) => hub
+            .store
+            .account_by_thumbprint(&instance.id, &thumbprint)
+            .await?
+            .ok_or_else(|| Error::internal("managing a certificate", "own account vanished")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Follows the order in flight: valid → the certificate is served now.
+async fn check_order(
+    hub: &Hub,
+    instance: &Instance,
+    m: &mut ManagedCertificate,
+) -> Result<(), Error> {
+    let Some(order_id) = m.order_id.clone() else {
+        return Ok(());
+    };
+    let order = hub
+        .store
+        .order(&instance.id, &order_id)
+        .await?
+        .ok_or_else(|| Error::internal("managing a certificate", "its order vanished"))?;
+    match super::effective_order_status(&order, now()) {
+        OrderStatus::Valid => {
+            let cert_id = order.certificate_id.clone().ok_or_else(|| {
+                Error::internal("managing a certificate", "valid order without certificate")
+            })?;
+            let cert = hub
+                .store
+                .certificate(&instance.id, &cert_id)
+                .await?
+                .ok_or_else(|| Error::internal("managing a certificate", "certificate vanished"))?;
+            let renewed = m.certificate_id.is_some();
+            m.certificate_id = Some(cert_id.clone());
+            m.order_id = None;
+            m.status = "active".into();
+            m.failures = 0;
+            m.error = None;
+            let at = now();
+            let renewal = schedule(hub, instance, m, &cert).await;
+            m.next_renewal_at = Some(renewal);
+            m.next_attempt_at = renewal.min(at + WINDOW_RECHECK_SECS);
+            m.step = format!("renews at {}", crate::util::rfc3339(renewal));
+            let event = if renewed { "renewed" } else { "issued" };
+            push_history(
+                m,
+                json!({"at": at, "event": event, "serial": cert.serial, "certificate": cert_id,
+                       "not_after": cert.not_after, "issuer": cert.issuer}),
+            );
+            audit::record(
+                hub,
+                Some(&instance.id),
+                &Actor::Hub,
+                &format!("managed.{event}"),
+                ("managed-certificate", &m.id),
+                json!({"name": m.name, "serial": cert.serial, "certificate": cert_id}),
+            )
+            .await;
+            Ok(())
+        }
+        OrderStatus::Invalid => {
+            m.order_id = None;
+            let detail = order
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+                .and_then(|p| p["detail"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "the order failed".into());
+            Err(Error::new(ErrorKind::ServerInternal, detail))
+        }
+        _ => {
+            m.step = format!("the CA is issuing (order {order_id})");
+            m.next_attempt_at = now() + ORDER_POLL_SECS;
+            Ok(())
+        }
+    }
+}
+
+/// When to renew `cert`: inside its renewal window (RFC 9773, which the
+/// local CA answers too and the relay asks upstream) at a random point, so
+/// certificates issued together do not renew together; without a window,
+/// `renew_before_days` (default a third of the lifetime) before expiry,
+/// spread over a tenth of that.
+async fn schedule(
+    hub: &Hub,
+    instance: &Instance,
+    m: &ManagedCertificate,
+    cert: &Certificate,
+) -> i64 {
+    let spread = |start: i64, end: i64| -> i64 {
+        let width = (end - start).max(1) as u64;
+        start + (u64::from_le_bytes(random_bytes::<8>()) % width) as i64
+    };
+    if m.renew_before_days.is_none() {
+        if let Some(ari) = &cert.ari_id {
+            if let Ok(w) = super::renewal_info(hub, instance, ari).await {
+                return spread(w.start, w.end.max(w.start + 1));
+            }
+        }
+    }
+    let lifetime = cert.not_after - cert.not_before;
+    let before = m
+        .renew_before_days
+        .map(|d| (d * 86400).min(lifetime))
+        .unwrap_or(lifetime / 3);
+    let start = cert.not_after - before;
+    spread(start, start + (before / 10).max(1))
+}
+
+/// Records a failed attempt and when to try again (doubling from a minute,
+/// capped at an hour). The certificate keeps serving while it is valid.
+async fn failure(hub: &Hub, m: &mut ManagedCertificate, e: &Error) -> Result<(), Error> {
+    m.failures += 1;
+    m.error = Some(e.detail.clone());
+    m.order_id = None;
+    if m.certificate_id.is_none() {
+        m.status = "failed".into();
+    }
+    let shift = (m.failures - 1).clamp(0, 10) as u32;
+    let backoff = (BACKOFF_START_SECS << shift).min(BACKOFF_CAP_SECS);
+    let at = now();
+    m.next_attempt_at = at + backoff;
+    m.step = format!(
+        "attempt {} failed; next attempt at {}",
+        m.failures,
+        crate::util::rfc3339(m.next_attempt_at)
+    );
+    push_history(m, json!({"at": at, "event": "failed", "error": e.detail}));
+    tracing::warn!(managed = %m.id, name = %m.name, failures = m.failures, error = %e.detail, "managed certificate attempt failed");
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        &Actor::Hub,
+        "managed.failed",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name, "failures": m.failures, "error": e.detail}),
+    )
+    .await;
+    Ok(())
+}
+
+fn push_history(m: &mut ManagedCertificate, entry: Value) {
+    m.history.push(entry);
+    if m.history.len() > MAX_HISTORY {
+        let extra = m.history.len() - MAX_HISTORY;
+        m.history.drain(..extra);
+    }
+}
