@@ -138,7 +138,7 @@ impl Server {
         // rather than when the leases lapse.
         if hub.store.backend() == crate::store::Backend::Sqlite {
             hub.store
-                .release_all_upstream_orders()
+                .release_all_leases()
                 .await
                 .map_err(|e| HubError::Setup(format!("releasing stale leases: {e}")))?;
         }
@@ -233,6 +233,9 @@ async fn serve(
 
 /// Periodic cleanup: forget used nonces that have expired anyway, and
 /// rate-limit windows that have ended.
+/// How often due managed-certificate steps are looked for.
+const MANAGED_SWEEP_SECS: u64 = 2;
+
 fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
     if hub.technical_zone.is_some() {
         // Other replicas write the technical zone's records too: pick their
@@ -248,6 +251,23 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
                     _ = daily.tick() => match crate::orders::delegations::recheck_all(&hub).await {
                         Ok(n) => tracing::info!(delegations = n, "delegations re-checked"),
                         Err(e) => tracing::warn!(error = %e, "re-checking delegations failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+    }
+    {
+        // Managed certificates: due steps (DNS waits, orders in flight,
+        // renewals, retries after failures).
+        let hub = hub.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(MANAGED_SWEEP_SECS));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => if let Err(e) = crate::orders::managed::sweep(&hub).await {
+                        tracing::warn!(error = %e.detail, "the managed certificate sweep failed");
                     },
                     _ = stopped.changed() => break,
                 }

@@ -9,6 +9,7 @@ pub mod cli;
 mod dns;
 mod handlers;
 mod inventory;
+mod managed;
 mod relay;
 pub mod views;
 
@@ -214,6 +215,7 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
     use dns::*;
     use handlers::*;
     use inventory::*;
+    use managed::*;
     use relay::*;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_instances, create_instance))
@@ -228,7 +230,15 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
         .routes(routes!(delete_token))
         .routes(routes!(list_orders))
         .routes(routes!(show_order))
-        .routes(routes!(list_certificates))
+        .routes(routes!(list_certificates, create_managed_certificate))
+        .routes(routes!(download_certificate))
+        .routes(routes!(list_managed_certificates))
+        .routes(routes!(
+            show_managed_certificate,
+            patch_managed_certificate,
+            delete_managed_certificate
+        ))
+        .routes(routes!(renew_managed_certificate))
         .routes(routes!(show_certificate))
         .routes(routes!(revoke_certificate))
         .routes(routes!(list_events))

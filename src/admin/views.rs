@@ -517,3 +517,69 @@ pub struct CaTestView {
     pub account_status: String,
     pub latency_ms: Option<u64>,
 }
+
+/// A certificate the hub manages itself. Never carries the key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ManagedView {
+    pub id: String,
+    pub name: String,
+    /// DNS names.
+    pub identifiers: Vec<String>,
+    pub key_type: String,
+    pub profile: Option<String>,
+    pub auto_renew: bool,
+    pub renew_before_days: Option<i64>,
+    pub keep_key: bool,
+    pub tags: Vec<String>,
+    /// `draft`, `csr`, `pending`, `active`, `expired`, `revoked` or `failed`.
+    pub status: String,
+    /// What it is doing or waiting on.
+    pub step: String,
+    /// Per name, what DNS still lacks (e.g. the delegation CNAME to create).
+    #[schema(value_type = Vec<Object>)]
+    pub missing: Vec<Value>,
+    /// The certificate served now.
+    pub certificate: Option<CertificateView>,
+    pub next_renewal_at: Option<String>,
+    pub next_attempt_at: String,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    /// The last failure's cause.
+    pub error: Option<String>,
+    /// Attempts and their outcomes, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ManagedView {
+    pub fn new(
+        m: &crate::store::ManagedCertificate,
+        current: Option<&Certificate>,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            identifiers: m.identifiers.iter().map(|i| i.value.clone()).collect(),
+            key_type: m.key_type.clone(),
+            profile: m.profile.clone(),
+            auto_renew: m.auto_renew,
+            renew_before_days: m.renew_before_days,
+            keep_key: m.keep_key,
+            tags: m.tags.clone(),
+            status: m.status.clone(),
+            step: m.step.clone(),
+            missing: m.missing.clone(),
+            certificate: current.map(|c| CertificateView::new(c, now, false)),
+            next_renewal_at: m.next_renewal_at.map(rfc3339),
+            next_attempt_at: rfc3339(m.next_attempt_at),
+            failures: m.failures,
+            error: m.error.clone(),
+            history: m.history.clone(),
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+        }
+    }
+}

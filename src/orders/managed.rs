@@ -31,7 +31,7 @@ const MAX_IDENTIFIERS: usize = 100;
 /// How long a worker holds a managed certificate's job.
 const LEASE_SECS: i64 = 600;
 /// Waiting for DNS (a CNAME to be created) is looked at again this often.
-const DNS_RECHECK_SECS: i64 = 30;
+const DNS_RECHECK_SECS: i64 = 10;
 /// An order at the CA is looked at again this often.
 const ORDER_POLL_SECS: i64 = 2;
 /// The renewal window (ARI) of an active certificate is asked again this often.

@@ -8,5 +8,6 @@ mod dns;
 mod flows;
 mod harness;
 mod jws_rules;
+mod managed;
 mod raw;
 mod relay;

@@ -1,0 +1,306 @@
+//! Certificates the hub manages itself: draft → pending (the delegation
+//! CNAME to create) → active, renewal with a new key, downloads and who may
+//! have the key, and the same through the relay.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin::Api;
+use crate::harness::*;
+
+const ZONE: &str = "acme.hub.test";
+
+async fn hub_with_zone(db: Db) -> TestHub {
+    TestHub::start_with(db, |f| {
+        f.dns.technical_zone = Some(acmehub::config::TechnicalZoneConfig {
+            name: ZONE.into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            nameservers: vec!["ns1.hub.test".into()],
+            ttl: 60,
+        });
+        f.dns.propagation_timeout_secs = 5;
+    })
+    .await
+}
+
+fn authoritative(t: &TestHub, zone: &str) {
+    t.dns.add_ns(zone, &format!("ns1.{zone}"));
+    t.dns
+        .set_a(&format!("ns1.{zone}"), &["127.0.0.1".parse().unwrap()]);
+}
+
+/// Polls the managed certificate until `done` holds (20 s at most).
+async fn wait_for(api: &Api<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = api.get(path).await.body;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached the expected state: {last}");
+}
+
+async fn download(t: &TestHub, token: &str, path: &str) -> (u16, String) {
+    let r = t
+        .http()
+        .get(t.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The SPKI of a PEM certificate, and of a PKCS#8 PEM key.
+fn cert_spki(pem: &str) -> Vec<u8> {
+    let der = pem_chain(pem).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.public_key().raw.to_vec()
+}
+
+fn key_spki(pem: &str) -> Vec<u8> {
+    use rcgen::PublicKeyData;
+    let key = rcgen::KeyPair::from_pem(pem).unwrap();
+    key.subject_public_key_info()
+}
+
+#[tokio::test]
+async fn a_managed_certificate_waits_for_its_cname_then_issues_and_renews_with_a_new_key() {
+    for db in databases() {
+        let t = hub_with_zone(db).await;
+        let api = Api::admin(&t);
+        let d = api
+            .expect(
+                201,
+                "/api/v1/instances/default/delegations",
+                json!({"domain": "m.customer.test"}),
+            )
+            .await;
+        let target = d["cname_target"].as_str().unwrap().to_string();
+        // Bad input changes nothing.
+        for (body, field) in [
+            (json!({"name": "x", "identifiers": []}), "identifiers"),
+            (
+                json!({"name": "x", "identifiers": ["192.0.2.1"]}),
+                "identifiers",
+            ),
+            (
+                json!({"name": "x", "identifiers": ["a.test"], "key_type": "dsa"}),
+                "key_type",
+            ),
+            (
+                json!({"name": "x", "identifiers": ["a.test"], "profile": "nope"}),
+                "profile",
+            ),
+            (
+                json!({"name": "bad name", "identifiers": ["a.test"]}),
+                "name",
+            ),
+            (
+                json!({"name": "x", "identifiers": ["a.test"], "renew_before_days": 0}),
+                "renew_before_days",
+            ),
+        ] {
+            let r = api
+                .post("/api/v1/instances/default/certificates", body.clone())
+                .await;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.body["field"], field, "{body}");
+        }
+        let created = api
+            .expect(
+                201,
+                "/api/v1/instances/default/certificates",
+                json!({"name": "web", "identifiers": ["m.customer.test"], "tags": ["lb"]}),
+            )
+            .await;
+        assert_eq!(created["key_type"], "ec-p256");
+        assert_eq!(created["auto_renew"], true);
+        let path = "/api/v1/instances/default/managed-certificates/web";
+        // Without the CNAME it waits, and names the record to create.
+        let pending = wait_for(&api, path, |m| m["status"] == "pending").await;
+        assert_eq!(
+            pending["missing"][0]["cname_name"],
+            "_acme-challenge.m.customer.test"
+        );
+        assert_eq!(pending["missing"][0]["cname_target"], target);
+        assert!(pending["certificate"].is_null());
+        // The customer adds it; the next look (asked for at once) issues.
+        authoritative(&t, "customer.test");
+        t.dns.set_cname("_acme-challenge.m.customer.test", &target);
+        api.post(&format!("{path}/renew"), json!({})).await;
+        let active = wait_for(&api, path, |m| m["status"] == "active").await;
+        let first = active["certificate"].clone();
+        assert_eq!(first["issuer"], "local");
+        assert_eq!(first["identifiers"][0]["value"], "m.customer.test");
+        assert_eq!(active["history"][0]["event"], "issued", "{active}");
+        assert!(active["missing"].as_array().unwrap().is_empty());
+        // The renewal falls inside the local CA's ARI window (last third).
+        let at = |v: &Value| acmehub::util::parse_rfc3339(v.as_str().unwrap()).unwrap();
+        let (nb, na) = (at(&first["not_before"]), at(&first["not_after"]));
+        let renewal = at(&active["next_renewal_at"]);
+        assert!(
+            renewal >= na - (na - nb) / 3 - 1 && renewal <= na - (na - nb) / 6 + 1,
+            "{active}"
+        );
+        // It is in the inventory like any issued certificate.
+        let inventory = api.get("/api/v1/instances/default/certificates").await.body;
+        assert_eq!(inventory["items"][0]["id"], first["id"]);
+
+        // Downloads: the certificate for a read token, the key only with write.
+        let admin = t.admin_token();
+        let (status, chain) = download(
+            &t,
+            &admin,
+            "/api/v1/instances/default/certificates/web/download?format=fullchain",
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(pem_chain(&chain).len(), 2);
+        let reader = api
+            .expect(
+                201,
+                "/api/v1/tokens",
+                json!({"name": "reader", "scope": "instance:default", "role": "read"}),
+            )
+            .await;
+        let reader = reader["token"].as_str().unwrap();
+        let (status, leaf) = download(
+            &t,
+            reader,
+            "/api/v1/instances/default/certificates/web/download?format=pem",
+        )
+        .await;
+        assert_eq!((status, pem_chain(&leaf).len()), (200, 1));
+        let (status, body) = download(
+            &t,
+            reader,
+            "/api/v1/instances/default/certificates/web/download?format=key",
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert!(!body.contains("PRIVATE KEY"));
+        let (status, key) = download(
+            &t,
+            &admin,
+            "/api/v1/instances/default/certificates/web/download?format=key",
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            key_spki(&key),
+            cert_spki(&leaf),
+            "the key is the certificate's"
+        );
+        let events = api
+            .get("/api/v1/events?action=managed.key_download")
+            .await
+            .body;
+        assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+        // The view never carries the key.
+        let shown = api.get(path).await.body.to_string();
+        assert!(!shown.contains("PRIVATE KEY") && !shown.contains(key.lines().nth(1).unwrap()));
+
+        // Renewing now: a new certificate with a new key and serial.
+        let r = api.post(&format!("{path}/renew"), json!({})).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let renewed = wait_for(&api, path, |m| {
+            m["certificate"]["id"] != first["id"] && m["status"] == "active"
+        })
+        .await;
+        assert_eq!(renewed["history"][1]["event"], "renewed", "{renewed}");
+        assert_ne!(renewed["certificate"]["serial"], first["serial"]);
+        let (_, key2) = download(
+            &t,
+            &admin,
+            "/api/v1/instances/default/certificates/web/download?format=key",
+        )
+        .await;
+        assert_ne!(key_spki(&key2), key_spki(&key), "a renewal makes a new key");
+        // Settings that are fixed stay fixed.
+        let r = api
+            .patch(path, json!({"identifiers": ["other.customer.test"]}))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = api
+            .patch(path, json!({"auto_renew": false, "keep_key": true}))
+            .await;
+        assert_eq!(
+            (r.body["auto_renew"].clone(), r.body["keep_key"].clone()),
+            (json!(false), json!(true))
+        );
+        assert_eq!(api.delete(path).await.status, 204);
+        assert_eq!(api.get(path).await.status, 404);
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_managed_certificate_of_a_relaying_instance_comes_from_the_upstream_ca() {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let key = Api::admin(&upstream)
+        .expect(
+            201,
+            "/api/v1/instances/default/access-keys",
+            json!({"name": "hub", "allowed_identifiers": ["*.customer.test"], "validation": "pre-authorized"}),
+        )
+        .await;
+    let t = hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "relay", "issuer": "upstream"}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/relay/ca-accounts",
+        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
+               "trusted_roots_pem": std::fs::read_to_string(&upstream.root_pem).unwrap(),
+               "eab_kid": key["kid"], "eab_hmac_key": key["hmac_key"]}),
+    )
+    .await;
+    let d = api
+        .expect(
+            201,
+            "/api/v1/instances/relay/delegations",
+            json!({"domain": "u.customer.test"}),
+        )
+        .await;
+    authoritative(&t, "customer.test");
+    t.dns.set_cname(
+        "_acme-challenge.u.customer.test",
+        d["cname_target"].as_str().unwrap(),
+    );
+    api.expect(
+        201,
+        "/api/v1/instances/relay/certificates",
+        json!({"name": "edge", "identifiers": ["u.customer.test"], "key_type": "rsa-2048"}),
+    )
+    .await;
+    let active = wait_for(
+        &api,
+        "/api/v1/instances/relay/managed-certificates/edge",
+        |m| m["status"] == "active",
+    )
+    .await;
+    assert_eq!(active["certificate"]["issuer"], "ca-account:up", "{active}");
+    let (_, leaf) = download(
+        &t,
+        &t.admin_token(),
+        "/api/v1/instances/relay/certificates/edge/download?format=fullchain",
+    )
+    .await;
+    let der = pem_chain(&leaf).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.public_key().algorithm.algorithm,
+        x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+    );
+    t.stop().await;
+    upstream.stop().await;
+}
