@@ -149,9 +149,14 @@ pub async fn renew_managed_certificate(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
-    /// `pem` (the certificate), `fullchain` (with its chain), `key` (the
-    /// private key of a managed certificate; write role only).
+    /// `pem` (the certificate), `fullchain` (with its chain, the default),
+    /// `key` (the private key of a managed certificate) or `pkcs12` (key and
+    /// chain, protected by the password in the `X-Password` header); the
+    /// last two need a token with write role.
     pub format: Option<String>,
+    /// Refused: a password in a URL ends up in logs. Use `X-Password`.
+    #[param(ignore)]
+    pub password: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{i}/certificates/{id}/download", tag = "managed certificates",
@@ -167,24 +172,63 @@ pub async fn download_certificate(
     who: Principal,
     Path((i, id)): Path<(String, String)>,
     Query(query): Query<DownloadQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     let instance = who.instance(&hub, &i).await?;
+    if query.password.is_some() {
+        return Err(Error::invalid(
+            "password",
+            "send the PKCS#12 password in the X-Password header, not in the URL (URLs end up in logs)",
+        )
+        .into());
+    }
     let format = query.format.unwrap_or_else(|| "fullchain".into());
     let managed = hub.store.managed_certificate(&instance.id, &id).await?;
     let cert_id = match &managed {
         Some(m) => m.certificate_id.clone(),
         None => Some(id.clone()),
     };
+    let keyed = || {
+        managed.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "format",
+                "only managed certificates have a key here (the hub never sees an ACME client's key)",
+            )
+        })
+    };
     let body = match format.as_str() {
         "key" => {
-            let m = managed.as_ref().ok_or_else(|| {
-                Error::invalid(
-                    "format",
-                    "only managed certificates have a key here (the hub never sees an ACME client's key)",
-                )
-            })?;
+            let m = keyed()?;
             who.require_write()?;
             managed::private_key_pem(&hub, &who.actor(), m, "key").await?
+        }
+        "pkcs12" => {
+            let m = keyed()?;
+            who.require_write()?;
+            let password = headers
+                .get("x-password")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "password",
+                        "pkcs12 needs the password in the X-Password header",
+                    )
+                })?;
+            let cert = match &m.certificate_id {
+                Some(cid) => hub.store.certificate(&instance.id, cid).await?,
+                None => None,
+            }
+            .and_then(|c| c.chain_pem)
+            .ok_or_else(|| Error::not_found(format!("certificate {id:?} is not issued yet")))?;
+            let der = managed::pkcs12(&hub, &who.actor(), m, &cert, password).await?;
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "application/x-pkcs12"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                der,
+            )
+                .into_response());
         }
         "pem" | "fullchain" => {
             let cert = match cert_id {
@@ -200,7 +244,9 @@ pub async fn download_certificate(
             }
         }
         _ => {
-            return Err(Error::invalid("format", "format must be pem, fullchain or key").into());
+            return Err(
+                Error::invalid("format", "format must be pem, fullchain, key or pkcs12").into(),
+            );
         }
     };
     Ok((

@@ -281,6 +281,65 @@ pub async fn private_key_pem(
     Ok(pem("PRIVATE KEY", &der))
 }
 
+/// The shortest PKCS#12 password accepted.
+const MIN_PASSWORD: usize = 8;
+
+/// The key and `chain_pem` as PKCS#12 (PBES2 with AES-256 and an
+/// HMAC-SHA256 MAC, which OpenSSL 3 and current platforms read), protected
+/// by the caller's password. Every call is an audit event.
+pub async fn pkcs12(
+    hub: &Hub,
+    actor: &Actor,
+    m: &ManagedCertificate,
+    chain_pem: &str,
+    password: &str,
+) -> Result<Vec<u8>, Error> {
+    if password.chars().count() < MIN_PASSWORD || password.len() > 1024 {
+        return Err(Error::invalid(
+            "password",
+            format!("the PKCS#12 password must be {MIN_PASSWORD} to 1024 characters"),
+        ));
+    }
+    let key = open_key(hub, m)?;
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .map(|c| {
+            let c = c.map_err(|e| Error::internal("reading a chain", e))?;
+            p12_keystore::Certificate::from_der(c.as_ref())
+                .map_err(|e| Error::internal("reading a chain", e))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let local_key_id = chain
+        .first()
+        .map(|c| ring::digest::digest(&ring::digest::SHA256, c.as_der()).as_ref()[..20].to_vec())
+        .unwrap_or_default();
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        &m.name,
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            key,
+            local_key_id,
+            chain,
+        )),
+    );
+    let password = password.to_string();
+    // Thousands of PBKDF2 rounds: off the async runtime.
+    let der = tokio::task::spawn_blocking(move || store.writer(&password).write())
+        .await
+        .map_err(|e| Error::internal("writing PKCS#12", e))?
+        .map_err(|e| Error::internal("writing PKCS#12", e))?;
+    audit::record(
+        hub,
+        Some(&m.instance_id),
+        actor,
+        "managed.key_download",
+        ("managed-certificate", &m.id),
+        json!({"name": m.name, "format": "pkcs12"}),
+    )
+    .await;
+    Ok(der)
+}
+
 fn owner(m: &ManagedCertificate) -> String {
     crate::secrets::owner("managed-key", &m.instance_id, &m.id)
 }

@@ -1081,7 +1081,10 @@ async fn openapi_document_lists_every_route() {
         ("get", "/api/v1/instances/{i}/managed-certificates/{id}"),
         ("patch", "/api/v1/instances/{i}/managed-certificates/{id}"),
         ("delete", "/api/v1/instances/{i}/managed-certificates/{id}"),
-        ("post", "/api/v1/instances/{i}/managed-certificates/{id}/renew"),
+        (
+            "post",
+            "/api/v1/instances/{i}/managed-certificates/{id}/renew",
+        ),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/tokens"),
         ("post", "/api/v1/tokens"),

@@ -195,11 +195,42 @@ async fn a_managed_certificate_waits_for_its_cname_then_issues_and_renews_with_a
             cert_spki(&leaf),
             "the key is the certificate's"
         );
+        // PKCS#12 with the caller's password, sent in a header, never the URL.
+        let p12_url = t.url("/api/v1/instances/default/certificates/web/download?format=pkcs12");
+        let p12 = |token: &str, password: Option<&str>, url: String| {
+            let mut r = t.http().get(url).bearer_auth(token);
+            if let Some(p) = password {
+                r = r.header("x-password", p);
+            }
+            async move {
+                let r = r.send().await.unwrap();
+                (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+            }
+        };
+        assert_eq!(p12(&admin, None, p12_url.clone()).await.0, 400);
+        assert_eq!(p12(&admin, Some("short"), p12_url.clone()).await.0, 400);
+        assert_eq!(
+            p12(&admin, None, format!("{p12_url}&password=in-the-url"))
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            p12(reader, Some("correct horse"), p12_url.clone()).await.0,
+            403
+        );
+        let (status, der) = p12(&admin, Some("correct horse"), p12_url.clone()).await;
+        assert_eq!(status, 200);
+        assert!(p12_keystore::KeyStore::from_pkcs12(&der, "wrong horse").is_err());
+        let store = p12_keystore::KeyStore::from_pkcs12(&der, "correct horse").unwrap();
+        let (_, chain) = store.private_key_chain().unwrap();
+        assert_eq!(chain.chain().len(), 2);
+        assert_eq!(chain.chain()[0].as_der(), pem_chain(&leaf)[0].as_slice());
         let events = api
             .get("/api/v1/events?action=managed.key_download")
             .await
             .body;
-        assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+        assert_eq!(events["items"].as_array().unwrap().len(), 2, "{events}");
         // The view never carries the key.
         let shown = api.get(path).await.body.to_string();
         assert!(!shown.contains("PRIVATE KEY") && !shown.contains(key.lines().nth(1).unwrap()));
