@@ -10,7 +10,9 @@
 //! - [`store`] is the only code that writes SQL (SA);
 //! - [`secrets`] seals stored credentials and keys under the master key.
 //!
-//! - [`admin`] is the operators' front end: the REST API under `/api/v1`.
+//! - [`admin`] is the operators' front end: the REST API under `/api/v1`;
+//! - [`notify`] tells people: webhook and email channels, and the outbox
+//!   their notifications wait in.
 //!
 //! [`hub`] holds the long-lived parts, [`server`] wires them into an HTTPS
 //! listener, [`config`] resolves settings.
@@ -22,6 +24,7 @@ pub mod dns;
 pub mod error;
 pub mod hub;
 pub mod issuance;
+pub mod notify;
 pub mod orders;
 pub mod policy;
 pub mod secrets;

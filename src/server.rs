@@ -259,15 +259,24 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
     }
     {
         // Managed certificates: due steps (DNS waits, orders in flight,
-        // renewals, retries after failures).
+        // renewals, retries after failures); then due notifications.
         let hub = hub.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(MANAGED_SWEEP_SECS));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => if let Err(e) = crate::orders::managed::sweep(&hub).await {
-                        tracing::warn!(error = %e.detail, "the managed certificate sweep failed");
+                    _ = tick.tick() => {
+                        if let Err(e) = crate::orders::managed::sweep(&hub).await {
+                            tracing::warn!(error = %e.detail, "the managed certificate sweep failed");
+                        }
+                        // Deliveries wait on other servers: never in this loop.
+                        let hub = hub.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = crate::notify::sweep(&hub).await {
+                                tracing::warn!(error = %e.detail, "delivering notifications failed");
+                            }
+                        });
                     },
                     _ = stopped.changed() => break,
                 }

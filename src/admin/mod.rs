@@ -10,6 +10,7 @@ mod dns;
 mod handlers;
 mod inventory;
 mod managed;
+mod notify;
 mod relay;
 pub mod views;
 
@@ -216,6 +217,7 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
     use handlers::*;
     use inventory::*;
     use managed::*;
+    use notify::*;
     use relay::*;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_instances, create_instance))
@@ -239,6 +241,10 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
             delete_managed_certificate
         ))
         .routes(routes!(renew_managed_certificate))
+        .routes(routes!(list_channels, create_channel))
+        .routes(routes!(show_channel, delete_channel))
+        .routes(routes!(test_channel))
+        .routes(routes!(list_notifications))
         .routes(routes!(show_certificate))
         .routes(routes!(revoke_certificate))
         .routes(routes!(list_events))

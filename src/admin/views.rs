@@ -583,3 +583,71 @@ impl ManagedView {
         }
     }
 }
+
+/// A notification channel. Never carries its secret or password.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelView {
+    pub id: String,
+    pub name: String,
+    /// `webhook` or `email`.
+    pub kind: String,
+    /// Non-secret settings.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Events sent here; empty means all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// Whether a secret (webhook key, SMTP password) is stored.
+    pub has_secret: bool,
+    /// The webhook key the hub generated: shown in the create answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+}
+
+impl ChannelView {
+    pub fn new(c: &crate::store::NotificationChannel, secret: Option<String>) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            config: c.config.clone(),
+            events: c.events.clone(),
+            enabled: c.enabled,
+            has_secret: c.sealed_secret.is_some(),
+            secret,
+            created_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+/// A queued or delivered notification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    pub id: String,
+    pub channel: String,
+    pub event: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+impl NotificationView {
+    pub fn new(n: &crate::store::Notification) -> Self {
+        Self {
+            id: n.id.clone(),
+            channel: n.channel_id.clone(),
+            event: n.event.clone(),
+            status: n.status.clone(),
+            attempts: n.attempts,
+            next_attempt_at: rfc3339(n.next_attempt_at),
+            last_error: n.last_error.clone(),
+            created_at: rfc3339(n.created_at),
+            sent_at: n.sent_at.map(rfc3339),
+        }
+    }
+}

@@ -128,6 +128,16 @@ pub async fn check(hub: &Hub, d: &mut Delegation) -> Result<(), Error> {
         }
     };
     let at = now();
+    if d.status == "ok" && status != "ok" {
+        crate::notify::emit(
+            hub,
+            &d.instance_id,
+            "delegation.drift",
+            json!({"domain": d.domain, "status": status, "detail": detail,
+                   "cname_name": name, "cname_target": target}),
+        )
+        .await;
+    }
     if status != d.status && d.checked_at.is_some() {
         audit::record(
             hub,

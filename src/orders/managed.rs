@@ -41,6 +41,10 @@ const BACKOFF_START_SECS: i64 = 60;
 const BACKOFF_CAP_SECS: i64 = 3600;
 /// History entries kept per certificate.
 const MAX_HISTORY: usize = 50;
+/// `certificate.renewal_failing` is sent after this many failures in a row.
+const FAILING_AFTER: i64 = 3;
+/// Expiry reminders, in days before expiry, while no renewal succeeded.
+const EXPIRY_REMINDERS: &[i64] = &[30, 14, 7, 1];
 
 /// A managed certificate as sent to the API; on update only `auto_renew`,
 /// `renew_before_days`, `keep_key` and `tags` change.
@@ -173,6 +177,8 @@ pub async fn create_managed(
         failures: 0,
         error: None,
         history: Vec::new(),
+        expiry_notified: None,
+        renew_requested: false,
         created_at: at,
         updated_at: at,
     };
@@ -229,7 +235,7 @@ pub async fn renew_now(
             "an issuance is already in flight for this certificate",
         ));
     }
-    m.next_renewal_at = Some(now());
+    m.renew_requested = true;
     m.next_attempt_at = now();
     m.failures = 0;
     hub.store.update_managed(m).await?;
@@ -450,12 +456,22 @@ async fn step(
         (None, _) => issue(hub, instance, m).await,
         (Some(cert), _) => {
             if cert.status == CertificateStatus::Revoked {
+                if m.status != "revoked" {
+                    crate::notify::emit(
+                        hub,
+                        &m.instance_id,
+                        "certificate.revoked",
+                        event_data(m, cert),
+                    )
+                    .await;
+                }
                 m.status = "revoked".into();
             } else if cert.not_after <= at {
                 m.status = "expired".into();
             }
+            let reminder = remind_expiry(hub, m, cert).await;
             let renewal = m.next_renewal_at.unwrap_or(cert.not_after);
-            if m.auto_renew && renewal <= at {
+            if m.renew_requested || (m.auto_renew && renewal <= at) {
                 if !m.keep_key {
                     let (key, csr) = make_key(m).await?;
                     m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
@@ -480,14 +496,54 @@ async fn step(
             m.next_attempt_at = m
                 .next_renewal_at
                 .unwrap_or(renewal)
-                .min(at + WINDOW_RECHECK_SECS)
-                .max(at + 1);
+                .min(at + WINDOW_RECHECK_SECS);
             if !m.auto_renew {
-                m.next_attempt_at = (at + WINDOW_RECHECK_SECS).min(cert.not_after.max(at + 1));
+                m.next_attempt_at = at + WINDOW_RECHECK_SECS;
             }
+            m.next_attempt_at = m.next_attempt_at.min(reminder).max(at + 1);
             Ok(())
         }
     }
+}
+
+/// What notifications say about a managed certificate and its certificate.
+fn event_data(m: &ManagedCertificate, cert: &Certificate) -> Value {
+    json!({
+        "managed_certificate": m.id, "name": m.name, "identifiers": m.identifiers,
+        "certificate": cert.id, "serial": cert.serial, "issuer": cert.issuer,
+        "not_after": crate::util::rfc3339(cert.not_after),
+        "days_remaining": (cert.not_after - now()).div_euclid(86400),
+    })
+}
+
+/// Sends the expiry reminder whose threshold the certificate has crossed
+/// (30, 14, 7 and 1 days before expiry), once per threshold and
+/// certificate; returns when the next reminder falls due.
+async fn remind_expiry(hub: &Hub, m: &mut ManagedCertificate, cert: &Certificate) -> i64 {
+    let at = now();
+    if cert.status == CertificateStatus::Revoked || cert.not_after <= at {
+        return i64::MAX;
+    }
+    let left = cert.not_after - at;
+    let crossed = EXPIRY_REMINDERS
+        .iter()
+        .copied()
+        .filter(|days| left <= days * 86400)
+        .min();
+    if let Some(days) = crossed {
+        if m.expiry_notified.is_none_or(|sent| sent > days) {
+            m.expiry_notified = Some(days);
+            let mut data = event_data(m, cert);
+            data["threshold_days"] = json!(days);
+            crate::notify::emit(hub, &m.instance_id, "certificate.expiring", data).await;
+        }
+    }
+    EXPIRY_REMINDERS
+        .iter()
+        .map(|days| cert.not_after - days * 86400)
+        .filter(|when| *when > at)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 /// A new key of the certificate's type and a CSR for its names.
@@ -723,6 +779,8 @@ async fn check_order(
                 .ok_or_else(|| Error::internal("managing a certificate", "certificate vanished"))?;
             let renewed = m.certificate_id.is_some();
             m.certificate_id = Some(cert_id.clone());
+            m.expiry_notified = None;
+            m.renew_requested = false;
             m.order_id = None;
             m.status = "active".into();
             m.failures = 0;
@@ -730,7 +788,8 @@ async fn check_order(
             let at = now();
             let renewal = schedule(hub, instance, m, &cert).await;
             m.next_renewal_at = Some(renewal);
-            m.next_attempt_at = renewal.min(at + WINDOW_RECHECK_SECS);
+            // Looked at again at once: expiry reminders and the window.
+            m.next_attempt_at = at;
             m.step = format!("renews at {}", crate::util::rfc3339(renewal));
             let event = if renewed { "renewed" } else { "issued" };
             push_history(
@@ -745,6 +804,13 @@ async fn check_order(
                 &format!("managed.{event}"),
                 ("managed-certificate", &m.id),
                 json!({"name": m.name, "serial": cert.serial, "certificate": cert_id}),
+            )
+            .await;
+            crate::notify::emit(
+                hub,
+                &instance.id,
+                &format!("certificate.{event}"),
+                event_data(m, &cert),
             )
             .await;
             Ok(())
@@ -818,6 +884,17 @@ async fn failure(hub: &Hub, m: &mut ManagedCertificate, e: &Error) -> Result<(),
     );
     push_history(m, json!({"at": at, "event": "failed", "error": e.detail}));
     tracing::warn!(managed = %m.id, name = %m.name, failures = m.failures, error = %e.detail, "managed certificate attempt failed");
+    if m.failures == FAILING_AFTER {
+        crate::notify::emit(
+            hub,
+            &m.instance_id,
+            "certificate.renewal_failing",
+            json!({"managed_certificate": m.id, "name": m.name, "identifiers": m.identifiers,
+                   "failures": m.failures, "error": e.detail,
+                   "next_attempt_at": crate::util::rfc3339(m.next_attempt_at)}),
+        )
+        .await;
+    }
     audit::record(
         hub,
         Some(&m.instance_id),

@@ -109,6 +109,10 @@ pub async fn revoke_certificate(
     }
     metrics::counter!("acmehub_revocations_total").increment(1);
     tracing::info!(certificate = %cert.id, serial = %cert.serial, reason, actor = %actor.label(), "certificate revoked");
+    // A managed certificate serving it notices now (and renews, when it may).
+    if let Err(e) = hub.store.nudge_managed(&cert.id).await {
+        tracing::warn!(certificate = %cert.id, error = %e, "telling its managed certificate failed");
+    }
     audit::record(
         hub,
         Some(&cert.instance_id),

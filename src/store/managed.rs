@@ -38,6 +38,8 @@ fn managed_from_row(r: &AnyRow) -> Result<ManagedCertificate> {
         failures: r.try_get("failures")?,
         error: r.try_get("error")?,
         history: json(r, "history")?,
+        expiry_notified: r.try_get("expiry_notified")?,
+        renew_requested: r.try_get::<i64, _>("renew_requested")? != 0,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -88,7 +90,8 @@ impl Store {
             "UPDATE managed_certificates SET status = $1, step = $2, missing = $3, sealed_key = $4, \
              csr = $5, order_id = $6, certificate_id = $7, next_renewal_at = $8, next_attempt_at = $9, \
              failures = $10, error = $11, history = $12, updated_at = $13, auto_renew = $14, \
-             renew_before_days = $15, keep_key = $16, tags = $17 WHERE id = $18",
+             renew_before_days = $15, keep_key = $16, tags = $17, expiry_notified = $18, \
+             renew_requested = $19 WHERE id = $20",
         )
         .bind(&m.status)
         .bind(&m.step)
@@ -107,6 +110,8 @@ impl Store {
         .bind(m.renew_before_days)
         .bind(i64::from(m.keep_key))
         .bind(to_json(&m.tags))
+        .bind(m.expiry_notified)
+        .bind(i64::from(m.renew_requested))
         .bind(&m.id)
         .execute(&self.pool)
         .await?;

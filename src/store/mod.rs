@@ -8,6 +8,7 @@ mod acme;
 mod admin;
 mod dns;
 mod managed;
+mod notify;
 mod records;
 mod relay;
 

@@ -472,6 +472,47 @@ pub struct ManagedCertificate {
     pub error: Option<String>,
     /// Attempts and their outcomes, oldest first.
     pub history: Vec<serde_json::Value>,
+    /// The expiry reminder (days before expiry) last sent for the current certificate.
+    pub expiry_notified: Option<i64>,
+    /// An operator asked for a renewal now.
+    pub renew_requested: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Where an instance's notifications go.
+#[derive(Debug, Clone)]
+pub struct NotificationChannel {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    /// `webhook` or `email`.
+    pub kind: String,
+    /// Non-secret settings (webhook `url`; email `host`, `port`, `from`, `to`, ...).
+    pub config: serde_json::Value,
+    /// The webhook's HMAC key or the SMTP password, sealed.
+    pub sealed_secret: Option<Vec<u8>>,
+    /// Events sent here; empty means all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One notification to deliver to one channel.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: String,
+    pub channel_id: String,
+    pub instance_id: String,
+    pub event: String,
+    /// The JSON body.
+    pub payload: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
 }

@@ -335,3 +335,225 @@ async fn a_managed_certificate_of_a_relaying_instance_comes_from_the_upstream_ca
     t.stop().await;
     upstream.stop().await;
 }
+
+/// A webhook receiver on 127.0.0.1: records (headers, body) of each POST and
+/// answers with the statuses given, then 200.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(mut statuses: Vec<u16>) -> Self {
+        use axum::extract::State;
+        type Got = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+        let got: Got = Default::default();
+        statuses.reverse();
+        let statuses = std::sync::Arc::new(std::sync::Mutex::new(statuses));
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |State((got, statuses)): State<(
+                        Got,
+                        std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+                    )>,
+                     headers: axum::http::HeaderMap,
+                     body: String| async move {
+                        let signature = headers
+                            .get("x-acmehub-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        got.lock().unwrap().push((signature, body));
+                        let status = statuses.lock().unwrap().pop().unwrap_or(200);
+                        axum::http::StatusCode::from_u16(status).unwrap()
+                    },
+                ),
+            )
+            .with_state((got.clone(), statuses));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, got, task }
+    }
+
+    /// The bodies received so far whose signature checks out with `secret`.
+    fn events(&self, secret: &str) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(signature, body)| {
+                assert_eq!(
+                    signature,
+                    &acmehub::notify::signature(secret.as_bytes(), body.as_bytes()),
+                    "a bad signature on {body}"
+                );
+                serde_json::from_str(body).unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn wait_event(r: &Receiver, secret: &str, event: &str) -> Value {
+    for _ in 0..150 {
+        if let Some(e) = r.events(secret).into_iter().find(|e| e["event"] == event) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {event} notification: {:?}", r.events(secret));
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_tell_of_issuance_renewal_expiry_and_delegation_drift() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let receiver = Receiver::start(vec![500]).await;
+    // Bad channels are refused, and change nothing.
+    for (body, field) in [
+        (json!({"name": "h", "kind": "pager"}), "kind"),
+        (json!({"name": "h", "kind": "webhook"}), "url"),
+        (
+            json!({"name": "h", "kind": "webhook", "url": "ftp://x.test/"}),
+            "url",
+        ),
+        (
+            json!({"name": "h", "kind": "webhook", "url": receiver.url, "events": ["everything"]}),
+            "events",
+        ),
+        (
+            json!({"name": "h", "kind": "webhook", "url": receiver.url, "secret": "short"}),
+            "secret",
+        ),
+        (
+            json!({"name": "h", "kind": "email", "smtp_host": "mail.test", "from": "hub@x.test"}),
+            "to",
+        ),
+        (
+            json!({"name": "h", "kind": "email", "smtp_host": "mail.test", "from": "not an address", "to": ["a@x.test"]}),
+            "from",
+        ),
+    ] {
+        let r = api
+            .post(
+                "/api/v1/instances/default/notification-channels",
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{body}");
+    }
+    let channel = api
+        .expect(
+            201,
+            "/api/v1/instances/default/notification-channels",
+            json!({"name": "hook", "kind": "webhook", "url": receiver.url}),
+        )
+        .await;
+    let secret = channel["secret"].as_str().unwrap().to_string();
+    let listed = api
+        .get("/api/v1/instances/default/notification-channels")
+        .await
+        .body;
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once only"
+    );
+    assert_eq!(listed[0]["has_secret"], true);
+    // The test endpoint: the receiver answers 500 first, then 200.
+    let r = api
+        .post(
+            "/api/v1/instances/default/notification-channels/hook/test",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["delivered"], false, "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("500"));
+    let r = api
+        .post(
+            "/api/v1/instances/default/notification-channels/hook/test",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["delivered"], true, "{}", r.body);
+    assert_eq!(
+        wait_event(&receiver, &secret, "test").await["data"]["channel"],
+        "hook"
+    );
+
+    // A ten-day certificate: issued, and at once inside the 14-day reminder.
+    api.patch(
+        "/api/v1/instances/default",
+        json!({"cert_validity_days": 10}),
+    )
+    .await;
+    let d = api
+        .expect(
+            201,
+            "/api/v1/instances/default/delegations",
+            json!({"domain": "n.customer.test"}),
+        )
+        .await;
+    let target = d["cname_target"].as_str().unwrap().to_string();
+    authoritative(&t, "customer.test");
+    t.dns.set_cname("_acme-challenge.n.customer.test", &target);
+    api.expect(
+        201,
+        "/api/v1/instances/default/certificates",
+        json!({"name": "short", "identifiers": ["n.customer.test"], "auto_renew": false}),
+    )
+    .await;
+    let issued = wait_event(&receiver, &secret, "certificate.issued").await;
+    assert_eq!(issued["data"]["name"], "short");
+    assert_eq!(issued["data"]["identifiers"][0]["value"], "n.customer.test");
+    let expiring = wait_event(&receiver, &secret, "certificate.expiring").await;
+    assert_eq!(expiring["data"]["threshold_days"], 14, "{expiring}");
+    assert_eq!(expiring["data"]["days_remaining"], 9);
+    api.post(
+        "/api/v1/instances/default/managed-certificates/short/renew",
+        json!({}),
+    )
+    .await;
+    let renewed = wait_event(&receiver, &secret, "certificate.renewed").await;
+    assert_ne!(renewed["data"]["serial"], issued["data"]["serial"]);
+    // Revoked from the inventory: the channel hears of it.
+    let serial = renewed["data"]["certificate"].as_str().unwrap();
+    api.post(
+        &format!("/api/v1/instances/default/certificates/{serial}/revoke"),
+        json!({}),
+    )
+    .await;
+    wait_event(&receiver, &secret, "certificate.revoked").await;
+    // The delegation CNAME disappears.
+    t.dns
+        .set_cname("_acme-challenge.n.customer.test", "elsewhere.test");
+    api.get("/api/v1/instances/default/delegations/n.customer.test")
+        .await;
+    let drift = wait_event(&receiver, &secret, "delegation.drift").await;
+    assert_eq!(drift["data"]["domain"], "n.customer.test");
+    assert_eq!(drift["data"]["status"], "mismatch");
+    // The outbox shows what went out.
+    let sent = api
+        .get("/api/v1/instances/default/notifications")
+        .await
+        .body;
+    assert!(
+        sent.as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "sent"),
+        "{sent}"
+    );
+    t.stop().await;
+}
