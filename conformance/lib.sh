@@ -66,6 +66,20 @@ install_certbot() {
 	}
 }
 
+# The SMTP server the notification flows send to (aiosmtpd, from PyPI).
+AIOSMTPD_VERSION=${AIOSMTPD_VERSION:-1.4.6}
+
+# install_aiosmtpd: aiosmtpd into conformance/.venv beside certbot.
+install_aiosmtpd() {
+	local venv=$CONF_DIR/.venv
+	"$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null && return 0
+	say "installing aiosmtpd into $venv (log: $INSTALL_LOG)"
+	"$venv/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" >>"$INSTALL_LOG" 2>&1 || {
+		say "pip install aiosmtpd==$AIOSMTPD_VERSION failed; see $INSTALL_LOG"
+		return 1
+	}
+}
+
 # ---------------------------------------------------------------- processes
 
 # start_bg NAME LOG CMD...: starts CMD in the background with its output in

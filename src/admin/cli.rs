@@ -117,6 +117,44 @@ pub enum CertCommand {
         #[arg(long)]
         reason: Option<i64>,
     },
+    /// A certificate the hub manages itself (key, issuance, renewal).
+    Create {
+        instance: String,
+        /// Its name, unique in the instance.
+        name: String,
+        /// DNS names (wildcards allowed), each covered by a zone binding or delegation.
+        #[arg(required = true)]
+        identifiers: Vec<String>,
+        /// ec-p256 (default), ec-p384, rsa-2048, rsa-3072 or rsa-4096.
+        #[arg(long)]
+        key_type: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Do not renew on its own.
+        #[arg(long)]
+        no_auto_renew: bool,
+        #[arg(long)]
+        renew_before_days: Option<i64>,
+    },
+    /// A managed certificate: status, the step it waits on, next renewal.
+    Show { instance: String, name: String },
+    /// Renews a managed certificate now.
+    Renew { instance: String, name: String },
+    /// Writes a certificate (or a managed certificate's key) to a file.
+    Download {
+        instance: String,
+        /// Managed certificate name or id, or an issued certificate's id or serial.
+        cert: String,
+        /// pem, fullchain (default), key or pkcs12.
+        #[arg(long, default_value = "fullchain")]
+        format: String,
+        /// Where to write it (standard output when absent; pkcs12 needs a file).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// For pkcs12: a file holding the password (its first line).
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +259,30 @@ impl Client {
             Some(field) => format!("{error} (field {field}; HTTP {})", status.as_u16()),
             None => format!("{error} (HTTP {})", status.as_u16()),
         })
+    }
+
+    /// A GET whose answer is not JSON (a download), with extra headers.
+    async fn get_bytes(&self, path: &str, headers: &[(&str, String)]) -> Result<Vec<u8>, String> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(&url).bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(format!(
+            "{} (HTTP {})",
+            value["error"].as_str().unwrap_or("request failed"),
+            status.as_u16()
+        ))
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
@@ -501,7 +563,150 @@ async fn cert(client: &Client, command: &CertCommand) -> Result<Output, String> 
             let t = format!("certificate {} revoked", cell(&v["serial"]));
             Ok((v, t))
         }
+        CertCommand::Create {
+            instance,
+            name,
+            identifiers,
+            key_type,
+            profile,
+            no_auto_renew,
+            renew_before_days,
+        } => {
+            let mut body =
+                json!({"name": name, "identifiers": identifiers, "auto_renew": !no_auto_renew});
+            if let Some(k) = key_type {
+                body["key_type"] = json!(k);
+            }
+            if let Some(p) = profile {
+                body["profile"] = json!(p);
+            }
+            if let Some(d) = renew_before_days {
+                body["renew_before_days"] = json!(d);
+            }
+            let v = client
+                .post(
+                    &format!("/api/v1/instances/{}/certificates", seg(instance)),
+                    body,
+                )
+                .await?;
+            let t = format!(
+                "managed certificate {} created: {}",
+                cell(&v["name"]),
+                cell(&v["status"])
+            );
+            Ok((v, t))
+        }
+        CertCommand::Show { instance, name } => {
+            let v = client
+                .get(&format!(
+                    "/api/v1/instances/{}/managed-certificates/{}",
+                    seg(instance),
+                    seg(name)
+                ))
+                .await?;
+            Ok((v.clone(), managed_summary(&v)))
+        }
+        CertCommand::Renew { instance, name } => {
+            let v = client
+                .post(
+                    &format!(
+                        "/api/v1/instances/{}/managed-certificates/{}/renew",
+                        seg(instance),
+                        seg(name)
+                    ),
+                    json!({}),
+                )
+                .await?;
+            Ok((v, format!("renewal of {name} started")))
+        }
+        CertCommand::Download {
+            instance,
+            cert,
+            format,
+            out,
+            password_file,
+        } => {
+            let mut headers = Vec::new();
+            if format == "pkcs12" {
+                let file = password_file
+                    .as_ref()
+                    .ok_or("pkcs12 needs --password-file")?;
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                headers.push((
+                    "x-password",
+                    text.lines().next().unwrap_or_default().to_string(),
+                ));
+                if out.is_none() {
+                    return Err("pkcs12 is binary: pass --out FILE".into());
+                }
+            }
+            let bytes = client
+                .get_bytes(
+                    &format!(
+                        "/api/v1/instances/{}/certificates/{}/download?format={}",
+                        seg(instance),
+                        seg(cert),
+                        seg(format)
+                    ),
+                    &headers,
+                )
+                .await?;
+            match out {
+                Some(path) => {
+                    write_private(path, &bytes, matches!(format.as_str(), "key" | "pkcs12"))?;
+                    let t = format!("wrote {} ({} bytes)", path.display(), bytes.len());
+                    Ok((json!({"file": path, "bytes": bytes.len()}), t))
+                }
+                None => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    Ok((json!({"pem": text}), text.trim_end().to_string()))
+                }
+            }
+        }
     }
+}
+
+/// Writes a file; one holding a key is readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let _ = secret;
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn managed_summary(v: &Value) -> String {
+    let mut lines = vec![
+        format!("name:          {}", cell(&v["name"])),
+        format!("identifiers:   {}", cell(&v["identifiers"])),
+        format!("status:        {}", cell(&v["status"])),
+        format!("step:          {}", cell(&v["step"])),
+        format!("next renewal:  {}", cell(&v["next_renewal_at"])),
+    ];
+    if let Some(c) = v["certificate"].as_object() {
+        lines.push(format!(
+            "certificate:   serial {}, {} days left, issuer {}",
+            cell(&c["serial"]),
+            cell(&c["days_remaining"]),
+            cell(&c["issuer"])
+        ));
+    }
+    for m in v["missing"].as_array().into_iter().flatten() {
+        lines.push(format!("missing:       {}", cell(&m["detail"])));
+    }
+    if !v["error"].is_null() {
+        lines.push(format!("last error:    {}", cell(&v["error"])));
+    }
+    lines.join("\n")
 }
 
 async fn token(client: &Client, command: &TokenCommand) -> Result<Output, String> {

@@ -524,26 +524,59 @@ async fn remind_expiry(hub: &Hub, m: &mut ManagedCertificate, cert: &Certificate
     if cert.status == CertificateStatus::Revoked || cert.not_after <= at {
         return i64::MAX;
     }
-    let left = cert.not_after - at;
-    let crossed = EXPIRY_REMINDERS
+    let (send, next) = reminder(cert.not_after, at, m.expiry_notified);
+    if let Some(days) = send {
+        m.expiry_notified = Some(days);
+        let mut data = event_data(m, cert);
+        data["threshold_days"] = json!(days);
+        crate::notify::emit(hub, &m.instance_id, "certificate.expiring", data).await;
+    }
+    next
+}
+
+/// At `now`, for a certificate valid until `not_after` whose reminder for
+/// `notified` days was sent last: the reminder to send (the smallest
+/// threshold crossed, if not sent yet), and when the next one falls due.
+fn reminder(not_after: i64, now: i64, notified: Option<i64>) -> (Option<i64>, i64) {
+    let left = not_after - now;
+    let send = EXPIRY_REMINDERS
         .iter()
         .copied()
         .filter(|days| left <= days * 86400)
-        .min();
-    if let Some(days) = crossed {
-        if m.expiry_notified.is_none_or(|sent| sent > days) {
-            m.expiry_notified = Some(days);
-            let mut data = event_data(m, cert);
-            data["threshold_days"] = json!(days);
-            crate::notify::emit(hub, &m.instance_id, "certificate.expiring", data).await;
-        }
-    }
-    EXPIRY_REMINDERS
-        .iter()
-        .map(|days| cert.not_after - days * 86400)
-        .filter(|when| *when > at)
         .min()
-        .unwrap_or(i64::MAX)
+        .filter(|days| notified.is_none_or(|sent| sent > *days));
+    let next = EXPIRY_REMINDERS
+        .iter()
+        .map(|days| not_after - days * 86400)
+        .filter(|when| *when > now)
+        .min()
+        .unwrap_or(i64::MAX);
+    (send, next)
+}
+
+/// A point in [start, end) chosen by `random`, so that certificates issued
+/// together do not renew together.
+fn spread(start: i64, end: i64, random: u64) -> i64 {
+    let width = (end - start).max(1) as u64;
+    start + (random % width) as i64
+}
+
+/// Without a renewal window: `renew_before_days` (default a third of the
+/// lifetime) before expiry, spread over a tenth of that; [start, end).
+fn fallback_window(not_before: i64, not_after: i64, renew_before_days: Option<i64>) -> (i64, i64) {
+    let lifetime = not_after - not_before;
+    let before = renew_before_days
+        .map(|d| (d * 86400).min(lifetime))
+        .unwrap_or(lifetime / 3);
+    let start = not_after - before;
+    (start, start + (before / 10).max(1))
+}
+
+/// Seconds to wait after `failures` failures in a row: doubling from a
+/// minute, capped at an hour.
+fn backoff_secs(failures: i64) -> i64 {
+    let shift = (failures - 1).clamp(0, 10) as u32;
+    (BACKOFF_START_SECS << shift).min(BACKOFF_CAP_SECS)
 }
 
 /// A new key of the certificate's type and a CSR for its names.
@@ -844,24 +877,16 @@ async fn schedule(
     m: &ManagedCertificate,
     cert: &Certificate,
 ) -> i64 {
-    let spread = |start: i64, end: i64| -> i64 {
-        let width = (end - start).max(1) as u64;
-        start + (u64::from_le_bytes(random_bytes::<8>()) % width) as i64
-    };
+    let random = u64::from_le_bytes(random_bytes::<8>());
     if m.renew_before_days.is_none() {
         if let Some(ari) = &cert.ari_id {
             if let Ok(w) = super::renewal_info(hub, instance, ari).await {
-                return spread(w.start, w.end.max(w.start + 1));
+                return spread(w.start, w.end.max(w.start + 1), random);
             }
         }
     }
-    let lifetime = cert.not_after - cert.not_before;
-    let before = m
-        .renew_before_days
-        .map(|d| (d * 86400).min(lifetime))
-        .unwrap_or(lifetime / 3);
-    let start = cert.not_after - before;
-    spread(start, start + (before / 10).max(1))
+    let (start, end) = fallback_window(cert.not_before, cert.not_after, m.renew_before_days);
+    spread(start, end, random)
 }
 
 /// Records a failed attempt and when to try again (doubling from a minute,
@@ -873,8 +898,7 @@ async fn failure(hub: &Hub, m: &mut ManagedCertificate, e: &Error) -> Result<(),
     if m.certificate_id.is_none() {
         m.status = "failed".into();
     }
-    let shift = (m.failures - 1).clamp(0, 10) as u32;
-    let backoff = (BACKOFF_START_SECS << shift).min(BACKOFF_CAP_SECS);
+    let backoff = backoff_secs(m.failures);
     let at = now();
     m.next_attempt_at = at + backoff;
     m.step = format!(
@@ -912,5 +936,75 @@ fn push_history(m: &mut ManagedCertificate, entry: Value) {
     if m.history.len() > MAX_HISTORY {
         let extra = m.history.len() - MAX_HISTORY;
         m.history.drain(..extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The clock is an argument here: each case says what time it is.
+    use super::*;
+
+    const DAY: i64 = 86400;
+
+    #[test]
+    fn expiry_reminders_come_once_at_each_threshold() {
+        let not_after = 1_000 * DAY;
+        // 40 days out: nothing yet; the next one is due at 30 days.
+        assert_eq!(
+            reminder(not_after, not_after - 40 * DAY, None),
+            (None, not_after - 30 * DAY)
+        );
+        // At 30 days: the 30-day reminder; then the 14-day one is next.
+        assert_eq!(
+            reminder(not_after, not_after - 30 * DAY, None),
+            (Some(30), not_after - 14 * DAY)
+        );
+        // Sent already: not again.
+        assert_eq!(reminder(not_after, not_after - 20 * DAY, Some(30)).0, None);
+        // A clock that jumped past several thresholds sends the smallest once.
+        assert_eq!(
+            reminder(not_after, not_after - 5 * DAY, Some(30)).0,
+            Some(7)
+        );
+        assert_eq!(reminder(not_after, not_after - 5 * DAY, Some(7)).0, None);
+        // The last one, a day before.
+        let (send, next) = reminder(not_after, not_after - DAY + 60, Some(7));
+        assert_eq!((send, next), (Some(1), i64::MAX));
+        // A new certificate (nothing sent for it) well inside 14 days.
+        assert_eq!(reminder(not_after, not_after - 10 * DAY, None).0, Some(14));
+    }
+
+    #[test]
+    fn renewals_spread_over_their_window() {
+        let (start, end) = (100 * DAY, 110 * DAY);
+        let picks: Vec<i64> = (0u64..1000)
+            .map(|i| spread(start, end, i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        assert!(picks.iter().all(|p| (start..end).contains(p)));
+        // A thousand certificates issued together land on many different seconds,
+        // across the whole window.
+        let mut distinct = picks.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 990);
+        assert!(*distinct.first().unwrap() < start + DAY && *distinct.last().unwrap() > end - DAY);
+        // An empty window still gives its start.
+        assert_eq!(spread(start, start, 12345), start);
+    }
+
+    #[test]
+    fn without_a_window_renewal_is_renew_before_days_or_a_third_of_the_lifetime() {
+        let (nb, na) = (0, 90 * DAY);
+        assert_eq!(fallback_window(nb, na, None), (60 * DAY, 63 * DAY));
+        assert_eq!(fallback_window(nb, na, Some(10)), (80 * DAY, 81 * DAY));
+        // More days than the lifetime: renew from the start.
+        assert_eq!(fallback_window(nb, na, Some(365)).0, nb);
+    }
+
+    #[test]
+    fn backoff_doubles_from_a_minute_and_stops_at_an_hour() {
+        let waits: Vec<i64> = (1..=9).map(backoff_secs).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(backoff_secs(1000), 3600);
     }
 }
