@@ -437,6 +437,25 @@ async fn relay_client(t: &TestHub) -> instant_acme::Account {
         .0
 }
 
+/// An upstream hub pre-authorizing `*.customer.test`, and a hub whose
+/// `relay` instance has one CA account `up` there; returns both and a
+/// client account of the relay instance.
+async fn relay_to_one_upstream() -> (TestHub, TestHub, instant_acme::Account) {
+    let upstream = TestHub::start(Db::Sqlite).await;
+    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
+    let t = TestHub::start(Db::Sqlite).await;
+    let client = relay_client(&t).await;
+    Api::admin(&t)
+        .expect(
+            201,
+            "/api/v1/instances/relay/ca-accounts",
+            json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
+                   "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
+        )
+        .await;
+    (upstream, t, client)
+}
+
 fn retry() -> instant_acme::RetryPolicy {
     instant_acme::RetryPolicy::new()
         .initial_delay(std::time::Duration::from_millis(100))
@@ -530,18 +549,7 @@ async fn a_relayed_order_is_issued_by_the_upstream_ca_and_fails_over() {
 
 #[tokio::test]
 async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
-    let upstream = TestHub::start(Db::Sqlite).await;
-    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
-    let t = TestHub::start(Db::Sqlite).await;
-    let client = relay_client(&t).await;
-    let api = Api::admin(&t);
-    api.expect(
-        201,
-        "/api/v1/instances/relay/ca-accounts",
-        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
-               "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
-    )
-    .await;
+    let (upstream, t, client) = relay_to_one_upstream().await;
     let ids = vec![instant_acme::Identifier::Dns("b.customer.test".into())];
     let order = client
         .new_order(&instant_acme::NewOrder::new(&ids))
@@ -741,18 +749,7 @@ async fn caa_passes_over_accounts_whose_ca_it_does_not_authorize() {
 
 #[tokio::test]
 async fn downstream_renewal_info_for_a_relayed_certificate_is_the_upstream_cas() {
-    let upstream = TestHub::start(Db::Sqlite).await;
-    let (kid, hmac) = preauthorizing_upstream(&upstream).await;
-    let t = TestHub::start(Db::Sqlite).await;
-    let client = relay_client(&t).await;
-    let api = Api::admin(&t);
-    api.expect(
-        201,
-        "/api/v1/instances/relay/ca-accounts",
-        json!({"name": "up", "ca": "custom", "directory_url": upstream.directory,
-               "trusted_roots_pem": root_pem(&upstream), "eab_kid": kid, "eab_hmac_key": hmac}),
-    )
-    .await;
+    let (upstream, t, client) = relay_to_one_upstream().await;
     let mut order = order_and_finalize(&client, "g.customer.test").await;
     let chain = order.poll_certificate(&retry()).await.unwrap();
     let ari = acmehub::issuance::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
