@@ -55,6 +55,9 @@ pub struct Hub {
     /// another replica is seen within that time; this replica's own changes
     /// drop the entry at once ([`Hub::forget_instance`]).
     instances: RwLock<HashMap<String, (Instance, Instant)>>,
+    /// Seconds added to the clock of the managed-certificate job (renewal
+    /// windows, reminders, backoff): 0 except when a test moves time on.
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 impl Hub {
@@ -127,7 +130,20 @@ impl Hub {
             secrets,
             admin_token_hash,
             instances,
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
         }))
+    }
+
+    /// The time the managed-certificate job goes by: the system clock, plus
+    /// what [`Hub::advance_clock`] added.
+    pub fn now(&self) -> i64 {
+        crate::util::now() + self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves [`Hub::now`] on by `secs` (for tests of renewal and reminders).
+    pub fn advance_clock(&self, secs: i64) {
+        self.clock_offset
+            .fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `{public_url}/acme/{instance}/{path}`.

@@ -22,7 +22,7 @@ use crate::store::{
     Account, Certificate, CertificateStatus, Instance, ManagedCertificate, NewAuthz, NewOrder,
     OrderStatus,
 };
-use crate::util::{b64, now, random_bytes, random_id};
+use crate::util::{b64, random_bytes, random_id};
 
 /// The key types a managed certificate may have.
 pub const KEY_TYPES: &[&str] = &["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
@@ -153,7 +153,7 @@ pub async fn create_managed(
             .await
             .map_err(|e| Error::invalid("profile", e.detail))?;
     }
-    let at = now();
+    let at = hub.now();
     let mut m = ManagedCertificate {
         id: random_id(),
         instance_id: instance.id.clone(),
@@ -236,7 +236,7 @@ pub async fn renew_now(
         ));
     }
     m.renew_requested = true;
-    m.next_attempt_at = now();
+    m.next_attempt_at = hub.now();
     m.failures = 0;
     hub.store.update_managed(m).await?;
     audit::record(
@@ -385,7 +385,7 @@ pub fn spawn(hub: Arc<Hub>, id: String) {
 
 /// Every managed certificate whose next step is due (the housekeeping sweep).
 pub async fn sweep(hub: &Arc<Hub>) -> Result<usize, Error> {
-    let due = hub.store.due_managed(now()).await?;
+    let due = hub.store.due_managed(hub.now()).await?;
     let n = due.len();
     for id in due {
         spawn(hub.clone(), id);
@@ -394,8 +394,8 @@ pub async fn sweep(hub: &Arc<Hub>) -> Result<usize, Error> {
 }
 
 async fn run(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
-    let held_until = now() + LEASE_SECS;
-    if !hub.store.lease_managed(id, now(), held_until).await? {
+    let held_until = hub.now() + LEASE_SECS;
+    if !hub.store.lease_managed(id, hub.now(), held_until).await? {
         return Ok(());
     }
     let outcome = advance(hub, id).await;
@@ -420,7 +420,7 @@ async fn advance(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
             Err(e) => failure(hub, &mut m, &e).await?,
         }
         hub.store.update_managed(&m).await?;
-        if m.next_attempt_at > now()
+        if m.next_attempt_at > hub.now()
             || (m.status.clone(), m.order_id.clone(), m.next_attempt_at) == before
         {
             break;
@@ -441,7 +441,7 @@ async fn step(
         Some(id) => hub.store.certificate(&instance.id, id).await?,
         None => None,
     };
-    let at = now();
+    let at = hub.now();
     match (&current, m.status.as_str()) {
         (_, "draft") => {
             make_key(m).await.map(|(key, csr)| {
@@ -461,7 +461,7 @@ async fn step(
                         hub,
                         &m.instance_id,
                         "certificate.revoked",
-                        event_data(m, cert),
+                        event_data(m, cert, hub.now()),
                     )
                     .await;
                 }
@@ -507,12 +507,12 @@ async fn step(
 }
 
 /// What notifications say about a managed certificate and its certificate.
-fn event_data(m: &ManagedCertificate, cert: &Certificate) -> Value {
+fn event_data(m: &ManagedCertificate, cert: &Certificate, at: i64) -> Value {
     json!({
         "managed_certificate": m.id, "name": m.name, "identifiers": m.identifiers,
         "certificate": cert.id, "serial": cert.serial, "issuer": cert.issuer,
         "not_after": crate::util::rfc3339(cert.not_after),
-        "days_remaining": (cert.not_after - now()).div_euclid(86400),
+        "days_remaining": (cert.not_after - at).div_euclid(86400),
     })
 }
 
@@ -520,14 +520,14 @@ fn event_data(m: &ManagedCertificate, cert: &Certificate) -> Value {
 /// (30, 14, 7 and 1 days before expiry), once per threshold and
 /// certificate; returns when the next reminder falls due.
 async fn remind_expiry(hub: &Hub, m: &mut ManagedCertificate, cert: &Certificate) -> i64 {
-    let at = now();
+    let at = hub.now();
     if cert.status == CertificateStatus::Revoked || cert.not_after <= at {
         return i64::MAX;
     }
     let (send, next) = reminder(cert.not_after, at, m.expiry_notified);
     if let Some(days) = send {
         m.expiry_notified = Some(days);
-        let mut data = event_data(m, cert);
+        let mut data = event_data(m, cert, hub.now());
         data["threshold_days"] = json!(days);
         crate::notify::emit(hub, &m.instance_id, "certificate.expiring", data).await;
     }
@@ -675,7 +675,7 @@ async fn issue(
     instance: &Instance,
     m: &mut ManagedCertificate,
 ) -> Result<(), Error> {
-    let at = now();
+    let at = hub.now();
     m.missing = missing_dns(hub, instance, m).await?;
     if !m.missing.is_empty() {
         if m.certificate_id.is_none() {
@@ -800,7 +800,7 @@ async fn check_order(
         .order(&instance.id, &order_id)
         .await?
         .ok_or_else(|| Error::internal("managing a certificate", "its order vanished"))?;
-    match super::effective_order_status(&order, now()) {
+    match super::effective_order_status(&order, hub.now()) {
         OrderStatus::Valid => {
             let cert_id = order.certificate_id.clone().ok_or_else(|| {
                 Error::internal("managing a certificate", "valid order without certificate")
@@ -818,7 +818,7 @@ async fn check_order(
             m.status = "active".into();
             m.failures = 0;
             m.error = None;
-            let at = now();
+            let at = hub.now();
             let renewal = schedule(hub, instance, m, &cert).await;
             m.next_renewal_at = Some(renewal);
             // Looked at again at once: expiry reminders and the window.
@@ -843,7 +843,7 @@ async fn check_order(
                 hub,
                 &instance.id,
                 &format!("certificate.{event}"),
-                event_data(m, &cert),
+                event_data(m, &cert, hub.now()),
             )
             .await;
             Ok(())
@@ -860,7 +860,7 @@ async fn check_order(
         }
         _ => {
             m.step = format!("the CA is issuing (order {order_id})");
-            m.next_attempt_at = now() + ORDER_POLL_SECS;
+            m.next_attempt_at = hub.now() + ORDER_POLL_SECS;
             Ok(())
         }
     }
@@ -899,7 +899,7 @@ async fn failure(hub: &Hub, m: &mut ManagedCertificate, e: &Error) -> Result<(),
         m.status = "failed".into();
     }
     let backoff = backoff_secs(m.failures);
-    let at = now();
+    let at = hub.now();
     m.next_attempt_at = at + backoff;
     m.step = format!(
         "attempt {} failed; next attempt at {}",

@@ -557,3 +557,210 @@ async fn webhooks_are_signed_and_tell_of_issuance_renewal_expiry_and_delegation_
     );
     t.stop().await;
 }
+
+/// Moves the hub's clock and runs the managed-certificate sweep at once.
+async fn advance(t: &TestHub, secs: i64) {
+    t.hub.advance_clock(secs);
+    acmehub::orders::managed::sweep(&t.hub).await.unwrap();
+}
+
+async fn managed(api: &Api<'_>, instance: &str, name: &str) -> Value {
+    api.get(&format!(
+        "/api/v1/instances/{instance}/managed-certificates/{name}"
+    ))
+    .await
+    .body
+}
+
+fn at(v: &Value) -> i64 {
+    acmehub::util::parse_rfc3339(v.as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn with_the_clock_moved_on_it_renews_in_its_window_and_reminds_at_each_threshold() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let receiver = Receiver::start(Vec::new()).await;
+    let channel = api
+        .expect(
+            201,
+            "/api/v1/instances/default/notification-channels",
+            json!({"name": "hook", "kind": "webhook", "url": receiver.url,
+                   "events": ["certificate.renewed", "certificate.expiring"]}),
+        )
+        .await;
+    let secret = channel["secret"].as_str().unwrap().to_string();
+    authoritative(&t, "customer.test");
+    for (name, domain, auto) in [
+        ("w", "w.customer.test", true),
+        ("r", "r.customer.test", false),
+    ] {
+        let d = api
+            .expect(
+                201,
+                "/api/v1/instances/default/delegations",
+                json!({"domain": domain}),
+            )
+            .await;
+        t.dns.set_cname(
+            &format!("_acme-challenge.{domain}"),
+            d["cname_target"].as_str().unwrap(),
+        );
+        api.expect(
+            201,
+            "/api/v1/instances/default/certificates",
+            json!({"name": name, "identifiers": [domain], "auto_renew": auto}),
+        )
+        .await;
+        wait_for(
+            &api,
+            &format!("/api/v1/instances/default/managed-certificates/{name}"),
+            |m| m["status"] == "active",
+        )
+        .await;
+    }
+    // Just before its renewal time nothing happens; just after, it renews.
+    let w = managed(&api, "default", "w").await;
+    let first = w["certificate"]["serial"].clone();
+    let wait = at(&w["next_renewal_at"]) - acmehub::util::now();
+    advance(&t, wait - 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        managed(&api, "default", "w").await["certificate"]["serial"],
+        first
+    );
+    advance(&t, 120).await;
+    let renewed = wait_for(
+        &api,
+        "/api/v1/instances/default/managed-certificates/w",
+        |m| m["certificate"]["serial"] != first && m["status"] == "active",
+    )
+    .await;
+    assert_eq!(
+        wait_event(&receiver, &secret, "certificate.renewed").await["data"]["name"],
+        "w"
+    );
+    assert_eq!(renewed["history"][1]["event"], "renewed");
+    // Its certificates' lifetimes follow the real clock: stop managing it
+    // before moving on further.
+    api.delete("/api/v1/instances/default/managed-certificates/w")
+        .await;
+
+    // `r` does not renew: at 30, 14, 7 and 1 days before expiry, one reminder each.
+    let r = managed(&api, "default", "r").await;
+    let not_after = at(&r["certificate"]["not_after"]);
+    let reminders = |receiver: &Receiver| -> Vec<i64> {
+        receiver
+            .events(&secret)
+            .iter()
+            .filter(|e| e["event"] == "certificate.expiring" && e["data"]["name"] == "r")
+            .map(|e| e["data"]["threshold_days"].as_i64().unwrap())
+            .collect()
+    };
+    let mut offset = wait + 60;
+    for days in [30, 14, 7, 1] {
+        // The hub's "now" is real time + offset; go to 2 minutes past the threshold.
+        let target = not_after - days * 86400 + 120;
+        let step = target - (acmehub::util::now() + offset);
+        if step > 0 {
+            advance(&t, step).await;
+            offset += step;
+        }
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            acmehub::orders::managed::sweep(&t.hub).await.unwrap();
+            got = reminders(&receiver);
+            if got.last() == Some(&days) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(got.last(), Some(&days), "reminders so far: {got:?}");
+    }
+    assert_eq!(
+        reminders(&receiver),
+        [30, 14, 7, 1],
+        "one reminder per threshold"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn failures_back_off_doubling_and_say_so_after_three() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let receiver = Receiver::start(Vec::new()).await;
+    // A relaying instance with no CA account: every attempt fails.
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "relay", "issuer": "upstream"}),
+    )
+    .await;
+    let channel = api
+        .expect(
+            201,
+            "/api/v1/instances/relay/notification-channels",
+            json!({"name": "hook", "kind": "webhook", "url": receiver.url}),
+        )
+        .await;
+    let secret = channel["secret"].as_str().unwrap().to_string();
+    let d = api
+        .expect(
+            201,
+            "/api/v1/instances/relay/delegations",
+            json!({"domain": "f.customer.test"}),
+        )
+        .await;
+    authoritative(&t, "customer.test");
+    t.dns.set_cname(
+        "_acme-challenge.f.customer.test",
+        d["cname_target"].as_str().unwrap(),
+    );
+    api.expect(
+        201,
+        "/api/v1/instances/relay/certificates",
+        json!({"name": "f", "identifiers": ["f.customer.test"]}),
+    )
+    .await;
+    let path = "/api/v1/instances/relay/managed-certificates/f";
+    let mut offset = 0;
+    for (failures, backoff) in [(1, 60), (2, 120), (3, 240), (4, 480)] {
+        let m = wait_for(&api, path, |m| m["failures"] == failures).await;
+        assert_eq!(m["status"], "failed", "{m}");
+        assert!(
+            m["error"]
+                .as_str()
+                .unwrap()
+                .contains("There is no matching ACME account"),
+            "{m}"
+        );
+        let expected = acmehub::util::now() + offset + backoff;
+        let next = at(&m["next_attempt_at"]);
+        assert!(
+            (next - expected).abs() <= 3,
+            "after {failures} failures: next {next}, expected {expected}"
+        );
+        // Not before its time.
+        advance(&t, backoff - 30).await;
+        offset += backoff - 30;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(managed(&api, "relay", "f").await["failures"], failures);
+        advance(&t, 31).await;
+        offset += 31;
+    }
+    let failing = wait_event(&receiver, &secret, "certificate.renewal_failing").await;
+    assert_eq!(
+        failing["data"]["failures"], 3,
+        "said once, after three failures"
+    );
+    assert_eq!(
+        receiver
+            .events(&secret)
+            .iter()
+            .filter(|e| e["event"] == "certificate.renewal_failing")
+            .count(),
+        1
+    );
+    t.stop().await;
+}
