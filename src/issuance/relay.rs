@@ -6,7 +6,6 @@
 //! instance's candidate accounts when one fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use instant_acme::{
@@ -93,22 +92,20 @@ fn retry(timeout: Duration) -> RetryPolicy {
 }
 
 async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
+    let owner = crate::util::random_id();
     let held_until = now() + LEASE_SECS;
     if !hub
         .store
-        .lease_upstream_order(order_id, now(), held_until)
+        .lease_upstream_order(order_id, now(), held_until, &owner)
         .await?
     {
         return Ok(());
     }
-    let lease = AtomicI64::new(held_until);
     let outcome = tokio::select! {
         outcome = advance(hub, order_id) => outcome,
-        () = keep_lease(hub, order_id, &lease) => Ok(()),
+        () = keep_lease(hub, order_id, &owner, held_until) => Ok(()),
     };
-    hub.store
-        .release_upstream_order(order_id, lease.load(Ordering::Relaxed))
-        .await?;
+    hub.store.release_upstream_order(order_id, &owner).await?;
     // A CSR that arrived while this worker held the lease is picked up now.
     if outcome.is_ok() {
         if let Some(u) = hub.store.upstream_order(order_id).await? {
@@ -122,13 +119,16 @@ async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
 
 /// Extends the lease while the worker runs; returns only when it was lost
 /// (it lapsed, and another worker took the order), which stops the worker.
-async fn keep_lease(hub: &Hub, order_id: &str, lease: &AtomicI64) {
+async fn keep_lease(hub: &Hub, order_id: &str, owner: &str, mut held: i64) {
     loop {
         tokio::time::sleep(LEASE_RENEW).await;
-        let held = lease.load(Ordering::Relaxed);
         let until = now() + LEASE_SECS;
-        match hub.store.extend_upstream_order(order_id, held, until).await {
-            Ok(true) => lease.store(until, Ordering::Relaxed),
+        match hub
+            .store
+            .extend_upstream_order(order_id, owner, until)
+            .await
+        {
+            Ok(true) => held = until,
             Ok(false) => {
                 tracing::warn!(order = %order_id, "another worker took over this relayed order");
                 return;

@@ -414,6 +414,9 @@ pub struct UpstreamOrder {
     /// JSON array of `{"account", "error"}` for accounts that failed.
     pub attempts: String,
     pub error: Option<String>,
+    /// The worker that holds (or last held) the lease; its writes are
+    /// guarded on it.
+    pub lease_owner: Option<String>,
 }
 
 /// A certificate an upstream CA issued for a relayed order.

@@ -182,6 +182,7 @@ fn upstream_order_from_row(r: &AnyRow) -> Result<UpstreamOrder> {
         csr: r.try_get("csr")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
+        lease_owner: r.try_get("lease_owner")?,
     })
 }
 
@@ -205,12 +206,21 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("order_id")?)).collect()
     }
 
-    /// Takes the order's lease until `until`; false when another worker holds it.
-    pub async fn lease_upstream_order(&self, order_id: &str, now: i64, until: i64) -> Result<bool> {
+    /// Takes the order's lease until `until` for `owner` (a worker's random
+    /// id); false when another worker holds it.
+    pub async fn lease_upstream_order(
+        &self,
+        order_id: &str,
+        now: i64,
+        until: i64,
+        owner: &str,
+    ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE upstream_orders SET lease_until = $1 WHERE order_id = $2 AND lease_until < $3",
+            "UPDATE upstream_orders SET lease_until = $1, lease_owner = $2 \
+             WHERE order_id = $3 AND lease_until < $4",
         )
         .bind(until)
+        .bind(owner)
         .bind(order_id)
         .bind(now)
         .execute(&self.pool)
@@ -218,20 +228,20 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Extends a lease this worker holds (`held_until`) to `until`; false
-    /// when it lapsed and another worker took the order.
+    /// Extends `owner`'s lease to `until`; false when another worker took
+    /// the order (after the lease lapsed).
     pub async fn extend_upstream_order(
         &self,
         order_id: &str,
-        held_until: i64,
+        owner: &str,
         until: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE upstream_orders SET lease_until = $1 WHERE order_id = $2 AND lease_until = $3",
+            "UPDATE upstream_orders SET lease_until = $1 WHERE order_id = $2 AND lease_owner = $3",
         )
         .bind(until)
         .bind(order_id)
-        .bind(held_until)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -250,23 +260,26 @@ impl Store {
         Ok(())
     }
 
-    /// Gives the lease back, unless it lapsed and another worker holds it now.
-    pub async fn release_upstream_order(&self, order_id: &str, held_until: i64) -> Result<()> {
+    /// Gives `owner`'s lease back, unless another worker holds it now.
+    pub async fn release_upstream_order(&self, order_id: &str, owner: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE upstream_orders SET lease_until = 0 WHERE order_id = $1 AND lease_until = $2",
+            "UPDATE upstream_orders SET lease_until = 0 WHERE order_id = $1 AND lease_owner = $2",
         )
         .bind(order_id)
-        .bind(held_until)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Records progress: the account, the upstream URL, the state, the attempts so far.
+    /// Records progress: the account, the upstream URL, the state, the
+    /// attempts so far. Guarded on the lease owner `u` was read with:
+    /// `Guard` when another worker has taken the order since.
     pub async fn update_upstream_order(&self, u: &UpstreamOrder) -> Result<()> {
-        sqlx::query(
+        let r = sqlx::query(
             "UPDATE upstream_orders SET ca_account_id = $1, upstream_url = $2, state = $3, \
-             attempts = $4, error = $5, updated_at = $6 WHERE order_id = $7",
+             attempts = $4, error = $5, updated_at = $6 \
+             WHERE order_id = $7 AND COALESCE(lease_owner, '') = $8",
         )
         .bind(&u.ca_account_id)
         .bind(&u.upstream_url)
@@ -275,9 +288,10 @@ impl Store {
         .bind(&u.error)
         .bind(crate::util::now())
         .bind(&u.order_id)
+        .bind(u.lease_owner.clone().unwrap_or_default())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        guard(r.rows_affected())
     }
 
     /// Downstream finalize of a relayed order: `ready` -> `processing` with the

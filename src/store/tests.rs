@@ -298,3 +298,60 @@ async fn settings_keep_the_first_value() {
         assert_eq!(second, b"one");
     }
 }
+
+#[tokio::test]
+async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let mut new = new_order(&instance, &account, &["relay.example.com"]);
+        new.relayed = true;
+        let order = store.create_order(&new).await.unwrap();
+        let t = now();
+        assert!(
+            store
+                .lease_upstream_order(&order.id, t, t + 60, "a")
+                .await
+                .unwrap()
+        );
+        // A second worker cannot take a held lease.
+        assert!(
+            !store
+                .lease_upstream_order(&order.id, t, t + 60, "b")
+                .await
+                .unwrap()
+        );
+        let mut seen_by_a = store.upstream_order(&order.id).await.unwrap().unwrap();
+        seen_by_a.state = "authorizing".into();
+        store.update_upstream_order(&seen_by_a).await.unwrap();
+        // A's lease lapses (time moves past it) and B takes the order over.
+        assert!(
+            store
+                .lease_upstream_order(&order.id, t + 61, t + 121, "b")
+                .await
+                .unwrap()
+        );
+        seen_by_a.state = "ready".into();
+        assert!(matches!(
+            store.update_upstream_order(&seen_by_a).await,
+            Err(StoreError::Guard)
+        ));
+        assert!(
+            !store
+                .extend_upstream_order(&order.id, "a", t + 200)
+                .await
+                .unwrap()
+        );
+        // A's release leaves B's lease alone; B writes.
+        store.release_upstream_order(&order.id, "a").await.unwrap();
+        assert!(
+            !store
+                .lease_upstream_order(&order.id, t + 62, t + 122, "c")
+                .await
+                .unwrap()
+        );
+        let mut seen_by_b = store.upstream_order(&order.id).await.unwrap().unwrap();
+        assert_eq!(seen_by_b.state, "authorizing");
+        seen_by_b.state = "ready".into();
+        store.update_upstream_order(&seen_by_b).await.unwrap();
+    }
+}
