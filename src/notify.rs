@@ -121,6 +121,12 @@ pub async fn create_channel(
                     "the url must be http:// or https:// with a host",
                 ));
             }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(Error::invalid(
+                    "url",
+                    "the url must not carry a user name or password; the signature authenticates the hub",
+                ));
+            }
             channel.config = json!({"url": url});
             match &s.secret {
                 Some(secret) if secret.len() >= 16 && secret.len() <= 512 => secret.clone(),
@@ -250,13 +256,29 @@ pub async fn emit(hub: &Hub, instance_id: &str, event: &str, data: Value) {
 
 /// Delivers every due notification (the housekeeping sweep).
 pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
-    let at = now();
-    let due = hub
-        .store
-        .lease_due_notifications(at, at + DELIVERY_TIMEOUT.as_secs() as i64 * 3)
-        .await?;
-    let n = due.len();
+    static SWEEPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEEPING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return Ok(0);
+    }
+    let outcome = deliver_due(hub).await;
+    SWEEPING.store(false, std::sync::atomic::Ordering::Release);
+    outcome
+}
+
+async fn deliver_due(hub: &Hub) -> Result<usize, Error> {
+    let due = hub.store.due_notifications(now()).await?;
+    let mut n = 0;
     for notification in due {
+        let at = now();
+        let lease = at + DELIVERY_TIMEOUT.as_secs() as i64 * 3;
+        if !hub
+            .store
+            .lease_notification(&notification.id, at, lease)
+            .await?
+        {
+            continue;
+        }
+        n += 1;
         let Some(channel) = hub
             .store
             .channel(&notification.instance_id, &notification.channel_id)
@@ -315,6 +337,20 @@ fn secret(hub: &Hub, c: &NotificationChannel) -> Result<Option<Vec<u8>>, String>
         .transpose()
 }
 
+/// A webhook URL as shown in answers and errors: scheme, host and port
+/// (its path or query may hold a token).
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "the webhook".into(),
+    }
+}
+
 /// The signature header's value for a body (HMAC-SHA256, hex).
 pub fn signature(key: &[u8], body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
@@ -330,6 +366,8 @@ async fn deliver(
     match c.kind.as_str() {
         "webhook" => {
             let url = c.config["url"].as_str().unwrap_or_default();
+            // Errors name the host only: a webhook URL may carry a token.
+            let shown = shown_url(url);
             let key = secret(hub, c)?.unwrap_or_default();
             let client = reqwest::Client::builder()
                 .timeout(DELIVERY_TIMEOUT)
@@ -345,12 +383,12 @@ async fn deliver(
                 .body(body.to_string())
                 .send()
                 .await
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{shown}: {}", e.without_url()))?;
             if response.status().is_success() {
                 Ok(())
             } else {
                 Err(format!(
-                    "{url} answered HTTP {}",
+                    "{shown} answered HTTP {}",
                     response.status().as_u16()
                 ))
             }

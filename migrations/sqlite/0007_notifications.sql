@@ -34,3 +34,6 @@ CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
 ALTER TABLE managed_certificates ADD COLUMN expiry_notified BIGINT;
 -- An operator asked for a renewal now (whatever auto_renew says).
 ALTER TABLE managed_certificates ADD COLUMN renew_requested BIGINT NOT NULL DEFAULT 0;
+-- A renewal's new key and CSR, kept apart until its certificate is issued.
+ALTER TABLE managed_certificates ADD COLUMN next_sealed_key BLOB;
+ALTER TABLE managed_certificates ADD COLUMN next_csr BLOB;

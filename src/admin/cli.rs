@@ -680,7 +680,15 @@ fn write_private(path: &std::path::Path, bytes: &[u8], secret: bool) -> Result<(
     let _ = secret;
     options
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|mut f| {
+            // An existing file keeps its mode on open: tighten it first.
+            #[cfg(unix)]
+            if secret {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(bytes)
+        })
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

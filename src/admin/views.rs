@@ -611,7 +611,11 @@ impl ChannelView {
             id: c.id.clone(),
             name: c.name.clone(),
             kind: c.kind.clone(),
-            config: c.config.clone(),
+            config: match c.config.get("url").and_then(Value::as_str) {
+                // The path and query may hold a token: shown to no one.
+                Some(url) => serde_json::json!({"url": crate::notify::shown_url(url)}),
+                None => c.config.clone(),
+            },
             events: c.events.clone(),
             enabled: c.enabled,
             has_secret: c.sealed_secret.is_some(),

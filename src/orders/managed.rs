@@ -179,6 +179,8 @@ pub async fn create_managed(
         history: Vec::new(),
         expiry_notified: None,
         renew_requested: false,
+        next_sealed_key: None,
+        next_csr: None,
         created_at: at,
         updated_at: at,
     };
@@ -210,7 +212,7 @@ pub async fn update_managed(
         ));
     }
     apply(m, s)?;
-    hub.store.update_managed(m).await?;
+    hub.store.update_managed_settings(m).await?;
     audit::record(
         hub,
         Some(&m.instance_id),
@@ -229,16 +231,17 @@ pub async fn renew_now(
     actor: &Actor,
     m: &mut ManagedCertificate,
 ) -> Result<(), Error> {
-    if m.order_id.is_some() {
-        return Err(Error::new(
-            ErrorKind::Conflict,
-            "an issuance is already in flight for this certificate",
-        ));
+    match hub.store.request_managed_renewal(&m.id).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Guard) => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "an issuance is already in flight for this certificate",
+            ));
+        }
+        Err(e) => return Err(e.into()),
     }
     m.renew_requested = true;
-    m.next_attempt_at = hub.now();
-    m.failures = 0;
-    hub.store.update_managed(m).await?;
     audit::record(
         hub,
         Some(&m.instance_id),
@@ -394,7 +397,14 @@ pub async fn sweep(hub: &Arc<Hub>) -> Result<usize, Error> {
 }
 
 async fn run(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
-    let held_until = hub.now() + LEASE_SECS;
+    // Long enough for every name's propagation wait, one after another.
+    let names = hub
+        .store
+        .managed_by_id(id)
+        .await?
+        .map_or(1, |m| m.identifiers.len() as i64);
+    let per_name = hub.config.dns.propagation_timeout_secs as i64 + 30;
+    let held_until = hub.now() + LEASE_SECS.max(names * per_name + 120);
     if !hub.store.lease_managed(id, hub.now(), held_until).await? {
         return Ok(());
     }
@@ -443,7 +453,8 @@ async fn step(
     };
     let at = hub.now();
     match (&current, m.status.as_str()) {
-        (_, "draft") => {
+        // Also a first attempt whose key could not be made.
+        (None, _) if m.sealed_key.is_none() || m.csr.is_none() => {
             make_key(m).await.map(|(key, csr)| {
                 m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
                 m.csr = Some(csr);
@@ -471,19 +482,24 @@ async fn step(
             }
             let reminder = remind_expiry(hub, m, cert).await;
             let renewal = m.next_renewal_at.unwrap_or(cert.not_after);
-            if m.renew_requested || (m.auto_renew && renewal <= at) {
-                if !m.keep_key {
+            let revoked = cert.status == CertificateStatus::Revoked;
+            if m.renew_requested || (m.auto_renew && (renewal <= at || revoked)) {
+                // The new key waits beside the current one until its
+                // certificate is issued; made once per renewal. A revoked
+                // certificate's key is never reused.
+                if (!m.keep_key || revoked) && m.next_csr.is_none() {
                     let (key, csr) = make_key(m).await?;
-                    m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
-                    m.csr = Some(csr);
+                    m.next_sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
+                    m.next_csr = Some(csr);
                 }
                 return issue(hub, instance, m).await;
             }
-            // Not due: ask the window again later (a revocation or an ARI
-            // change moves it closer), never past the renewal time.
-            let window = schedule(hub, instance, m, cert).await;
-            if window < renewal {
-                m.next_renewal_at = Some(window);
+            // Not due: ask the window again later. The chosen time stays
+            // unless the window now ends before it (a revocation, an ARI
+            // change); choosing again each time would drift to the start.
+            let (pick, end) = schedule(hub, instance, m, cert).await;
+            if end < renewal {
+                m.next_renewal_at = Some(pick);
             }
             m.step = if m.auto_renew {
                 format!(
@@ -525,7 +541,11 @@ async fn remind_expiry(hub: &Hub, m: &mut ManagedCertificate, cert: &Certificate
         return i64::MAX;
     }
     let (send, next) = reminder(cert.not_after, at, m.expiry_notified);
-    if let Some(days) = send {
+    // A certificate renewing on schedule is not news: remind only when it
+    // will not renew on its own, keeps failing, or is a day late.
+    let on_schedule =
+        m.auto_renew && m.failures == 0 && m.next_renewal_at.is_some_and(|r| at <= r + 86400);
+    if let Some(days) = send.filter(|_| !on_schedule) {
         m.expiry_notified = Some(days);
         let mut data = event_data(m, cert, hub.now());
         data["threshold_days"] = json!(days);
@@ -647,9 +667,9 @@ async fn missing_dns(
             Err(e) => return Err(e),
             Ok(Solver::Zone(_)) => {
                 if let Some(mut d) = delegations.iter().find(|d| d.domain == base).cloned() {
-                    if d.status != "ok" {
-                        super::delegations::check(hub, &mut d).await?;
-                    }
+                    // Checked at every issuance: the CNAME at the customer's
+                    // authoritative servers is the proof of control.
+                    super::delegations::check(hub, &mut d).await?;
                     if d.status != "ok" {
                         missing.push(json!({
                             "identifier": identifier.value,
@@ -732,7 +752,11 @@ async fn issue(
     if relayed {
         crate::issuance::relay::spawn(hub.clone(), order.id.clone());
     }
-    let csr = m.csr.clone().unwrap_or_default();
+    let csr = m
+        .next_csr
+        .clone()
+        .or_else(|| m.csr.clone())
+        .unwrap_or_default();
     super::finalize::finalize(hub, instance, &account, &order.id, &csr).await?;
     check_order(hub, instance, m).await
 }
@@ -813,13 +837,21 @@ async fn check_order(
             let renewed = m.certificate_id.is_some();
             m.certificate_id = Some(cert_id.clone());
             m.expiry_notified = None;
-            m.renew_requested = false;
+            if m.renew_requested {
+                m.renew_requested = false;
+                hub.store.clear_managed_renewal_request(&m.id).await?;
+            }
+            // The renewal's key is the one now served.
+            if let Some(key) = m.next_sealed_key.take() {
+                m.sealed_key = Some(key);
+                m.csr = m.next_csr.take();
+            }
             m.order_id = None;
             m.status = "active".into();
             m.failures = 0;
             m.error = None;
             let at = hub.now();
-            let renewal = schedule(hub, instance, m, &cert).await;
+            let (renewal, _) = schedule(hub, instance, m, &cert).await;
             m.next_renewal_at = Some(renewal);
             // Looked at again at once: expiry reminders and the window.
             m.next_attempt_at = at;
@@ -876,17 +908,18 @@ async fn schedule(
     instance: &Instance,
     m: &ManagedCertificate,
     cert: &Certificate,
-) -> i64 {
+) -> (i64, i64) {
     let random = u64::from_le_bytes(random_bytes::<8>());
     if m.renew_before_days.is_none() {
         if let Some(ari) = &cert.ari_id {
             if let Ok(w) = super::renewal_info(hub, instance, ari).await {
-                return spread(w.start, w.end.max(w.start + 1), random);
+                let end = w.end.max(w.start + 1);
+                return (spread(w.start, end, random), end);
             }
         }
     }
     let (start, end) = fallback_window(cert.not_before, cert.not_after, m.renew_before_days);
-    spread(start, end, random)
+    (spread(start, end, random), end)
 }
 
 /// Records a failed attempt and when to try again (doubling from a minute,

@@ -281,9 +281,15 @@ pub async fn delete_instance(hub: &Hub, actor: &Actor, instance: &Instance) -> R
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "instance {:?} still holds {} accounts, {} access keys and {} certificates; \
-                     an instance is deleted only when empty, so that no record is lost",
-                    instance.name, usage.accounts, usage.access_keys, usage.certificates
+                    "instance {:?} still holds {} accounts, {} access keys, {} certificates and {} \
+                     other settings (credentials, zones, delegations, CA accounts, managed \
+                     certificates, channels); an instance is deleted only when empty, so that no \
+                     record is lost",
+                    instance.name,
+                    usage.accounts,
+                    usage.access_keys,
+                    usage.certificates,
+                    usage.settings
                 ),
             ));
         }

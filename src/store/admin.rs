@@ -108,6 +108,9 @@ pub struct InstanceUsage {
     pub accounts: i64,
     pub access_keys: i64,
     pub certificates: i64,
+    /// Credentials, zone bindings, delegations, CA accounts, managed
+    /// certificates and notification channels.
+    pub settings: i64,
 }
 
 impl Store {
@@ -182,7 +185,13 @@ impl Store {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM accounts WHERE instance_id = $1) AS accounts, \
              (SELECT COUNT(*) FROM access_keys WHERE instance_id = $1 AND status <> 'revoked') AS access_keys, \
-             (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) AS certificates",
+             (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) AS certificates, \
+             (SELECT COUNT(*) FROM credentials WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM dns_zones WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM delegations WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM ca_accounts WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM managed_certificates WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM notification_channels WHERE instance_id = $1) AS settings",
         )
         .bind(id)
         .fetch_one(&self.pool)
@@ -191,6 +200,7 @@ impl Store {
             accounts: row.try_get("accounts")?,
             access_keys: row.try_get("access_keys")?,
             certificates: row.try_get("certificates")?,
+            settings: row.try_get("settings")?,
         })
     }
 
@@ -202,7 +212,13 @@ impl Store {
         let busy = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM accounts WHERE instance_id = $1) \
              + (SELECT COUNT(*) FROM access_keys WHERE instance_id = $1 AND status <> 'revoked') \
-             + (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) AS n",
+             + (SELECT COUNT(*) FROM certificates WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM credentials WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM dns_zones WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM delegations WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM ca_accounts WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM managed_certificates WHERE instance_id = $1) \
+             + (SELECT COUNT(*) FROM notification_channels WHERE instance_id = $1) AS n",
         )
         .bind(id)
         .fetch_one(&mut *tx)

@@ -40,6 +40,8 @@ fn managed_from_row(r: &AnyRow) -> Result<ManagedCertificate> {
         history: json(r, "history")?,
         expiry_notified: r.try_get("expiry_notified")?,
         renew_requested: r.try_get::<i64, _>("renew_requested")? != 0,
+        next_sealed_key: r.try_get("next_sealed_key")?,
+        next_csr: r.try_get("next_csr")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -84,14 +86,13 @@ impl Store {
         Ok(())
     }
 
-    /// Records the job's progress (everything but the settings and lease).
+    /// Records the job's progress (not the settings, not a renewal request).
     pub async fn update_managed(&self, m: &ManagedCertificate) -> Result<()> {
         let r = sqlx::query(
             "UPDATE managed_certificates SET status = $1, step = $2, missing = $3, sealed_key = $4, \
              csr = $5, order_id = $6, certificate_id = $7, next_renewal_at = $8, next_attempt_at = $9, \
-             failures = $10, error = $11, history = $12, updated_at = $13, auto_renew = $14, \
-             renew_before_days = $15, keep_key = $16, tags = $17, expiry_notified = $18, \
-             renew_requested = $19 WHERE id = $20",
+             failures = $10, error = $11, history = $12, updated_at = $13, next_sealed_key = $14, \
+             next_csr = $15, expiry_notified = $16 WHERE id = $17",
         )
         .bind(&m.status)
         .bind(&m.step)
@@ -106,16 +107,50 @@ impl Store {
         .bind(&m.error)
         .bind(to_json(&m.history))
         .bind(crate::util::now())
-        .bind(i64::from(m.auto_renew))
-        .bind(m.renew_before_days)
-        .bind(i64::from(m.keep_key))
-        .bind(to_json(&m.tags))
+        .bind(m.next_sealed_key.clone())
+        .bind(m.next_csr.clone())
         .bind(m.expiry_notified)
-        .bind(i64::from(m.renew_requested))
         .bind(&m.id)
         .execute(&self.pool)
         .await?;
         guard(r.rows_affected())
+    }
+
+    /// The settings an operator may change, and nothing else.
+    pub async fn update_managed_settings(&self, m: &ManagedCertificate) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE managed_certificates SET auto_renew = $1, renew_before_days = $2, keep_key = $3, \
+             tags = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(i64::from(m.auto_renew))
+        .bind(m.renew_before_days)
+        .bind(i64::from(m.keep_key))
+        .bind(to_json(&m.tags))
+        .bind(crate::util::now())
+        .bind(&m.id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    /// Asks for a renewal now; `Guard` while an issuance is in flight.
+    pub async fn request_managed_renewal(&self, id: &str) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE managed_certificates SET renew_requested = 1, failures = 0, next_attempt_at = 0 \
+             WHERE id = $1 AND order_id IS NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        guard(r.rows_affected())
+    }
+
+    pub async fn clear_managed_renewal_request(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE managed_certificates SET renew_requested = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn managed_certificates(&self, instance_id: &str) -> Result<Vec<ManagedCertificate>> {

@@ -121,8 +121,8 @@ impl Store {
         Ok(())
     }
 
-    /// Pending notifications that are due, leased to the caller until `until`.
-    pub async fn lease_due_notifications(&self, now: i64, until: i64) -> Result<Vec<Notification>> {
+    /// Pending notifications that are due (not leased).
+    pub async fn due_notifications(&self, now: i64) -> Result<Vec<Notification>> {
         let rows = sqlx::query(
             "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
              AND lease_until < $1 ORDER BY next_attempt_at LIMIT 100",
@@ -130,23 +130,22 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut leased = Vec::new();
-        for row in &rows {
-            let n = notification_from_row(row)?;
-            let r = sqlx::query(
-                "UPDATE notifications SET lease_until = $1 WHERE id = $2 AND lease_until < $3 \
-                 AND status = 'pending'",
-            )
-            .bind(until)
-            .bind(&n.id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            if r.rows_affected() == 1 {
-                leased.push(n);
-            }
-        }
-        Ok(leased)
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    /// Takes one notification for delivery until `until`; false when
+    /// another worker has it or it went out meanwhile.
+    pub async fn lease_notification(&self, id: &str, now: i64, until: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE notifications SET lease_until = $1 WHERE id = $2 AND lease_until < $3 \
+             AND status = 'pending'",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Records a delivery attempt: sent, or when to try again (or failed for good).

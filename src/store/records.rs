@@ -479,6 +479,10 @@ pub struct ManagedCertificate {
     pub expiry_notified: Option<i64>,
     /// An operator asked for a renewal now.
     pub renew_requested: bool,
+    /// A renewal's new key (sealed) and CSR, until its certificate is
+    /// issued; the key served stays the current certificate's meanwhile.
+    pub next_sealed_key: Option<Vec<u8>>,
+    pub next_csr: Option<Vec<u8>>,
     pub created_at: i64,
     pub updated_at: i64,
 }
