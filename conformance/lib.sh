@@ -159,3 +159,61 @@ crl_url() {
 	openssl x509 -noout -ext crlDistributionPoints -in "$1" 2>/dev/null |
 		sed -n 's/^ *URI://p' | head -n 1
 }
+
+# ---------------------------------------------------------------- Pebble
+
+# start_pebble_as NAME VAR PORT DNS: a Pebble on 127.0.0.1:PORT (management
+# API on PORT+1000) resolving through DNS, offering one alternate chain;
+# sets PID_NAME, VAR_DIR_URL, VAR_TLS_CA, VAR_ROOT and VAR_ALT_ROOT (the
+# alternate chain's root).
+# Needs WORK, LOGS, HTTP01_PORT, TLSALPN01_PORT and a setup_fail function.
+start_pebble_as() {
+	local name=$1 var=$2 port=$3 dns=$4 d=$WORK/$1
+	local mgmt=$((port + 1000))
+	mkdir -p "$d"
+	# Pebble's listener needs a TLS certificate; the Debian package ships none.
+	{
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout "$d/tls-ca.key" -out "$d/tls-ca.pem" -days 2 \
+			-subj "/CN=conformance Pebble TLS CA" &&
+			openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+				-keyout "$d/key.pem" -out "$d/tls.csr" -subj "/CN=localhost" &&
+			printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+				"basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+				"extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
+				"authorityKeyIdentifier=keyid" >"$d/tls.ext" &&
+			openssl x509 -req -in "$d/tls.csr" -CA "$d/tls-ca.pem" -CAkey "$d/tls-ca.key" \
+				-CAcreateserial -days 2 -extfile "$d/tls.ext" -out "$d/cert.pem"
+	} >"$LOGS/pebble-tls.log" 2>&1 || setup_fail "making Pebble's TLS certificate" "$LOGS/pebble-tls.log"
+	cat >"$d/pebble-config.json" <<-EOF
+		{
+		  "pebble": {
+		    "listenAddress": "127.0.0.1:$port",
+		    "managementListenAddress": "127.0.0.1:$mgmt",
+		    "certificate": "$d/cert.pem",
+		    "privateKey": "$d/key.pem",
+		    "httpPort": $HTTP01_PORT,
+		    "tlsPort": $TLSALPN01_PORT,
+		    "ocspResponderURL": "",
+		    "externalAccountBindingRequired": false
+		  }
+		}
+	EOF
+	tcp_port_in_use "$port" && setup_fail "port $port on 127.0.0.1 is already in use"
+	# NONCEREJECT=0: Pebble otherwise rejects 5% of nonces on purpose, which
+	# tests client retries, not the flows here.
+	start_bg "$name" "$LOGS/$name.log" env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_ALTERNATE_ROOTS=1 \
+		pebble -config "$d/pebble-config.json" -dnsserver "$dns"
+	local pid_var=PID_$name
+	printf -v "${var}_DIR_URL" '%s' "https://localhost:$port/dir"
+	printf -v "${var}_TLS_CA" '%s' "$d/tls-ca.pem"
+	# Pebble makes a new root for issued certificates at every start.
+	printf -v "${var}_ROOT" '%s' "$d/root.pem"
+	printf -v "${var}_ALT_ROOT" '%s' "$d/alt-root.pem"
+	wait_until 30 "${!pid_var}" curl -fsS --cacert "$d/tls-ca.pem" "https://localhost:$port/dir" ||
+		setup_fail "Pebble ($name) did not start" "$LOGS/$name.log"
+	curl -fsS --cacert "$d/tls-ca.pem" -o "$d/root.pem" "https://localhost:$mgmt/roots/0" ||
+		setup_fail "fetching Pebble's root ($name)" "$LOGS/$name.log"
+	curl -fsS --cacert "$d/tls-ca.pem" -o "$d/alt-root.pem" "https://localhost:$mgmt/roots/1" ||
+		setup_fail "fetching Pebble's alternate root ($name)" "$LOGS/$name.log"
+}
