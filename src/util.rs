@@ -51,6 +51,22 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// PEM text (RFC 7468) of DER bytes under `label` ("CERTIFICATE", "PRIVATE KEY"):
+/// base64 in lines of 64 characters.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 32);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
+    // Base64 is ASCII, so byte chunks are character chunks.
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// A short name of letters, digits, '-', '_' and '.' (1 to 64 characters):
 /// what ACME profile names look like in practice.
 pub fn is_token(text: &str) -> bool {

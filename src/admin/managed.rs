@@ -238,7 +238,7 @@ pub async fn download_certificate(
             .filter(|c| c.der.is_some())
             .ok_or_else(|| Error::not_found(format!("certificate {id:?} is not issued yet")))?;
             if format == "pem" {
-                managed::pem("CERTIFICATE", cert.der.as_deref().unwrap_or_default())
+                crate::util::pem("CERTIFICATE", cert.der.as_deref().unwrap_or_default())
             } else {
                 cert.chain_pem.clone().unwrap_or_default()
             }

@@ -287,7 +287,7 @@ pub async fn private_key_pem(
         json!({"name": m.name, "format": format}),
     )
     .await;
-    Ok(pem("PRIVATE KEY", &der))
+    Ok(crate::util::pem("PRIVATE KEY", &der))
 }
 
 /// The shortest PKCS#12 password accepted.
@@ -361,18 +361,6 @@ fn open_key(hub: &Hub, m: &ManagedCertificate) -> Result<Vec<u8>, Error> {
     hub.secrets
         .open(sealed, &owner(m))
         .map_err(|e| Error::internal("opening a managed key", e))
-}
-
-pub fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 // ---------------------------------------------------------------- the job

@@ -488,11 +488,8 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         .ok_or_else(|| Error::internal("validating", "authorization without account"))?;
     let key_authorization = format!("{}.{}", challenge.token, account.key_thumbprint);
     let kind: ChallengeType = challenge.kind.parse()?;
-    let relayed = hub
-        .store
-        .instance_by_ref(instance_id)
-        .await?
-        .is_some_and(|i| i.issuer == "upstream");
+    let instance = hub.store.instance_by_ref(instance_id).await?;
+    let relayed = instance.as_ref().is_some_and(|i| i.issuer == "upstream");
     // A failure on the upstream side is not the client's failed validation.
     let mut upstream_caused = false;
     let outcome = match hub
@@ -551,11 +548,11 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         Err(e) => return Err(e.into()),
     }
     if error.is_some() && !upstream_caused {
-        if let Some(instance) = hub.store.instance_by_ref(instance_id).await? {
+        if let Some(instance) = &instance {
             // Counted only; the limit is enforced on the account's next attempt.
             let _ = limits::charge(
                 hub,
-                &instance,
+                instance,
                 Limit::FailedValidations,
                 &[Subject::Account(&account.id)],
             )

@@ -332,12 +332,7 @@ pub struct AccessKeySettings {
 /// Checks the name of an access key, credential or token (`what`): 1 to 64
 /// letters, digits, `.`, `_` or `-`.
 pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::util::is_token(name) {
         Ok(())
     } else {
         Err(Error::invalid(

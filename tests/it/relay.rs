@@ -1105,15 +1105,12 @@ async fn failover_passes_an_upstream_that_answers_500_and_one_that_hangs() {
                "eab_kid": kid, "eab_hmac_key": hmac, "priority": 3}),
     )
     .await;
+    // Long enough for two accounts' retries (1 s, 2 s each) to pass.
+    let through_retries = instant_acme::RetryPolicy::new()
+        .initial_delay(std::time::Duration::from_millis(200))
+        .timeout(std::time::Duration::from_secs(60));
     let mut order = order_and_finalize(&client, "q.customer.test").await;
-    let chain = order
-        .poll_certificate(
-            &instant_acme::RetryPolicy::new()
-                .initial_delay(std::time::Duration::from_millis(200))
-                .timeout(std::time::Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    let chain = order.poll_certificate(&through_retries).await.unwrap();
     assert!(chains_to(&chain, &upstream));
     let u = upstream_view(&api, &order).await;
     assert_eq!(u["ca_account"], "up", "{u}");
@@ -1133,14 +1130,7 @@ async fn failover_passes_an_upstream_that_answers_500_and_one_that_hangs() {
     api.patch("/api/v1/instances/relay", json!({"failover": false}))
         .await;
     let mut order = order_and_finalize(&client, "r.customer.test").await;
-    let err = order
-        .poll_certificate(
-            &instant_acme::RetryPolicy::new()
-                .initial_delay(std::time::Duration::from_millis(200))
-                .timeout(std::time::Duration::from_secs(60)),
-        )
-        .await
-        .unwrap_err();
+    let err = order.poll_certificate(&through_retries).await.unwrap_err();
     assert!(format!("{err:?}").contains("HTTP 500"), "{err:?}");
     t.stop().await;
     upstream.stop().await;
