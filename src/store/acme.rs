@@ -96,18 +96,6 @@ pub(super) fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
     })
 }
 
-pub(super) fn challenge_from_row(r: &AnyRow) -> Result<Challenge> {
-    Ok(Challenge {
-        id: r.try_get("id")?,
-        authz_id: r.try_get("authz_id")?,
-        kind: r.try_get("kind")?,
-        token: r.try_get("token")?,
-        status: ChallengeStatus::parse(&r.try_get::<String, _>("status")?)?,
-        validated_at: r.try_get("validated_at")?,
-        error: r.try_get("error")?,
-    })
-}
-
 pub(super) fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
     Ok(Certificate {
         id: r.try_get("id")?,
@@ -250,12 +238,35 @@ impl Store {
     }
 
     pub async fn account(&self, instance_id: &str, id: &str) -> Result<Option<Account>> {
+        let generation = match self.accounts.as_ref().map(|c| c.get(id)) {
+            Some(Ok(account)) => return Ok((account.instance_id == instance_id).then_some(account)),
+            Some(Err(generation)) => generation,
+            None => 0,
+        };
         let row = sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
             .bind(instance_id)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(account_from_row).transpose()
+        let account = row.as_ref().map(account_from_row).transpose()?;
+        if let (Some(cache), Some(account)) = (&self.accounts, &account) {
+            cache.put(account, generation);
+        }
+        Ok(account)
+    }
+
+    /// Drops a cached account once its row changed (or may have).
+    fn forget_account(&self, id: &str) {
+        if let Some(cache) = &self.accounts {
+            cache.forget(id);
+        }
+    }
+
+    /// Drops every cached account (an instance went away).
+    pub(super) fn forget_accounts(&self) {
+        if let Some(cache) = &self.accounts {
+            cache.clear();
+        }
     }
 
     /// Binds an account registered without EAB to an access key (a later
@@ -268,6 +279,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.forget_account(id);
         guard(r.rows_affected())
     }
 
@@ -279,6 +291,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.forget_account(id);
         guard(r.rows_affected())
     }
 
@@ -299,6 +312,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.forget_account(id);
         Ok(())
     }
 
@@ -322,6 +336,7 @@ impl Store {
         .bind(old_thumbprint)
         .execute(&self.pool)
         .await;
+        self.forget_account(id);
         match result {
             Ok(r) => guard(r.rows_affected()),
             Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
@@ -482,24 +497,26 @@ impl Store {
         })
     }
 
+    /// An order with its authorizations' ids, in one query.
     pub async fn order(&self, instance_id: &str, id: &str) -> Result<Option<Order>> {
-        let row = sqlx::query("SELECT * FROM orders WHERE instance_id = $1 AND id = $2")
-            .bind(instance_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut order = order_from_row(&row)?;
         let rows = sqlx::query(
-            "SELECT authz_id FROM order_authorizations WHERE order_id = $1 ORDER BY position",
+            "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
+             LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
+             WHERE o.instance_id = $1 AND o.id = $2 ORDER BY oa.position",
         )
+        .bind(instance_id)
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        order.authz_ids = rows
-            .iter()
-            .map(|r| r.try_get("authz_id"))
-            .collect::<std::result::Result<_, _>>()?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut order = order_from_row(first)?;
+        for row in &rows {
+            if let Some(authz_id) = row.try_get::<Option<String>, _>("linked_authz")? {
+                order.authz_ids.push(authz_id);
+            }
+        }
         Ok(Some(order))
     }
 
@@ -528,18 +545,45 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> Result<Option<Authorization>> {
-        let row = sqlx::query("SELECT * FROM authorizations WHERE instance_id = $1 AND id = $2")
+        self.authorization_where("a.id = $2", instance_id, id).await
+    }
+
+    /// The authorization matching `condition` (on `a`, with `$2` = `key`)
+    /// within an instance, and its challenges, in one query.
+    async fn authorization_where(
+        &self,
+        condition: &'static str,
+        instance_id: &str,
+        key: &str,
+    ) -> Result<Option<Authorization>> {
+        let sql = format!(
+            "SELECT a.*, c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
+             c.validated_at AS c_validated_at, c.error AS c_error \
+             FROM authorizations a LEFT JOIN challenges c ON c.authz_id = a.id \
+             WHERE a.instance_id = $1 AND {condition} ORDER BY c.kind"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(instance_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut authz = authz_from_row(&row)?;
-        let rows = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind")
-            .bind(id)
+            .bind(key)
             .fetch_all(&self.pool)
             .await?;
-        authz.challenges = rows.iter().map(challenge_from_row).collect::<Result<_>>()?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut authz = authz_from_row(first)?;
+        for row in &rows {
+            if let Some(id) = row.try_get::<Option<String>, _>("c_id")? {
+                authz.challenges.push(Challenge {
+                    id,
+                    authz_id: authz.id.clone(),
+                    kind: row.try_get("c_kind")?,
+                    token: row.try_get("c_token")?,
+                    status: ChallengeStatus::parse(&row.try_get::<String, _>("c_status")?)?,
+                    validated_at: row.try_get("c_validated_at")?,
+                    error: row.try_get("c_error")?,
+                });
+            }
+        }
         Ok(Some(authz))
     }
 
@@ -561,19 +605,14 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> Result<Option<(Challenge, Authorization)>> {
-        let row = sqlx::query(
-            "SELECT c.authz_id FROM challenges c JOIN authorizations a ON a.id = c.authz_id \
-             WHERE c.id = $1 AND a.instance_id = $2",
-        )
-        .bind(id)
-        .bind(instance_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let authz_id: String = row.try_get("authz_id")?;
-        let Some(authz) = self.authorization(instance_id, &authz_id).await? else {
-            return Ok(None);
-        };
+        let authz = self
+            .authorization_where(
+                "a.id = (SELECT authz_id FROM challenges WHERE id = $2)",
+                instance_id,
+                id,
+            )
+            .await?;
+        let Some(authz) = authz else { return Ok(None) };
         let challenge = authz.challenges.iter().find(|c| c.id == id).cloned();
         Ok(challenge.map(|c| (c, authz)))
     }

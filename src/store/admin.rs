@@ -236,6 +236,7 @@ impl Store {
             .await?;
         super::acme::guard(r.rows_affected())?;
         tx.commit().await?;
+        self.forget_accounts();
         Ok(())
     }
 

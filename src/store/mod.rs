@@ -62,6 +62,60 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Accounts read by id, kept in memory where one process owns the
+    /// database (SQLite): every account write goes through this store and
+    /// drops its entry. On PostgreSQL another replica may write, so each
+    /// read goes to the database.
+    accounts: Option<std::sync::Arc<AccountCache>>,
+}
+
+/// Accounts by id; emptied when it grows past [`AccountCache::MAX`]. A
+/// write bumps the generation after it commits, and a read stores what it
+/// fetched only if no write came in between, so a stale row never lingers.
+#[derive(Default)]
+pub(crate) struct AccountCache(std::sync::Mutex<CachedAccounts>);
+
+#[derive(Default)]
+pub(crate) struct CachedAccounts {
+    generation: u64,
+    by_id: std::collections::HashMap<String, Account>,
+}
+
+impl AccountCache {
+    const MAX: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedAccounts> {
+        self.0.lock().expect("account cache")
+    }
+
+    /// The cached account, or the generation to hand to [`Self::put`].
+    fn get(&self, id: &str) -> Result<Account, u64> {
+        let cached = self.lock();
+        cached.by_id.get(id).cloned().ok_or(cached.generation)
+    }
+
+    fn put(&self, account: &Account, generation: u64) {
+        let mut cached = self.lock();
+        if cached.generation != generation {
+            return;
+        }
+        if cached.by_id.len() >= Self::MAX {
+            cached.by_id.clear();
+        }
+        cached.by_id.insert(account.id.clone(), account.clone());
+    }
+
+    fn forget(&self, id: &str) {
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached.by_id.remove(id);
+    }
+
+    fn clear(&self) {
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached.by_id.clear();
+    }
 }
 
 impl Store {
@@ -103,7 +157,12 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self { pool, backend };
+        let accounts = (backend == Backend::Sqlite).then(Default::default);
+        let store = Self {
+            pool,
+            backend,
+            accounts,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -191,4 +250,4 @@ fn conflict(e: sqlx::Error, what: String) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

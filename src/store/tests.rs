@@ -355,3 +355,64 @@ async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
         store.update_upstream_order(&seen_by_b).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn account_reads_see_every_account_write() {
+    for (store, _dir) in backends().await {
+        let (instance, acct) = account(&store).await;
+        let read = |s: &Store| {
+            let (i, a) = (instance.id.clone(), acct.id.clone());
+            let s = s.clone();
+            async move { s.account(&i, &a).await.unwrap().unwrap() }
+        };
+        assert_eq!(read(&store).await.contact, acct.contact);
+        store
+            .update_account_contact(&acct.id, &["mailto:b@example.com".into()])
+            .await
+            .unwrap();
+        assert_eq!(read(&store).await.contact, ["mailto:b@example.com"]);
+        store
+            .change_account_key(&acct.id, &acct.key_thumbprint, "new-thumb", "{\"k\":1}")
+            .await
+            .unwrap();
+        let changed = read(&store).await;
+        assert_eq!(
+            (changed.key_thumbprint.as_str(), changed.jwk.as_str()),
+            ("new-thumb", "{\"k\":1}")
+        );
+        store.deactivate_account(&acct.id).await.unwrap();
+        assert_eq!(read(&store).await.status, AccountStatus::Deactivated);
+        // another instance's account id is not found through this one
+        assert!(
+            store
+                .account("other-instance", &acct.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn a_cached_account_read_from_before_a_write_is_not_kept() {
+    let cache = AccountCache::default();
+    let account = Account {
+        id: "a1".into(),
+        instance_id: "i".into(),
+        key_thumbprint: "t".into(),
+        jwk: "{}".into(),
+        status: AccountStatus::Valid,
+        contact: vec![],
+        tos_agreed: true,
+        access_key_id: None,
+        created_at: 0,
+    };
+    let generation = cache.get("a1").unwrap_err();
+    // a write lands between the read and its put: the put is dropped
+    cache.forget("a1");
+    cache.put(&account, generation);
+    assert!(cache.get("a1").is_err());
+    let generation = cache.get("a1").unwrap_err();
+    cache.put(&account, generation);
+    assert_eq!(cache.get("a1").unwrap().id, "a1");
+}
