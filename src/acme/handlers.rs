@@ -326,17 +326,21 @@ pub async fn challenge(
     Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
     let account = auth.account()?;
+    let mut shown = None;
     if !auth.jws.is_post_as_get() {
         // RFC 8555 §7.5.1: the client sends an empty object to say it is ready.
         let _: serde_json::Map<String, Value> = auth.jws.payload_json()?;
-        orders::respond_to_challenge(&hub, &instance, account, &id).await?;
+        shown = orders::respond_to_challenge(&hub, &instance, account, &id).await?;
     }
-    let (challenge, authz) = hub
-        .store
-        .challenge(&instance.id, &id)
-        .await?
-        .filter(|(_, a)| a.account_id == account.id)
-        .ok_or_else(|| Error::not_found("no such challenge for this account"))?;
+    let (challenge, authz) = match shown {
+        Some(shown) => shown,
+        None => hub
+            .store
+            .challenge(&instance.id, &id)
+            .await?
+            .filter(|(_, a)| a.account_id == account.id)
+            .ok_or_else(|| Error::not_found("no such challenge for this account"))?,
+    };
     let mut response = json_response(
         StatusCode::OK,
         &resources::challenge(&hub, &instance.name, &challenge),

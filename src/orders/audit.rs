@@ -31,6 +31,27 @@ impl Actor {
     }
 }
 
+/// One event, for the store to write in the same transaction as the change
+/// it describes (where the hot paths do that), or for [`record`].
+pub fn event(
+    instance_id: Option<&str>,
+    actor: &Actor,
+    action: &str,
+    object: (&str, &str),
+    detail: Value,
+) -> Event {
+    Event {
+        seq: 0,
+        at: now(),
+        instance_id: instance_id.map(str::to_string),
+        actor: actor.label(),
+        action: action.to_string(),
+        object_type: object.0.to_string(),
+        object_id: object.1.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
 /// Appends one event. A failed write is logged, not returned: the change it
 /// describes has happened and must not be reported as failed.
 pub async fn record(
@@ -41,16 +62,7 @@ pub async fn record(
     object: (&str, &str),
     detail: Value,
 ) {
-    let event = Event {
-        seq: 0,
-        at: now(),
-        instance_id: instance_id.map(str::to_string),
-        actor: actor.label(),
-        action: action.to_string(),
-        object_type: object.0.to_string(),
-        object_id: object.1.to_string(),
-        detail: detail.to_string(),
-    };
+    let event = event(instance_id, actor, action, object, detail);
     if let Err(e) = hub.store.insert_event(&event).await {
         tracing::error!(action, object_id = object.1, error = %e, "audit event not recorded");
     }

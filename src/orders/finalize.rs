@@ -111,8 +111,8 @@ pub async fn finalize(
         not_before,
         not_after,
     };
-    let cert_id = match hub.store.begin_issuance(&intent).await {
-        Ok(id) => id,
+    let cert = match hub.store.begin_issuance(&intent).await {
+        Ok(cert) => cert,
         Err(StoreError::Guard) => {
             return Err(Error::new(
                 ErrorKind::OrderNotReady,
@@ -121,12 +121,15 @@ pub async fn finalize(
         }
         Err(e) => return Err(e.into()),
     };
-    let cert = hub
-        .store
-        .certificate(&account.instance_id, &cert_id)
-        .await?
-        .ok_or_else(|| Error::internal("finalizing", "recorded certificate vanished"))?;
-    sign_recorded(hub, &cert).await?;
+    if sign_recorded(hub, &cert).await? {
+        // What complete_issuance wrote, without reading it back.
+        return Ok(Order {
+            status: OrderStatus::Valid,
+            certificate_id: Some(cert.id),
+            updated_at: now,
+            ..order
+        });
+    }
     hub.store
         .order(&account.instance_id, order_id)
         .await?
@@ -134,7 +137,8 @@ pub async fn finalize(
 }
 
 /// Signs a certificate whose intent is recorded, and stores the result.
-pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<(), Error> {
+/// False when another worker stored it first (the order is as it left it).
+pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error> {
     let serial = unhex(&cert.serial)
         .ok_or_else(|| Error::internal("signing", "stored serial is not hex"))?;
     let to_time = |t: i64| {
@@ -162,26 +166,25 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<(), Error> {
         }
     };
     let ari = ari_cert_id(&issued.der)?;
-    match hub
-        .store
-        .complete_issuance(&cert.id, &issued.der, &issued.chain_pem, &ari)
-        .await
-    {
-        Ok(()) | Err(StoreError::Guard) => {}
-        Err(e) => return Err(e.into()),
-    }
-    metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
-    tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
-    super::audit::record(
-        hub,
+    let event = super::audit::event(
         Some(&cert.instance_id),
         &super::audit::Actor::Account(cert.account_id.clone()),
         "certificate.issue",
         ("certificate", &cert.id),
         serde_json::json!({"serial": cert.serial, "order": cert.order_id, "identifiers": cert.identifiers}),
-    )
-    .await;
-    Ok(())
+    );
+    match hub
+        .store
+        .complete_issuance(&cert.id, &issued.der, &issued.chain_pem, &ari, Some(&event))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Guard) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
+    tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
+    Ok(true)
 }
 
 pub use crate::util::hex;

@@ -707,31 +707,34 @@ async fn issue(
     let account = own_account(hub, instance).await?;
     let order = hub
         .store
-        .create_order(&NewOrder {
-            relayed,
-            instance_id: instance.id.clone(),
-            account_id: account.id.clone(),
-            identifiers: m.identifiers.clone(),
-            not_before: None,
-            not_after: None,
-            expires_at: at + hub.config.acme.order_lifetime_secs as i64,
-            replaces: None,
-            profile: m.profile.clone(),
-            authorizations: m
-                .identifiers
-                .iter()
-                .map(|i| NewAuthz::Create {
-                    identifier: Identifier {
-                        kind: i.kind,
-                        value: i.base_name().to_string(),
-                    },
-                    wildcard: i.is_wildcard(),
-                    expires_at: at + hub.config.acme.order_lifetime_secs as i64,
-                    challenges: Vec::new(),
-                    valid: true,
-                })
-                .collect(),
-        })
+        .create_order(
+            &NewOrder {
+                relayed,
+                instance_id: instance.id.clone(),
+                account_id: account.id.clone(),
+                identifiers: m.identifiers.clone(),
+                not_before: None,
+                not_after: None,
+                expires_at: at + hub.config.acme.order_lifetime_secs as i64,
+                replaces: None,
+                profile: m.profile.clone(),
+                authorizations: m
+                    .identifiers
+                    .iter()
+                    .map(|i| NewAuthz::Create {
+                        identifier: Identifier {
+                            kind: i.kind,
+                            value: i.base_name().to_string(),
+                        },
+                        wildcard: i.is_wildcard(),
+                        expires_at: at + hub.config.acme.order_lifetime_secs as i64,
+                        challenges: Vec::new(),
+                        valid: true,
+                    })
+                    .collect(),
+            },
+            |_| None,
+        )
         .await?;
     // The order is on record before anything happens at the CA.
     m.order_id = Some(order.id.clone());

@@ -26,7 +26,8 @@ use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
 use crate::policy::{Identifier, IdentifierKind, Limit, ValidationMode};
 use crate::store::{
-    Account, AuthzStatus, ChallengeStatus, Instance, NewAuthz, NewOrder, Order, OrderStatus,
+    Account, Authorization, AuthzStatus, Challenge, ChallengeStatus, Instance, NewAuthz, NewOrder,
+    Order, OrderStatus,
 };
 use crate::util::{b64, now, random_bytes};
 use crate::validation::ChallengeType;
@@ -377,6 +378,14 @@ pub async fn new_order(
             replaces: request.replaces,
             profile: request.profile,
             authorizations,
+        }, |order| {
+            Some(audit::event(
+                Some(&instance.id),
+                &Actor::Account(account.id.clone()),
+                "order.create",
+                ("order", &order.id),
+                serde_json::json!({"identifiers": order.identifiers, "status": order.status.as_str()}),
+            ))
         })
         .await?;
     if relayed {
@@ -385,15 +394,6 @@ pub async fn new_order(
     }
     metrics::counter!("acmehub_orders_created_total").increment(1);
     tracing::info!(order = %order.id, account = %account.id, identifiers = order.identifiers.len(), status = order.status.as_str(), "order created");
-    audit::record(
-        hub,
-        Some(&instance.id),
-        &Actor::Account(account.id.clone()),
-        "order.create",
-        ("order", &order.id),
-        serde_json::json!({"identifiers": order.identifiers, "status": order.status.as_str()}),
-    )
-    .await;
     Ok(order)
 }
 
@@ -416,13 +416,15 @@ pub fn effective_authz_status(status: AuthzStatus, expires_at: i64, now: i64) ->
 }
 
 /// RFC 8555 §7.5.1: the client says it is ready; validation starts in the
-/// background and the challenge is `processing` until it ends.
+/// background and the challenge is `processing` until it ends. Returns the
+/// challenge and its authorization as they now stand, when that is known
+/// without reading them again.
 pub async fn respond_to_challenge(
     hub: &Arc<Hub>,
     instance: &Instance,
     account: &Account,
     challenge_id: &str,
-) -> Result<(), Error> {
+) -> Result<Option<(Challenge, Authorization)>, Error> {
     let (challenge, authz) = hub
         .store
         .challenge(&account.instance_id, challenge_id)
@@ -431,7 +433,7 @@ pub async fn respond_to_challenge(
         .ok_or_else(|| Error::not_found("no such challenge for this account"))?;
     if challenge.status != ChallengeStatus::Pending {
         // Repeating the request is harmless (RFC 8555 §7.5.1): answer with its state.
-        return Ok(());
+        return Ok(Some((challenge, authz)));
     }
     if !instance.allowed_challenges.contains(&challenge.kind) {
         return Err(Error::unauthorized(format!(
@@ -455,32 +457,51 @@ pub async fn respond_to_challenge(
     )
     .await?;
     if !hub.store.start_challenge(challenge_id, now()).await? {
-        return Ok(());
+        // Another request started it: its state has to be read.
+        return Ok(None);
     }
-    spawn_validation(
-        hub.clone(),
-        challenge_id.to_string(),
-        account.instance_id.clone(),
-    );
-    Ok(())
+    let challenge = Challenge {
+        status: ChallengeStatus::Processing,
+        ..challenge
+    };
+    let shown = (challenge.clone(), authz.clone());
+    let (hub, instance) = (hub.clone(), instance.clone());
+    tokio::spawn(async move {
+        let id = challenge.id.clone();
+        if let Err(e) = validate_challenge(&hub, challenge, authz, Some(instance)).await {
+            tracing::error!(challenge = %id, error = %e, "could not record validation outcome");
+        }
+    });
+    Ok(Some(shown))
 }
 
-/// Runs one challenge validation in the background and records its outcome.
+/// Runs the validation of a challenge left `processing` (by a restart) in
+/// the background and records its outcome.
 pub fn spawn_validation(hub: Arc<Hub>, challenge_id: String, instance_id: String) {
     tokio::spawn(async move {
-        if let Err(e) = validate_challenge(&hub, &challenge_id, &instance_id).await {
+        let loaded = match hub.store.challenge(&instance_id, &challenge_id).await {
+            Ok(Some((challenge, authz))) if challenge.status == ChallengeStatus::Processing => {
+                validate_challenge(&hub, challenge, authz, None).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = loaded {
             tracing::error!(challenge = %challenge_id, error = %e, "could not record validation outcome");
         }
     });
 }
 
-async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) -> Result<(), Error> {
-    let Some((challenge, authz)) = hub.store.challenge(instance_id, challenge_id).await? else {
-        return Ok(());
-    };
-    if challenge.status != ChallengeStatus::Processing {
-        return Ok(());
-    }
+/// Validates a `processing` challenge and records the outcome; `instance`
+/// is read when the caller does not have it.
+async fn validate_challenge(
+    hub: &Hub,
+    challenge: Challenge,
+    authz: Authorization,
+    instance: Option<Instance>,
+) -> Result<(), Error> {
+    let challenge_id = challenge.id.as_str();
+    let instance_id = authz.instance_id.as_str();
     let account = hub
         .store
         .account(instance_id, &authz.account_id)
@@ -488,7 +509,10 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         .ok_or_else(|| Error::internal("validating", "authorization without account"))?;
     let key_authorization = format!("{}.{}", challenge.token, account.key_thumbprint);
     let kind: ChallengeType = challenge.kind.parse()?;
-    let instance = hub.store.instance_by_ref(instance_id).await?;
+    let instance = match instance {
+        Some(instance) => Some(instance),
+        None => hub.store.instance_by_ref(instance_id).await?,
+    };
     let relayed = instance.as_ref().is_some_and(|i| i.issuer == "upstream");
     // A failure on the upstream side is not the client's failed validation.
     let mut upstream_caused = false;
@@ -541,7 +565,7 @@ async fn validate_challenge(hub: &Hub, challenge_id: &str, instance_id: &str) ->
         identifier = %authz.identifier, valid = error.is_none(), "challenge validated");
     match hub
         .store
-        .finish_challenge(challenge_id, error.as_deref(), valid_until)
+        .finish_challenge(challenge_id, &authz.id, error.as_deref(), valid_until)
         .await
     {
         Ok(()) | Err(crate::store::StoreError::Guard) => {}

@@ -384,7 +384,13 @@ impl Store {
 
     /// Creates an order with its authorizations and challenges in one transaction.
     /// The order starts `ready` when every authorization is already valid.
-    pub async fn create_order(&self, new: &NewOrder) -> Result<Order> {
+    /// Inserts an order with its authorizations, and the audit event that
+    /// `event` makes of it, in one transaction.
+    pub async fn create_order(
+        &self,
+        new: &NewOrder,
+        event: impl FnOnce(&Order) -> Option<Event>,
+    ) -> Result<Order> {
         let id = random_id();
         let created_at = now();
         let all_valid = new.authorizations.iter().all(|a| match a {
@@ -443,18 +449,29 @@ impl Store {
                     .bind(created_at)
                     .execute(&mut *tx)
                     .await?;
-                    for (kind, token) in challenges {
-                        sqlx::query(
-                            "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at, error, updated_at) \
-                             VALUES ($1, $2, $3, $4, 'pending', NULL, NULL, $5)",
-                        )
-                        .bind(random_id())
-                        .bind(&authz_id)
-                        .bind(kind)
-                        .bind(token)
-                        .bind(created_at)
-                        .execute(&mut *tx)
-                        .await?;
+                    if !challenges.is_empty() {
+                        // One statement for all of them: $1 authz, $2 time, then id, kind, token per row.
+                        let rows: Vec<String> = (0..challenges.len())
+                            .map(|i| {
+                                let at = 3 + 3 * i;
+                                format!(
+                                    "(${at}, $1, ${}, ${}, 'pending', NULL, NULL, $2)",
+                                    at + 1,
+                                    at + 2
+                                )
+                            })
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at, error, updated_at) VALUES {}",
+                            rows.join(", ")
+                        );
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(&authz_id)
+                            .bind(created_at);
+                        for (kind, token) in challenges {
+                            query = query.bind(random_id()).bind(kind).bind(token);
+                        }
+                        query.execute(&mut *tx).await?;
                     }
                     authz_id
                 }
@@ -477,8 +494,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        Ok(Order {
+        let order = Order {
             id,
             instance_id: new.instance_id.clone(),
             account_id: new.account_id.clone(),
@@ -494,7 +510,12 @@ impl Store {
             created_at,
             updated_at: created_at,
             authz_ids,
-        })
+        };
+        if let Some(event) = event(&order) {
+            super::admin::event_insert(&event).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(order)
     }
 
     /// An order with its authorizations' ids, in one query.
@@ -640,6 +661,7 @@ impl Store {
     pub async fn finish_challenge(
         &self,
         challenge_id: &str,
+        authz_id: &str,
         error: Option<&str>,
         authz_valid_until: i64,
     ) -> Result<()> {
@@ -648,26 +670,22 @@ impl Store {
         let status = if error.is_some() { "invalid" } else { "valid" };
         let r = sqlx::query(
             "UPDATE challenges SET status = $1, validated_at = $2, error = $3, updated_at = $4 \
-             WHERE id = $5 AND status = 'processing'",
+             WHERE id = $5 AND authz_id = $6 AND status = 'processing'",
         )
         .bind(status)
         .bind(if error.is_none() { Some(now) } else { None })
         .bind(error)
         .bind(now)
         .bind(challenge_id)
+        .bind(authz_id)
         .execute(&mut *tx)
         .await?;
         guard(r.rows_affected())?;
-        let row = sqlx::query("SELECT authz_id FROM challenges WHERE id = $1")
-            .bind(challenge_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let authz_id: String = row.try_get("authz_id")?;
         let r = if error.is_some() {
             sqlx::query(
                 "UPDATE authorizations SET status = 'invalid' WHERE id = $1 AND status = 'pending'",
             )
-            .bind(&authz_id)
+            .bind(authz_id)
             .execute(&mut *tx)
             .await?
         } else {
@@ -675,12 +693,12 @@ impl Store {
                 "UPDATE authorizations SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'",
             )
             .bind(authz_valid_until)
-            .bind(&authz_id)
+            .bind(authz_id)
             .execute(&mut *tx)
             .await?
         };
         if r.rows_affected() == 1 {
-            update_orders_of_authz(&mut tx, &authz_id, error, now).await?;
+            update_orders_of_authz(&mut tx, authz_id, error, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -721,7 +739,7 @@ impl Store {
     /// signed (serial, key, names, validity) in the same transaction, so a
     /// crash after this point resumes with the same serial instead of losing
     /// or duplicating the certificate. `Guard` when the order was not ready.
-    pub async fn begin_issuance(&self, intent: &CertificateIntent) -> Result<String> {
+    pub async fn begin_issuance(&self, intent: &CertificateIntent) -> Result<Certificate> {
         let id = random_id();
         let now = now();
         let mut tx = self.pool.begin().await?;
@@ -752,16 +770,36 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(Certificate {
+            id,
+            instance_id: intent.instance_id.clone(),
+            account_id: intent.account_id.clone(),
+            order_id: intent.order_id.clone(),
+            serial: intent.serial.clone(),
+            status: CertificateStatus::Signing,
+            issuer: intent.issuer.clone(),
+            identifiers: intent.identifiers.clone(),
+            spki: intent.spki.clone(),
+            not_before: intent.not_before,
+            not_after: intent.not_after,
+            der: None,
+            chain_pem: None,
+            alternate_chains: Vec::new(),
+            ari_id: None,
+            revoked_at: None,
+            revocation_reason: None,
+        })
     }
 
-    /// Stores the signed certificate and makes its order valid.
+    /// Stores the signed certificate, makes its order valid and appends the
+    /// audit event, in one transaction.
     pub async fn complete_issuance(
         &self,
         cert_id: &str,
         der: &[u8],
         chain_pem: &str,
         ari_id: &str,
+        event: Option<&Event>,
     ) -> Result<()> {
         let now = now();
         let mut tx = self.pool.begin().await?;
@@ -784,6 +822,9 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(event) = event {
+            super::admin::event_insert(event).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -415,19 +415,7 @@ impl Store {
 
     /// Appends an event (the log is append-only: nothing updates or deletes it).
     pub async fn insert_event(&self, e: &Event) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.at)
-        .bind(&e.instance_id)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.object_type)
-        .bind(&e.object_id)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await?;
+        event_insert(e).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -634,4 +622,22 @@ impl Store {
         }
         Ok(orders)
     }
+}
+
+/// The INSERT of one audit event, to run on the pool or inside the
+/// transaction of the change it records.
+pub(super) fn event_insert(
+    e: &Event,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.at)
+    .bind(&e.instance_id)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.object_type)
+    .bind(&e.object_id)
+    .bind(&e.detail)
 }

@@ -37,6 +37,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL asks for something the store does not offer.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<StoreError> for crate::error::Error {
@@ -118,6 +121,42 @@ impl AccountCache {
     }
 }
 
+/// Takes the hub's own `synchronous=full|normal` parameter off a SQLite URL
+/// and returns the PRAGMA for it. `full` (the default) makes every commit
+/// durable: the WAL is synced before COMMIT returns, so a power cut never
+/// loses an issued certificate's record. `normal` syncs only at
+/// checkpoints: faster, but the last commits can be lost to a power cut
+/// (never to a crash of the hub alone).
+fn sqlite_synchronous(url: &str) -> Result<(String, &'static str), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), "PRAGMA synchronous = FULL"));
+    };
+    let mut pragma = "PRAGMA synchronous = FULL";
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                pragma = match value.to_ascii_lowercase().as_str() {
+                    "full" => "PRAGMA synchronous = FULL",
+                    "normal" => "PRAGMA synchronous = NORMAL",
+                    other => {
+                        return Err(StoreError::Config(format!(
+                            "synchronous={other} in the database URL: use full or normal"
+                        )));
+                    }
+                }
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, pragma))
+}
+
 impl Store {
     /// Connects (creating a SQLite file if needed) and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -126,6 +165,10 @@ impl Store {
             Backend::Sqlite
         } else {
             Backend::Postgres
+        };
+        let (url, synchronous) = match backend {
+            Backend::Sqlite => sqlite_synchronous(url)?,
+            Backend::Postgres => (url.to_string(), ""),
         };
         let (url, pool_options) = match backend {
             Backend::Sqlite => {
@@ -148,7 +191,7 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(synchronous).await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                     }

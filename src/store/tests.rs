@@ -136,11 +136,10 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
         let order = store
-            .create_order(&new_order(
-                &instance,
-                &account,
-                &["a.example.com", "b.example.com"],
-            ))
+            .create_order(
+                &new_order(&instance, &account, &["a.example.com", "b.example.com"]),
+                |_| None,
+            )
             .await
             .unwrap();
         assert_eq!(order.status, OrderStatus::Pending);
@@ -157,7 +156,7 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
                 "started twice"
             );
             store
-                .finish_challenge(&ch.id, None, now() + 86400)
+                .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
                 .await
                 .unwrap();
             let status = store
@@ -205,7 +204,9 @@ async fn a_failed_challenge_invalidates_the_order() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
         let order = store
-            .create_order(&new_order(&instance, &account, &["a.example.com"]))
+            .create_order(&new_order(&instance, &account, &["a.example.com"]), |_| {
+                None
+            })
             .await
             .unwrap();
         let authz = store
@@ -216,7 +217,7 @@ async fn a_failed_challenge_invalidates_the_order() {
         let ch = &authz.challenges[0];
         store.start_challenge(&ch.id, now()).await.unwrap();
         store
-            .finish_challenge(&ch.id, Some(r#"{"type":"x"}"#), 0)
+            .finish_challenge(&ch.id, &ch.authz_id, Some(r#"{"type":"x"}"#), 0)
             .await
             .unwrap();
         let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
@@ -243,7 +244,7 @@ async fn an_order_is_finalized_exactly_once() {
         if let NewAuthz::Create { valid, .. } = &mut new.authorizations[0] {
             *valid = true;
         }
-        let order = store.create_order(&new).await.unwrap();
+        let order = store.create_order(&new, |_| None).await.unwrap();
         assert_eq!(order.status, OrderStatus::Ready);
         let intent = |serial: &str| CertificateIntent {
             instance_id: instance.id.clone(),
@@ -263,10 +264,10 @@ async fn an_order_is_finalized_exactly_once() {
             1,
             "both or neither finalized"
         );
-        let cert_id = a.or(b).unwrap();
+        let cert_id = a.or(b).unwrap().id;
         assert_eq!(store.unsigned_certificates().await.unwrap().len(), 1);
         store
-            .complete_issuance(&cert_id, b"der", "pem", "ari")
+            .complete_issuance(&cert_id, b"der", "pem", "ari", None)
             .await
             .unwrap();
         let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
@@ -305,7 +306,7 @@ async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
         let (instance, account) = account(&store).await;
         let mut new = new_order(&instance, &account, &["relay.example.com"]);
         new.relayed = true;
-        let order = store.create_order(&new).await.unwrap();
+        let order = store.create_order(&new, |_| None).await.unwrap();
         let t = now();
         assert!(
             store
@@ -415,4 +416,37 @@ fn a_cached_account_read_from_before_a_write_is_not_kept() {
     let generation = cache.get("a1").unwrap_err();
     cache.put(&account, generation);
     assert_eq!(cache.get("a1").unwrap().id, "a1");
+}
+
+#[test]
+fn the_sqlite_url_takes_a_synchronous_setting() {
+    let full = "PRAGMA synchronous = FULL";
+    assert_eq!(
+        sqlite_synchronous("sqlite:///d/a.db").unwrap(),
+        ("sqlite:///d/a.db".into(), full)
+    );
+    assert_eq!(
+        sqlite_synchronous("sqlite:///d/a.db?synchronous=normal").unwrap(),
+        ("sqlite:///d/a.db".into(), "PRAGMA synchronous = NORMAL")
+    );
+    assert_eq!(
+        sqlite_synchronous("sqlite:///d/a.db?mode=rwc&synchronous=FULL").unwrap(),
+        ("sqlite:///d/a.db?mode=rwc".into(), full)
+    );
+    let err = sqlite_synchronous("sqlite:///d/a.db?synchronous=off").unwrap_err();
+    assert!(err.to_string().contains("use full or normal"), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_commits_are_durable_unless_asked_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    for (query, expected) in [("", 2i64), ("?synchronous=normal", 1)] {
+        let url = format!("sqlite://{}/s{expected}.db{query}", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let row = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), expected, "{url}");
+    }
 }
