@@ -120,6 +120,15 @@ stop_all() {
 # alive PID: whether the process still runs.
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# stop_pid PID: TERM, then KILL after 5 s, and reap it (a child of this shell).
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 50); do alive "$1" || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
 # wait_until SECONDS PID CMD...: polls CMD every 0.2 s until it succeeds;
 # fails early when PID (the server being waited for) has exited.
 wait_until() {

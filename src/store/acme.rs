@@ -145,7 +145,7 @@ impl Store {
     pub async fn instance_by_name(&self, name: &str) -> Result<Option<Instance>> {
         let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
@@ -232,7 +232,7 @@ impl Store {
             sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2")
                 .bind(instance_id)
                 .bind(thumbprint)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?;
         row.as_ref().map(account_from_row).transpose()
     }
@@ -246,7 +246,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
             .bind(instance_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         let account = row.as_ref().map(account_from_row).transpose()?;
         if let (Some(cache), Some(account)) = (&self.accounts, &account) {
@@ -527,7 +527,7 @@ impl Store {
         )
         .bind(instance_id)
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -586,7 +586,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(instance_id)
             .bind(key)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -855,7 +855,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND id = $2")
             .bind(instance_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }
@@ -863,7 +863,7 @@ impl Store {
     pub async fn certificate_by_serial(&self, serial: &str) -> Result<Option<Certificate>> {
         let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
             .bind(serial)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }

@@ -63,7 +63,15 @@ pub enum Backend {
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Every write, and reads in general. On SQLite one connection: SQLite
+    /// has one writer, and a single writing connection never waits on a
+    /// lock (no SQLITE_BUSY on lock upgrades inside transactions).
     pool: AnyPool,
+    /// The hot reads of the ACME flow. On SQLite two read-only connections,
+    /// so these reads do not queue behind a commit's fsync on the writer
+    /// (WAL readers see every commit made before they start); on
+    /// PostgreSQL the same pool.
+    reader: AnyPool,
     backend: Backend,
     /// Accounts read by id, kept in memory where one process owns the
     /// database (SQLite): every account write goes through this store and
@@ -157,6 +165,30 @@ fn sqlite_synchronous(url: &str) -> Result<(String, &'static str), StoreError> {
     Ok((url, pragma))
 }
 
+/// Read-only connections to the SQLite file behind `url` (which exists:
+/// the writer created and migrated it).
+async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .collect();
+    params.push("mode=ro");
+    let options = AnyConnectOptions::from_str(&format!("{base}?{}", params.join("&")))?
+        .disable_statement_logging();
+    Ok(AnyPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?)
+}
+
 impl Store {
     /// Connects (creating a SQLite file if needed) and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -201,12 +233,16 @@ impl Store {
             .connect_with(options)
             .await?;
         let accounts = (backend == Backend::Sqlite).then(Default::default);
-        let store = Self {
+        let mut store = Self {
+            reader: pool.clone(),
             pool,
             backend,
             accounts,
         };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            store.reader = sqlite_readers(&url).await?;
+        }
         Ok(store)
     }
 

@@ -448,5 +448,16 @@ async fn sqlite_commits_are_durable_unless_asked_otherwise() {
             .await
             .unwrap();
         assert_eq!(row.try_get::<i64, _>(0).unwrap(), expected, "{url}");
+        // the readers see the writer's commits and cannot write themselves
+        store.setting_or_insert("probe", b"1").await.unwrap();
+        let seen = sqlx::query("SELECT value FROM settings WHERE name = 'probe'")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(seen.try_get::<Vec<u8>, _>(0).unwrap(), b"1");
+        let write = sqlx::query("DELETE FROM settings")
+            .execute(&store.reader)
+            .await;
+        assert!(write.is_err(), "a reader wrote");
     }
 }
