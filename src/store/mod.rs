@@ -178,6 +178,7 @@ async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreError> {
         .disable_statement_logging();
     Ok(AnyPoolOptions::new()
         .max_connections(2)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
@@ -210,9 +211,15 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 // SQLite allows one writer; a single connection avoids
-                // SQLITE_BUSY on lock upgrades inside transactions and is
-                // plenty for the embedded default.
-                (url, AnyPoolOptions::new().max_connections(1))
+                // SQLITE_BUSY on lock upgrades inside transactions. A file
+                // connection does not go stale, so it is not pinged (a
+                // round trip to its thread) on every acquire.
+                (
+                    url,
+                    AnyPoolOptions::new()
+                        .max_connections(1)
+                        .test_before_acquire(false),
+                )
             }
             Backend::Postgres => (url.to_string(), AnyPoolOptions::new().max_connections(16)),
         };
