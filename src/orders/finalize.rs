@@ -137,7 +137,8 @@ pub async fn finalize(
 }
 
 /// Signs a certificate whose intent is recorded, and stores the result.
-/// False when another worker stored it first (the order is as it left it).
+/// True when its order became valid with it; false when another worker
+/// stored it first or the order had moved on (read it to know its state).
 pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error> {
     let serial = unhex(&cert.serial)
         .ok_or_else(|| Error::internal("signing", "stored serial is not hex"))?;
@@ -173,18 +174,18 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error>
         ("certificate", &cert.id),
         serde_json::json!({"serial": cert.serial, "order": cert.order_id, "identifiers": cert.identifiers}),
     );
-    match hub
+    let order_valid = match hub
         .store
         .complete_issuance(&cert.id, &issued.der, &issued.chain_pem, &ari, Some(&event))
         .await
     {
-        Ok(()) => {}
+        Ok(order_valid) => order_valid,
         Err(StoreError::Guard) => return Ok(false),
         Err(e) => return Err(e.into()),
-    }
+    };
     metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
     tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
-    Ok(true)
+    Ok(order_valid)
 }
 
 pub use crate::util::hex;

@@ -255,6 +255,30 @@ impl Store {
         Ok(account)
     }
 
+    /// Runs a write to account `id` in a task of its own, so that it runs to
+    /// its end even when the caller goes away (a client hanging up drops the
+    /// request's future, but a command sent to the database still commits),
+    /// and then, whatever the outcome, drops the cached account.
+    async fn account_write<T, F, Fut>(&self, id: &str, write: F) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        let id = id.to_string();
+        let running = write(id.clone());
+        let task = tokio::spawn(async move {
+            let outcome = running.await;
+            store.forget_account(&id);
+            outcome
+        });
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     /// Drops a cached account once its row changed (or may have).
     fn forget_account(&self, id: &str) {
         if let Some(cache) = &self.accounts {
@@ -272,48 +296,58 @@ impl Store {
     /// Binds an account registered without EAB to an access key (a later
     /// newAccount with a valid binding). `Guard` when it is bound already.
     pub async fn bind_account_key(&self, id: &str, access_key_id: &str) -> Result<()> {
-        let r = sqlx::query(
-            "UPDATE accounts SET access_key_id = $1 WHERE id = $2 AND access_key_id IS NULL",
-        )
-        .bind(access_key_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        self.forget_account(id);
-        guard(r.rows_affected())
+        let (pool, key) = (self.pool.clone(), access_key_id.to_string());
+        self.account_write(id, move |id| async move {
+            let r = sqlx::query(
+                "UPDATE accounts SET access_key_id = $1 WHERE id = $2 AND access_key_id IS NULL",
+            )
+            .bind(key)
+            .bind(id)
+            .execute(&pool)
+            .await?;
+            guard(r.rows_affected())
+        })
+        .await
     }
 
     /// Replaces the contact list of a valid account.
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
         let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
-        let r = sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
-            .bind(contact_json)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        self.forget_account(id);
-        guard(r.rows_affected())
+        let pool = self.pool.clone();
+        self.account_write(id, move |id| async move {
+            let r =
+                sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+                    .bind(contact_json)
+                    .bind(id)
+                    .execute(&pool)
+                    .await?;
+            guard(r.rows_affected())
+        })
+        .await
     }
 
     /// Deactivates a valid account and its pending authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        guard(r.rows_affected())?;
-        sqlx::query(
-            "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.forget_account(id);
-        Ok(())
+        let pool = self.pool.clone();
+        self.account_write(id, move |id| async move {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query(
+                "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            guard(r.rows_affected())?;
+            sqlx::query(
+                "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status = 'pending'",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Rolls an account over to a new key (RFC 8555 §7.3.5). Guarded on the old
@@ -326,24 +360,32 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<()> {
-        let result = sqlx::query(
-            "UPDATE accounts SET key_thumbprint = $1, jwk = $2 \
-             WHERE id = $3 AND key_thumbprint = $4 AND status = 'valid'",
-        )
-        .bind(new_thumbprint)
-        .bind(new_jwk)
-        .bind(id)
-        .bind(old_thumbprint)
-        .execute(&self.pool)
-        .await;
-        self.forget_account(id);
-        match result {
-            Ok(r) => guard(r.rows_affected()),
-            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
-                "the new key is already in use by another account".into(),
-            )),
-            Err(e) => Err(e.into()),
-        }
+        let pool = self.pool.clone();
+        let (old, new, jwk) = (
+            old_thumbprint.to_string(),
+            new_thumbprint.to_string(),
+            new_jwk.to_string(),
+        );
+        self.account_write(id, move |id| async move {
+            let result = sqlx::query(
+                "UPDATE accounts SET key_thumbprint = $1, jwk = $2 \
+                 WHERE id = $3 AND key_thumbprint = $4 AND status = 'valid'",
+            )
+            .bind(new)
+            .bind(jwk)
+            .bind(id)
+            .bind(old)
+            .execute(&pool)
+            .await;
+            match result {
+                Ok(r) => guard(r.rows_affected()),
+                Err(e) if unique_violation(&e) => Err(StoreError::Conflict(
+                    "the new key is already in use by another account".into(),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     // ---- orders ----
@@ -792,7 +834,9 @@ impl Store {
     }
 
     /// Stores the signed certificate, makes its order valid and appends the
-    /// audit event, in one transaction.
+    /// audit event, in one transaction. False when the order had left
+    /// `processing` (it stays as it was); `Guard` when the certificate was
+    /// stored already.
     pub async fn complete_issuance(
         &self,
         cert_id: &str,
@@ -800,7 +844,7 @@ impl Store {
         chain_pem: &str,
         ari_id: &str,
         event: Option<&Event>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let now = now();
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
@@ -814,7 +858,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         guard(r.rows_affected())?;
-        sqlx::query(
+        let order = sqlx::query(
             "UPDATE orders SET status = 'valid', certificate_id = $1, updated_at = $2 \
              WHERE id = (SELECT order_id FROM certificates WHERE id = $1) AND status = 'processing'",
         )
@@ -826,7 +870,7 @@ impl Store {
             super::admin::event_insert(event).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(order.rows_affected() == 1)
     }
 
     /// Marks an order invalid after issuance failed for good.

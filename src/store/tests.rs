@@ -266,10 +266,13 @@ async fn an_order_is_finalized_exactly_once() {
         );
         let cert_id = a.or(b).unwrap().id;
         assert_eq!(store.unsigned_certificates().await.unwrap().len(), 1);
-        store
-            .complete_issuance(&cert_id, b"der", "pem", "ari", None)
-            .await
-            .unwrap();
+        assert!(
+            store
+                .complete_issuance(&cert_id, b"der", "pem", "ari", None)
+                .await
+                .unwrap(),
+            "the order became valid"
+        );
         let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
         assert_eq!(order.status, OrderStatus::Valid);
         assert_eq!(order.certificate_id.as_deref(), Some(cert_id.as_str()));
@@ -459,5 +462,36 @@ async fn sqlite_commits_are_durable_unless_asked_otherwise() {
             .execute(&store.reader)
             .await;
         assert!(write.is_err(), "a reader wrote");
+    }
+}
+
+#[tokio::test]
+async fn an_account_write_whose_caller_went_away_still_drops_the_cached_account() {
+    for (store, _dir) in backends().await {
+        let (instance, acct) = account(&store).await;
+        assert!(
+            store
+                .account(&instance.id, &acct.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // the caller is dropped at its first await, as when a client hangs up
+        let write = store.deactivate_account(&acct.id);
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, write).await;
+        let mut status = AccountStatus::Valid;
+        for _ in 0..100 {
+            status = store
+                .account(&instance.id, &acct.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status;
+            if status == AccountStatus::Deactivated {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(status, AccountStatus::Deactivated);
     }
 }
