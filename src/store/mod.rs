@@ -129,6 +129,21 @@ impl AccountCache {
     }
 }
 
+/// A URL's part before `?`, and its `name=value` parameters.
+fn url_params(url: &str) -> (&str, Vec<&str>) {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    (base, query.split('&').filter(|p| !p.is_empty()).collect())
+}
+
+/// The inverse of [`url_params`].
+fn with_params(base: &str, params: &[&str]) -> String {
+    if params.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
+}
+
 /// Takes the hub's own `synchronous=full|normal` parameter off a SQLite URL
 /// and returns the PRAGMA for it. `full` (the default) makes every commit
 /// durable: the WAL is synced before COMMIT returns, so a power cut never
@@ -136,12 +151,10 @@ impl AccountCache {
 /// checkpoints: faster, but the last commits can be lost to a power cut
 /// (never to a crash of the hub alone).
 fn sqlite_synchronous(url: &str) -> Result<(String, &'static str), StoreError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), "PRAGMA synchronous = FULL"));
-    };
+    let (base, params) = url_params(url);
     let mut pragma = "PRAGMA synchronous = FULL";
     let mut rest = Vec::new();
-    for pair in query.split('&') {
+    for pair in params {
         match pair.split_once('=') {
             Some(("synchronous", value)) => {
                 pragma = match value.to_ascii_lowercase().as_str() {
@@ -157,25 +170,17 @@ fn sqlite_synchronous(url: &str) -> Result<(String, &'static str), StoreError> {
             _ => rest.push(pair),
         }
     }
-    let url = if rest.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    Ok((url, pragma))
+    Ok((with_params(base, &rest), pragma))
 }
 
 /// Read-only connections to the SQLite file behind `url` (which exists:
 /// the writer created and migrated it).
 async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreError> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut params: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
-        .collect();
+    let (base, mut params) = url_params(url);
+    params.retain(|p| !p.starts_with("mode="));
     params.push("mode=ro");
-    let options = AnyConnectOptions::from_str(&format!("{base}?{}", params.join("&")))?
-        .disable_statement_logging();
+    let options =
+        AnyConnectOptions::from_str(&with_params(base, &params))?.disable_statement_logging();
     Ok(AnyPoolOptions::new()
         .max_connections(2)
         .test_before_acquire(false)
