@@ -255,19 +255,20 @@ impl Store {
         Ok(account)
     }
 
-    /// Runs a write to account `id` in a task of its own, so that it runs to
-    /// its end even when the caller goes away (a client hanging up drops the
-    /// request's future, but a command sent to the database still commits),
-    /// and then, whatever the outcome, drops the cached account.
+    /// Runs a write to account `id` (given the pool and the id) in a task of
+    /// its own, so that it runs to its end even when the caller goes away (a
+    /// client hanging up drops the request's future, but a command sent to
+    /// the database still commits), and then, whatever the outcome, drops
+    /// the cached account.
     async fn account_write<T, F, Fut>(&self, id: &str, write: F) -> Result<T>
     where
-        F: FnOnce(String) -> Fut,
+        F: FnOnce(sqlx::AnyPool, String) -> Fut,
         Fut: std::future::Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
         let store = self.clone();
         let id = id.to_string();
-        let running = write(id.clone());
+        let running = write(self.pool.clone(), id.clone());
         let task = tokio::spawn(async move {
             let outcome = running.await;
             store.forget_account(&id);
@@ -296,8 +297,8 @@ impl Store {
     /// Binds an account registered without EAB to an access key (a later
     /// newAccount with a valid binding). `Guard` when it is bound already.
     pub async fn bind_account_key(&self, id: &str, access_key_id: &str) -> Result<()> {
-        let (pool, key) = (self.pool.clone(), access_key_id.to_string());
-        self.account_write(id, move |id| async move {
+        let key = access_key_id.to_string();
+        self.account_write(id, move |pool, id| async move {
             let r = sqlx::query(
                 "UPDATE accounts SET access_key_id = $1 WHERE id = $2 AND access_key_id IS NULL",
             )
@@ -313,8 +314,7 @@ impl Store {
     /// Replaces the contact list of a valid account.
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
         let contact_json = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
-        let pool = self.pool.clone();
-        self.account_write(id, move |id| async move {
+        self.account_write(id, move |pool, id| async move {
             let r =
                 sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
                     .bind(contact_json)
@@ -328,8 +328,7 @@ impl Store {
 
     /// Deactivates a valid account and its pending authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<()> {
-        let pool = self.pool.clone();
-        self.account_write(id, move |id| async move {
+        self.account_write(id, move |pool, id| async move {
             let mut tx = pool.begin().await?;
             let r = sqlx::query(
                 "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
@@ -360,13 +359,12 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<()> {
-        let pool = self.pool.clone();
         let (old, new, jwk) = (
             old_thumbprint.to_string(),
             new_thumbprint.to_string(),
             new_jwk.to_string(),
         );
-        self.account_write(id, move |id| async move {
+        self.account_write(id, move |pool, id| async move {
             let result = sqlx::query(
                 "UPDATE accounts SET key_thumbprint = $1, jwk = $2 \
                  WHERE id = $3 AND key_thumbprint = $4 AND status = 'valid'",
@@ -424,10 +422,9 @@ impl Store {
         Ok(None)
     }
 
-    /// Creates an order with its authorizations and challenges in one transaction.
-    /// The order starts `ready` when every authorization is already valid.
-    /// Inserts an order with its authorizations, and the audit event that
-    /// `event` makes of it, in one transaction.
+    /// Creates an order with its authorizations and challenges, and the
+    /// audit event that `event` makes of it, in one transaction. The order
+    /// starts `ready` when every authorization is already valid.
     pub async fn create_order(
         &self,
         new: &NewOrder,
