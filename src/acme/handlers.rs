@@ -334,12 +334,7 @@ pub async fn challenge(
     }
     let (challenge, authz) = match shown {
         Some(shown) => shown,
-        None => hub
-            .store
-            .challenge(&instance.id, &id)
-            .await?
-            .filter(|(_, a)| a.account_id == account.id)
-            .ok_or_else(|| Error::not_found("no such challenge for this account"))?,
+        None => orders::account_challenge(&hub, account, &id).await?,
     };
     let mut response = json_response(
         StatusCode::OK,

@@ -425,12 +425,7 @@ pub async fn respond_to_challenge(
     account: &Account,
     challenge_id: &str,
 ) -> Result<Option<(Challenge, Authorization)>, Error> {
-    let (challenge, authz) = hub
-        .store
-        .challenge(&account.instance_id, challenge_id)
-        .await?
-        .filter(|(_, a)| a.account_id == account.id)
-        .ok_or_else(|| Error::not_found("no such challenge for this account"))?;
+    let (challenge, authz) = account_challenge(hub, account, challenge_id).await?;
     if challenge.status != ChallengeStatus::Pending {
         // Repeating the request is harmless (RFC 8555 §7.5.1): answer with its state.
         return Ok(Some((challenge, authz)));
@@ -466,27 +461,47 @@ pub async fn respond_to_challenge(
     };
     let shown = (challenge.clone(), authz.clone());
     let (hub, instance) = (hub.clone(), instance.clone());
-    tokio::spawn(async move {
-        let id = challenge.id.clone();
-        if let Err(e) = validate_challenge(&hub, challenge, authz, Some(instance)).await {
-            tracing::error!(challenge = %id, error = %e, "could not record validation outcome");
-        }
+    in_background(challenge_id.to_string(), async move {
+        validate_challenge(&hub, challenge, authz, Some(instance)).await
     });
     Ok(Some(shown))
+}
+
+/// The challenge `id` and its authorization, when they belong to `account`.
+pub async fn account_challenge(
+    hub: &Hub,
+    account: &Account,
+    id: &str,
+) -> Result<(Challenge, Authorization), Error> {
+    hub.store
+        .challenge(&account.instance_id, id)
+        .await?
+        .filter(|(_, a)| a.account_id == account.id)
+        .ok_or_else(|| Error::not_found("no such challenge for this account"))
 }
 
 /// Runs the validation of a challenge left `processing` (by a restart) in
 /// the background and records its outcome.
 pub fn spawn_validation(hub: Arc<Hub>, challenge_id: String, instance_id: String) {
-    tokio::spawn(async move {
-        let loaded = match hub.store.challenge(&instance_id, &challenge_id).await {
-            Ok(Some((challenge, authz))) if challenge.status == ChallengeStatus::Processing => {
+    in_background(challenge_id.clone(), async move {
+        match hub.store.challenge(&instance_id, &challenge_id).await? {
+            Some((challenge, authz)) if challenge.status == ChallengeStatus::Processing => {
                 validate_challenge(&hub, challenge, authz, None).await
             }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = loaded {
+            _ => Ok(()),
+        }
+    });
+}
+
+/// Runs the validation of challenge `challenge_id` in the background; a
+/// failure to record its outcome is logged (the challenge stays
+/// `processing`, and the next start-up validates it again).
+fn in_background(
+    challenge_id: String,
+    validation: impl std::future::Future<Output = Result<(), Error>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = validation.await {
             tracing::error!(challenge = %challenge_id, error = %e, "could not record validation outcome");
         }
     });
