@@ -6,11 +6,12 @@
 //!   `tag16` is random, the HMAC key lives in the database, and redeeming
 //!   inserts the nonce into the used-nonce table, whose unique key makes it
 //!   single-use across replicas.
-//! - **Local** (SQLite, one process): `tag16` is a counter, and redeeming sets the counter's bit in a window of the
-//!   most recent [`WINDOW`] nonces held in memory (1 MiB). No database round
-//!   trip, no table that grows with traffic. The key is made at start-up, so
-//!   a restart voids outstanding nonces: clients get `badNonce` once and
-//!   retry with the fresh nonce that comes with it, as §6.5 expects.
+//! - **Local** (SQLite, one process): `tag16` is a counter, and redeeming
+//!   sets the counter's bit in a window of the most recent [`WINDOW`] nonces
+//!   held in memory (1 MiB). No database round trip, no table that grows
+//!   with traffic. The key is made at start-up, so a restart voids
+//!   outstanding nonces: clients get `badNonce` once and retry with the
+//!   fresh nonce that comes with it, as §6.5 expects.
 
 use std::sync::Mutex;
 
@@ -54,8 +55,13 @@ impl Window {
         }
     }
 
+    /// How many counters the window holds.
+    fn size(&self) -> u64 {
+        self.bits.len() as u64 * 64
+    }
+
     fn slot(&self, counter: u64) -> (usize, u64) {
-        let i = counter % (self.bits.len() as u64 * 64);
+        let i = counter % self.size();
         ((i / 64) as usize, 1 << (i % 64))
     }
 
@@ -72,7 +78,7 @@ impl Window {
         if counter >= self.next {
             return Err("is not one this server issued");
         }
-        if self.next - counter > self.bits.len() as u64 * 64 {
+        if self.next - counter > self.size() {
             return Err("is too old");
         }
         let (word, bit) = self.slot(counter);
