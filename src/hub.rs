@@ -1,7 +1,9 @@
 //! The running hub: configuration plus the long-lived parts (store, CA,
 //! validator, nonces), created once at start. First start creates what is
 //! missing (database, CA, `default` instance, admin token); later starts
-//! reuse it.
+//! reuse it. What replicas must share lives in the database: the local CA
+//! (sealed with the master key), a check that every replica has the same
+//! master key, and the nonce key.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,12 +14,16 @@ use std::time::{Duration, Instant};
 use crate::acme::nonce::Nonces;
 use crate::config::Config;
 use crate::error::Error;
-use crate::issuance::local::LocalCa;
+use crate::issuance::local::{CaFiles, LocalCa};
+use crate::secrets::MasterKey;
 use crate::store::{Instance, Store};
 use crate::validation::Validator;
 
 /// How long a looked-up instance is reused before it is read again.
 const INSTANCE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long a lookup of an instance held in memory may take before the copy
+/// serves instead.
+const INSTANCE_STALE_GRACE: Duration = Duration::from_secs(1);
 
 /// The instance every fresh hub has.
 pub const DEFAULT_INSTANCE: &str = "default";
@@ -68,7 +74,14 @@ impl Hub {
         let _ = rustls::crypto::ring::default_provider().install_default();
         create_private_dir(&config.data_dir)?;
         let store = Store::connect(&config.database_url).await?;
-        let ca = LocalCa::load_or_create(&config.data_dir.join("ca"))?;
+        let secrets = MasterKey::load(
+            config.master_key.as_deref(),
+            config.master_key_file.as_deref(),
+            &config.data_dir,
+        )
+        .map_err(|e| HubError::Setup(e.to_string()))?;
+        check_master_key(&store, &secrets).await?;
+        let ca = shared_ca(&store, &secrets, &config.data_dir.join("ca")).await?;
         let validator =
             Validator::new(&config.validation).map_err(|e| HubError::Setup(e.detail))?;
         let nonces = Nonces::new(store.clone(), config.acme.nonce_lifetime_secs)
@@ -95,12 +108,6 @@ impl Hub {
             ));
         }
         let admin_token_hash = crate::admin::auth::token_hash(&admin_token);
-        let secrets = crate::secrets::MasterKey::load(
-            config.master_key.as_deref(),
-            config.master_key_file.as_deref(),
-            &config.data_dir,
-        )
-        .map_err(|e| HubError::Setup(e.to_string()))?;
         let technical_zone = match &config.dns.technical_zone {
             Some(zone) => {
                 let served = crate::dns::zone::TechnicalZone::start(zone)
@@ -160,16 +167,40 @@ impl Hub {
         format!("{}/ca/crl", self.config.public_url)
     }
 
-    /// An instance by name, from memory when read recently.
+    /// An instance by name, from memory when read recently. When the
+    /// database does not answer within [`INSTANCE_STALE_GRACE`], an older
+    /// copy serves, so that the directory stays up while the database is
+    /// away (anything that needs the database still fails on its own).
     pub async fn instance(&self, name: &str) -> Result<Instance, Error> {
-        if let Some(found) = self.instances.read().ok().and_then(|m| {
-            m.get(name)
-                .filter(|(_, at)| at.elapsed() < INSTANCE_CACHE_TTL)
-                .map(|(i, _)| i.clone())
-        }) {
-            return Ok(found);
+        let cached = self
+            .instances
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned());
+        if let Some((instance, at)) = &cached
+            && at.elapsed() < INSTANCE_CACHE_TTL
+        {
+            return Ok(instance.clone());
         }
-        let Some(instance) = self.store.instance_by_name(name).await? else {
+        let lookup = self.store.instance_by_name(name);
+        let found = match cached {
+            Some((stale, _)) => match tokio::time::timeout(INSTANCE_STALE_GRACE, lookup).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    tracing::warn!(instance = name, error = %e, "instance lookup failed; serving the copy in memory");
+                    return Ok(stale);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        instance = name,
+                        "the database did not answer; serving the instance's copy in memory"
+                    );
+                    return Ok(stale);
+                }
+            },
+            None => lookup.await?,
+        };
+        let Some(instance) = found else {
             self.forget_instance(name);
             return Err(Error::not_found(format!(
                 "there is no ACME instance named {name:?}"
@@ -219,6 +250,81 @@ impl Hub {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(tls)
     }
+}
+
+/// A value sealed with the master key the database's secrets are sealed
+/// with: a replica given another key refuses to start, rather than failing
+/// later on every stored credential.
+const MASTER_KEY_CHECK: &str = "master-key-check";
+
+async fn check_master_key(store: &Store, key: &MasterKey) -> Result<(), HubError> {
+    let proof = key.seal(MASTER_KEY_CHECK.as_bytes(), MASTER_KEY_CHECK);
+    let stored = store.setting_or_insert(MASTER_KEY_CHECK, &proof).await?;
+    match key.open(&stored, MASTER_KEY_CHECK) {
+        Ok(plain) if plain == MASTER_KEY_CHECK.as_bytes() => Ok(()),
+        _ => Err(HubError::Setup(
+            "the master key is not the one this database's secrets are sealed with: every \
+             hub on one database needs the same master key (ACMEHUB_MASTER_KEY or \
+             master_key_file)"
+                .into(),
+        )),
+    }
+}
+
+/// The setting holding the local CA's files, sealed.
+const LOCAL_CA: &str = "local-ca";
+
+/// The local CA every hub on this database signs with. The database holds
+/// it (sealed with the master key); `dir` holds a copy, where operators
+/// find `root.pem`. A fresh database takes the CA found in `dir` (a hub
+/// that kept its CA only there) or a new one; when two hubs start at once,
+/// the first to store its CA wins and the other adopts it, which it may do
+/// only with a CA it has just created, never one clients may already trust.
+async fn shared_ca(store: &Store, key: &MasterKey, dir: &Path) -> Result<LocalCa, HubError> {
+    let on_disk = if CaFiles::read(dir)?.is_some() {
+        // Checks that the files belong together before they are compared.
+        LocalCa::load_or_create(dir)?;
+        CaFiles::read(dir)?
+    } else {
+        None
+    };
+    let sealed = match store.setting(LOCAL_CA).await? {
+        Some(sealed) => sealed,
+        None => {
+            LocalCa::load_or_create(dir)?;
+            let ours = CaFiles::read(dir)?.ok_or_else(|| {
+                HubError::Setup(format!("{}: no CA after creating one", dir.display()))
+            })?;
+            let plain = serde_json::to_vec(&ours).expect("CA files serialize");
+            store
+                .setting_or_insert(LOCAL_CA, &key.seal(&plain, LOCAL_CA))
+                .await?
+        }
+    };
+    let stored: CaFiles = key
+        .open(&sealed, LOCAL_CA)
+        .ok()
+        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .ok_or_else(|| {
+            HubError::Setup(
+                "the local CA stored in the database cannot be opened with this master key".into(),
+            )
+        })?;
+    if let Some(files) = &on_disk
+        && files.root_cert != stored.root_cert
+    {
+        return Err(HubError::Setup(format!(
+            "{}/root.pem is not the root CA of the hub this database belongs to: the data \
+             directory comes from another hub. Move {} aside to use the database's CA.",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    if CaFiles::read(dir)?.as_ref() != Some(&stored) {
+        stored.write(dir)?;
+        tracing::info!(dir = %dir.display(), "local CA written from the database");
+    }
+    Ok(LocalCa::load_or_create(dir)?)
 }
 
 fn create_private_dir(path: &Path) -> Result<(), HubError> {

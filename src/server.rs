@@ -42,10 +42,16 @@ pub fn app(hub: Arc<Hub>) -> Router {
 }
 
 async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
-    match hub.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
+    // A database that does not answer within two seconds is as good as
+    // gone to a load balancer's health check.
+    match tokio::time::timeout(Duration::from_secs(2), hub.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check failed: the database did not answer within 2 s");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
@@ -231,11 +237,15 @@ async fn serve(
     }
 }
 
-/// Periodic cleanup: forget used nonces that have expired anyway, and
-/// rate-limit windows that have ended.
 /// How often due managed-certificate steps are looked for.
 const MANAGED_SWEEP_SECS: u64 = 2;
+/// How often validations and signings left by a dead process are looked for.
+const STALE_SWEEP_SECS: u64 = 10;
 
+/// The background loops: the technical zone's records, managed
+/// certificates and notifications, work whose process died, relayed
+/// orders, and periodic cleanup (used nonces that have expired anyway,
+/// rate-limit windows that have ended).
 fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
     if hub.technical_zone.is_some() {
         // Other replicas write the technical zone's records too: pick their
@@ -277,6 +287,23 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
                                 tracing::warn!(error = %e.detail, "delivering notifications failed");
                             }
                         });
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+    }
+    {
+        // Validations and signings whose process died are taken over here.
+        let hub = hub.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(STALE_SWEEP_SECS));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => if let Err(e) = crate::orders::take_over_stale(&hub, false).await {
+                        tracing::warn!(error = %e.detail, "taking over stale work failed");
                     },
                     _ = stopped.changed() => break,
                 }

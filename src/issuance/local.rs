@@ -595,6 +595,58 @@ fn read_key(path: &Path) -> Result<KeyPair, CaError> {
     })
 }
 
+/// The CA's four files, as kept (sealed) in the database so that every
+/// replica on one database signs with the same CA.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CaFiles {
+    pub root_cert: String,
+    pub root_key: String,
+    pub intermediate_cert: String,
+    pub intermediate_key: String,
+}
+
+impl CaFiles {
+    /// The files in `dir`, or `None` when it has no root certificate yet.
+    /// Call after [`LocalCa::load_or_create`], which checks they belong
+    /// together.
+    pub fn read(dir: &Path) -> Result<Option<CaFiles>, CaError> {
+        if !dir.join(ROOT_CERT).exists() {
+            return Ok(None);
+        }
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read_to_string(&path).map_err(|source| io_error(&path, source))
+        };
+        Ok(Some(CaFiles {
+            root_cert: read(ROOT_CERT)?,
+            root_key: read(ROOT_KEY)?,
+            intermediate_cert: read(INTERMEDIATE_CERT)?,
+            intermediate_key: read(INTERMEDIATE_KEY)?,
+        }))
+    }
+
+    /// Writes the four files into `dir` (created 0700), keys first and 0600.
+    pub fn write(&self, dir: &Path) -> Result<(), CaError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| io_error(dir, source))?;
+        write_file(&dir.join(ROOT_KEY), self.root_key.as_bytes(), 0o600)?;
+        write_file(&dir.join(ROOT_CERT), self.root_cert.as_bytes(), 0o644)?;
+        write_file(
+            &dir.join(INTERMEDIATE_KEY),
+            self.intermediate_key.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &dir.join(INTERMEDIATE_CERT),
+            self.intermediate_cert.as_bytes(),
+            0o644,
+        )
+    }
+}
+
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// half-written key or certificate behind; the mode is set at creation, so a
 /// key is never readable by others even for a moment.

@@ -664,20 +664,68 @@ pub async fn deactivate_authorization(
     }
 }
 
-/// Work a restart interrupted: validations in flight and certificates whose
-/// signing was recorded but not finished.
+/// Work a restart interrupted: validations in flight, relayed orders, and
+/// certificates whose signing was recorded but not finished. A process that
+/// owns its database (SQLite) takes all of it; on a shared database, only
+/// what has outlived its deadline (a live replica would have finished it),
+/// and the periodic [`take_over_stale`] gets the rest.
 pub async fn resume(hub: &Arc<Hub>) -> Result<(), Error> {
-    for (challenge_id, instance_id) in hub.store.processing_challenges().await? {
-        tracing::info!(challenge = %challenge_id, "resuming validation");
-        spawn_validation(hub.clone(), challenge_id, instance_id);
-    }
+    take_over_stale(hub, hub.store.backend() == crate::store::Backend::Sqlite).await?;
     for order_id in hub.store.active_upstream_orders().await? {
         tracing::info!(order = %order_id, "resuming relayed order");
         crate::issuance::relay::spawn(hub.clone(), order_id);
     }
-    for cert in hub.store.unsigned_certificates().await? {
-        tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
-        finalize::sign_recorded(hub, &cert).await?;
+    Ok(())
+}
+
+/// Signing takes milliseconds: a certificate still `signing` after this
+/// many seconds lost its process.
+const SIGNING_DEADLINE_SECS: i64 = 30;
+
+/// How long a validation may stay `processing`: every attempt timing out,
+/// the pauses between them, and a margin.
+fn validation_deadline_secs(v: &crate::config::ValidationConfig) -> i64 {
+    let attempts = u64::from(v.attempts.max(1));
+    let secs = attempts * v.attempt_timeout_secs.max(1)
+        + (attempts - 1) * v.retry_delay_ms.div_ceil(1000)
+        + 10;
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// Takes over validations and signings whose process died: those past
+/// their deadline, or all of them (`everything`, for a process that owns
+/// its database, at start). Each is claimed with a guarded write, so of
+/// several replicas sweeping at once exactly one takes it.
+pub async fn take_over_stale(hub: &Arc<Hub>, everything: bool) -> Result<(), Error> {
+    let now = now();
+    let (challenges_before, signing_before, lease_before) = if everything {
+        (i64::MAX, i64::MAX, i64::MAX)
+    } else {
+        (
+            now - validation_deadline_secs(&hub.config.validation),
+            now - SIGNING_DEADLINE_SECS,
+            now,
+        )
+    };
+    for stale in hub.store.stale_challenges(challenges_before).await? {
+        if hub.store.claim_challenge(&stale, now).await? {
+            tracing::info!(challenge = %stale.challenge_id, "resuming validation");
+            spawn_validation(hub.clone(), stale.challenge_id, stale.instance_id);
+        }
+    }
+    for (cert, lease) in hub
+        .store
+        .unsigned_certificates(signing_before, lease_before)
+        .await?
+    {
+        if hub
+            .store
+            .claim_signing(&cert.id, lease, now + SIGNING_DEADLINE_SECS)
+            .await?
+        {
+            tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
+            finalize::sign_recorded(hub, &cert).await?;
+        }
     }
     Ok(())
 }

@@ -761,15 +761,49 @@ impl Store {
 
     /// Challenges left `processing` (e.g. by a restart), to validate again.
     pub async fn processing_challenges(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .stale_challenges(i64::MAX)
+            .await?
+            .into_iter()
+            .map(|c| (c.challenge_id, c.instance_id))
+            .collect())
+    }
+
+    /// Challenges `processing` since before `stale_before`: a validation
+    /// never takes that long, so its process died (or lost its database).
+    pub async fn stale_challenges(&self, stale_before: i64) -> Result<Vec<StaleChallenge>> {
         let rows = sqlx::query(
-            "SELECT c.id, a.instance_id FROM challenges c JOIN authorizations a ON a.id = c.authz_id \
-             WHERE c.status = 'processing'",
+            "SELECT c.id, a.instance_id, c.updated_at FROM challenges c \
+             JOIN authorizations a ON a.id = c.authz_id \
+             WHERE c.status = 'processing' AND c.updated_at < $1",
         )
+        .bind(stale_before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("instance_id")?)))
+            .map(|r| {
+                Ok(StaleChallenge {
+                    challenge_id: r.try_get("id")?,
+                    instance_id: r.try_get("instance_id")?,
+                    since: r.try_get("updated_at")?,
+                })
+            })
             .collect()
+    }
+
+    /// Takes over a stale challenge's validation: true for exactly one of
+    /// the processes that try (its `processing` time restarts at `now`).
+    pub async fn claim_challenge(&self, stale: &StaleChallenge, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE challenges SET updated_at = $1 \
+             WHERE id = $2 AND status = 'processing' AND updated_at = $3",
+        )
+        .bind(now)
+        .bind(&stale.challenge_id)
+        .bind(stale.since)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     // ---- finalization and certificates ----
@@ -884,12 +918,43 @@ impl Store {
         Ok(())
     }
 
-    /// Certificates whose signing was recorded but not finished.
-    pub async fn unsigned_certificates(&self) -> Result<Vec<Certificate>> {
-        let rows = sqlx::query("SELECT * FROM certificates WHERE status = 'signing'")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(certificate_from_row).collect()
+    /// Certificates whose signing was recorded before `stale_before` but not
+    /// finished, and that no process has taken over since `now`.
+    pub async fn unsigned_certificates(
+        &self,
+        stale_before: i64,
+        now: i64,
+    ) -> Result<Vec<(Certificate, i64)>> {
+        let rows = sqlx::query(
+            "SELECT * FROM certificates WHERE status = 'signing' AND created_at < $1 AND lease_until < $2",
+        )
+        .bind(stale_before)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((certificate_from_row(r)?, r.try_get("lease_until")?)))
+            .collect()
+    }
+
+    /// Takes over signing a certificate until `until`: true for exactly one
+    /// of the processes that try with the `lease` they read.
+    pub async fn claim_signing(
+        &self,
+        certificate_id: &str,
+        lease: i64,
+        until: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE certificates SET lease_until = $1 \
+             WHERE id = $2 AND status = 'signing' AND lease_until = $3",
+        )
+        .bind(until)
+        .bind(certificate_id)
+        .bind(lease)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn certificate(&self, instance_id: &str, id: &str) -> Result<Option<Certificate>> {

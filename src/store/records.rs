@@ -262,6 +262,15 @@ pub struct Certificate {
     pub revocation_reason: Option<i64>,
 }
 
+/// A challenge `processing` for longer than a validation takes.
+#[derive(Debug, Clone)]
+pub struct StaleChallenge {
+    pub challenge_id: String,
+    pub instance_id: String,
+    /// Its `updated_at`: the claim is guarded on it.
+    pub since: i64,
+}
+
 /// The intent recorded before signing (DESIGN: persist intent before side effects).
 #[derive(Debug, Clone)]
 pub struct CertificateIntent {

@@ -265,7 +265,33 @@ async fn an_order_is_finalized_exactly_once() {
             "both or neither finalized"
         );
         let cert_id = a.or(b).unwrap().id;
-        assert_eq!(store.unsigned_certificates().await.unwrap().len(), 1);
+        let unsigned = store
+            .unsigned_certificates(i64::MAX, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(unsigned.len(), 1);
+        // Of two processes taking the signing over, one wins; then it is
+        // leased, and no longer offered to a sweep.
+        let (cert, lease) = &unsigned[0];
+        assert!(
+            store
+                .claim_signing(&cert.id, *lease, now() + 30)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_signing(&cert.id, *lease, now() + 30)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .unsigned_certificates(i64::MAX, now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             store
                 .complete_issuance(&cert_id, b"der", "pem", "ari", None)

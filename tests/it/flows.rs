@@ -21,7 +21,7 @@ fn retry() -> RetryPolicy {
 }
 
 /// Checks leaf -> intermediate -> root signatures and returns the leaf's SANs.
-fn verify_chain(chain_pem: &str, root_pem: &std::path::Path) -> (Vec<String>, Vec<u8>) {
+pub(crate) fn verify_chain(chain_pem: &str, root_pem: &std::path::Path) -> (Vec<String>, Vec<u8>) {
     let chain = pem_chain(chain_pem);
     assert_eq!(chain.len(), 2, "chain is leaf + intermediate");
     let root = pem_chain(&std::fs::read_to_string(root_pem).unwrap());
@@ -51,7 +51,7 @@ fn verify_chain(chain_pem: &str, root_pem: &std::path::Path) -> (Vec<String>, Ve
 }
 
 /// Answers every authorization of `order` with `kind`, then finalizes and downloads.
-async fn issue(
+pub(crate) async fn issue(
     t: &TestHub,
     account: &instant_acme::Account,
     identifiers: Vec<Identifier>,

@@ -66,12 +66,48 @@ async fn postgres_url() -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// A database for several hubs, as a URL: a fresh PostgreSQL schema, or
+/// an SQLite file in the returned directory (hubs on it must take turns:
+/// one process owns an SQLite file).
+pub async fn shared_database(db: Db) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}/shared.db", dir.path().display()),
+        Db::Postgres => postgres_url().await,
+    };
+    (url, dir)
+}
+
+/// A master key (32 random bytes, base64) for hubs that share a database.
+pub fn master_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(acmehub::util::random_bytes::<32>())
+}
+
 impl TestHub {
     pub async fn start(db: Db) -> TestHub {
         Self::start_with(db, |_| {}).await
     }
 
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut FileConfig)) -> TestHub {
+        let database_url = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(postgres_url().await),
+        };
+        Self::launch(database_url, None, tweak).await
+    }
+
+    /// A hub with its own data directory on a database that other hubs
+    /// use too (see [`shared_database`]), with the master key they share.
+    pub async fn replica(database_url: &str, master_key: &str) -> TestHub {
+        Self::launch(Some(database_url.into()), Some(master_key.into()), |_| {}).await
+    }
+
+    async fn launch(
+        database_url: Option<String>,
+        master_key: Option<String>,
+        tweak: impl FnOnce(&mut FileConfig),
+    ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let dns = MemoryDns::start(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
             .await
@@ -95,16 +131,13 @@ impl TestHub {
         // The test DNS is every zone's authoritative server too.
         file.dns.authoritative_port = dns.addr().port();
         tweak(&mut file);
-        let database_url = match db {
-            Db::Sqlite => None,
-            Db::Postgres => Some(postgres_url().await),
-        };
         let config = Config::resolve(
             file,
             Overrides {
                 listen: Some(listener.local_addr().unwrap()),
                 data_dir: Some(dir.path().to_path_buf()),
                 database_url,
+                master_key,
                 ..Default::default()
             },
         )

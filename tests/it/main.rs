@@ -11,3 +11,4 @@ mod jws_rules;
 mod managed;
 mod raw;
 mod relay;
+mod replicas;
