@@ -6,18 +6,24 @@
 //! pool, and a key made up front; it answers http-01 from an in-process
 //! server, dns-01 through pebble-challtestsrv's management API, or nothing
 //! (`--challenge none`, for pre-authorized access keys). Bounded by
-//! `--duration` or `--orders`; meant for loopback only.
+//! `--duration` or `--orders`; meant for loopback only. With `--retries`,
+//! a request that found no server (refused, reset, 502, 503, 504) is sent
+//! again, as a client behind a load balancer would.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acmehub::issuance::upstream::UpstreamHttp;
+use bytes::Bytes;
 use clap::Parser;
+use http_body_util::BodyExt as _;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, ExternalAccountKey,
+    HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use serde_json::{Value, json};
 
@@ -71,6 +77,58 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Send a request again, up to this many times, when no server answered
+    /// it (connection refused or reset, 502, 503, 504). A signed request
+    /// that did arrive is refused as badNonce, and signed again.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+}
+
+/// The HTTP client of every loadgen account: [`UpstreamHttp`], with
+/// `--retries`.
+struct Retrying {
+    inner: UpstreamHttp,
+    retries: u32,
+}
+
+impl HttpClient for Retrying {
+    fn request(
+        &self,
+        req: axum::http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        if self.retries == 0 {
+            return self.inner.request(req);
+        }
+        let (parts, body) = req.into_parts();
+        let attempt = move |inner: &UpstreamHttp, body: Bytes| {
+            let mut req = axum::http::Request::new(BodyWrapper::from(body.to_vec()));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.headers_mut() = parts.headers.clone();
+            inner.request(req)
+        };
+        let inner = self.inner.clone();
+        let retries = self.retries;
+        Box::pin(async move {
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let mut tries = 0;
+            loop {
+                let outcome = attempt(&inner, body.clone()).await;
+                let unanswered = match &outcome {
+                    Ok(r) => matches!(r.parts.status.as_u16(), 502..=504),
+                    Err(_) => true,
+                };
+                if !unanswered || tries >= retries {
+                    return outcome;
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+            }
+        })
+    }
 }
 
 /// What every client records.
@@ -194,8 +252,11 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn http_for(roots: Option<&str>) -> Result<UpstreamHttp, String> {
-    UpstreamHttp::new(roots, Duration::from_secs(30))
+fn http_for(roots: Option<&str>, retries: u32) -> Result<Retrying, String> {
+    Ok(Retrying {
+        inner: UpstreamHttp::new(roots, Duration::from_secs(30))?,
+        retries,
+    })
 }
 
 async fn new_account(
@@ -206,7 +267,7 @@ async fn new_account(
     let key = eab
         .as_ref()
         .map(|(kid, hmac)| ExternalAccountKey::new(kid.clone(), hmac));
-    let http = http_for(roots).map_err(|e| instant_acme::Error::Other(e.into()))?;
+    let http = http_for(roots, args.retries).map_err(|e| instant_acme::Error::Other(e.into()))?;
     let (account, _) = Account::builder_with_http(Box::new(http))
         .create(
             &NewAccount {
@@ -341,7 +402,14 @@ async fn issue(
     let csr = params
         .serialize_request(key)
         .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
-    order.finalize_csr(csr.der()).await?;
+    if let Err(e) = order.finalize_csr(csr.der()).await {
+        // A finalize that arrived but whose answer was lost: the order has
+        // moved on, and its certificate comes as usual.
+        let state = order.refresh().await?;
+        if !matches!(state.status, OrderStatus::Processing | OrderStatus::Valid) {
+            return Err(e);
+        }
+    }
     let chain = order.poll_certificate(&polling()).await?;
     stats.time("finalize-to-valid", t);
     if !chain.contains("BEGIN CERTIFICATE") {
