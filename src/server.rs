@@ -241,27 +241,36 @@ async fn serve(
 const MANAGED_SWEEP_SECS: u64 = 2;
 /// How often validations and signings left by a dead process are looked for.
 const STALE_SWEEP_SECS: u64 = 10;
+/// How often each process tries to take a periodic job.
+const PERIODIC_TRY_SECS: u64 = 60;
 
 /// The background loops: the technical zone's records, managed
 /// certificates and notifications, work whose process died, relayed
 /// orders, and periodic cleanup (used nonces that have expired anyway,
 /// rate-limit windows that have ended).
-fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
+fn spawn_housekeeping(hub: Arc<Hub>, stopped: watch::Receiver<bool>) {
     if hub.technical_zone.is_some() {
+        spawn_periodic(
+            &hub,
+            &stopped,
+            "delegations-recheck",
+            86400,
+            |hub| async move {
+                match crate::orders::delegations::recheck_all(&hub).await {
+                    Ok(n) => tracing::info!(delegations = n, "delegations re-checked"),
+                    Err(e) => tracing::warn!(error = %e, "re-checking delegations failed"),
+                }
+            },
+        );
         // Other replicas write the technical zone's records too: pick their
         // changes up within a second.
         let hub = hub.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut daily = tokio::time::interval(Duration::from_secs(86400));
             loop {
                 tokio::select! {
                     _ = tick.tick() => hub.refresh_technical_zone().await,
-                    _ = daily.tick() => match crate::orders::delegations::recheck_all(&hub).await {
-                        Ok(n) => tracing::info!(delegations = n, "delegations re-checked"),
-                        Err(e) => tracing::warn!(error = %e, "re-checking delegations failed"),
-                    },
                     _ = stopped.changed() => break,
                 }
             }
@@ -330,24 +339,59 @@ fn spawn_housekeeping(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
             }
         });
     }
+    spawn_periodic(&hub, &stopped, "prune", 600, |hub| async move {
+        let now = crate::util::now();
+        match hub.store.prune_nonces(now).await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+        }
+        if let Err(e) = hub.store.prune_zone_records(now).await {
+            tracing::warn!(error = %e, "pruning technical-zone records failed");
+        }
+        // Rate-limit windows are an hour or a second long.
+        let short = crate::policy::Limit::Requests;
+        if let Err(e) = hub
+            .store
+            .prune_counters(now - 7200, short.tag(), now - 60)
+            .await
+        {
+            tracing::warn!(error = %e, "pruning rate-limit counters failed");
+        }
+    });
+}
+
+/// Periodic work that one process does at a time, whichever replica it
+/// is: every minute, each process tries to take `job` (a lease in the
+/// database, for at most an hour); the one that gets it, when the last run
+/// finished `period` seconds ago or more, runs `work` and records the run.
+fn spawn_periodic<F, Fut>(
+    hub: &Arc<Hub>,
+    stopped: &watch::Receiver<bool>,
+    job: &'static str,
+    period: i64,
+    work: F,
+) where
+    F: Fn(Arc<Hub>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (hub, mut stopped) = (hub.clone(), stopped.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let owner = crate::util::random_id();
+        let mut tick = tokio::time::interval(Duration::from_secs(PERIODIC_TRY_SECS));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let now = crate::util::now();
-                    match hub.store.prune_nonces(now).await {
-                        Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
-                    }
-                    if let Err(e) = hub.store.prune_zone_records(now).await {
-                        tracing::warn!(error = %e, "pruning technical-zone records failed");
-                    }
-                    // Rate-limit windows are an hour or a second long.
-                    let short = crate::policy::Limit::Requests;
-                    if let Err(e) = hub.store.prune_counters(now - 7200, short.tag(), now - 60).await {
-                        tracing::warn!(error = %e, "pruning rate-limit counters failed");
+                    match hub.store.take_job(job, &owner, now, now + period.min(3600), now - period).await {
+                        Ok(true) => {
+                            work(hub.clone()).await;
+                            if let Err(e) = hub.store.finish_job(job, &owner, crate::util::now()).await {
+                                tracing::warn!(job, error = %e, "recording a periodic run failed");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(job, error = %e, "taking a periodic job failed"),
                     }
                 }
                 _ = stopped.changed() => break,

@@ -101,6 +101,7 @@ async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
     {
         return Ok(());
     }
+    tracing::info!(order = %order_id, lease = %owner, "working on the relayed order");
     let outcome = tokio::select! {
         outcome = advance(hub, order_id) => outcome,
         () = keep_lease(hub, order_id, &owner, held_until) => Ok(()),

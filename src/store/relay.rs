@@ -247,14 +247,17 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Drops every lease (relayed orders, managed certificates): for a
-    /// single-process store at start-up, when no
-    /// worker of this process runs yet and no other process can hold one.
+    /// Drops every lease (relayed orders, managed certificates, periodic
+    /// jobs): for a single-process store at start-up, when no worker of
+    /// this process runs yet and no other process can hold one.
     pub async fn release_all_leases(&self) -> Result<()> {
         sqlx::query("UPDATE upstream_orders SET lease_until = 0 WHERE lease_until <> 0")
             .execute(&self.pool)
             .await?;
         sqlx::query("UPDATE managed_certificates SET lease_until = 0 WHERE lease_until <> 0")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE job_leases SET lease_until = 0 WHERE lease_until <> 0")
             .execute(&self.pool)
             .await?;
         Ok(())

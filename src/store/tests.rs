@@ -330,6 +330,38 @@ async fn settings_keep_the_first_value() {
 }
 
 #[tokio::test]
+async fn a_periodic_job_runs_in_one_process_once_per_period() {
+    for (store, _dir) in backends().await {
+        let (now, hour) = (1_000_000, 3600);
+        let take = |owner: &'static str, at: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .take_job("job", owner, at, at + hour, at - hour)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (a, b) = tokio::join!(take("a", now), take("b", now));
+        assert_eq!(a as u8 + b as u8, 1, "one of two processes takes it");
+        let winner = if a { "a" } else { "b" };
+        assert!(!take("c", now + 10).await, "held: nobody else takes it");
+        store.finish_job("job", winner, now + 20).await.unwrap();
+        assert!(!take("c", now + 30).await, "ran a moment ago: not due");
+        assert!(
+            take("c", now + 20 + hour + 1).await,
+            "due again after its period"
+        );
+        // c dies while running: its lease lapses and the run is done again.
+        assert!(!take("a", now + 2 * hour).await);
+        assert!(
+            take("a", now + 20 + 2 * hour + 2).await,
+            "a lapsed lease is taken over"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
