@@ -100,7 +100,16 @@ impl TestHub {
     /// A hub with its own data directory on a database that other hubs
     /// use too (see [`shared_database`]), with the master key they share.
     pub async fn replica(database_url: &str, master_key: &str) -> TestHub {
-        Self::launch(Some(database_url.into()), Some(master_key.into()), |_| {}).await
+        Self::replica_with(database_url, master_key, |_| {}).await
+    }
+
+    /// [`Self::replica`] with the config changed by `tweak`.
+    pub async fn replica_with(
+        database_url: &str,
+        master_key: &str,
+        tweak: impl FnOnce(&mut FileConfig),
+    ) -> TestHub {
+        Self::launch(Some(database_url.into()), Some(master_key.into()), tweak).await
     }
 
     async fn launch(

@@ -1,7 +1,7 @@
 //! Several hubs on one database: the local CA, the master key and nonces
 //! are shared, so a request may land on any of them.
 
-use acmehub::config::{Config, Overrides};
+use acmehub::config::{Config, FileConfig, Overrides, TechnicalZoneConfig};
 use acmehub::hub::Hub;
 use instant_acme::{ChallengeType, Identifier};
 
@@ -254,4 +254,65 @@ async fn a_hub_that_loses_its_database_fails_closed_and_recovers_by_itself() {
     assert_eq!(created.status, 201, "{}", created.text);
     t.stop().await;
     link.abort();
+}
+
+#[tokio::test]
+async fn every_replica_serves_the_technical_zone_records_another_one_wrote() {
+    if !databases().contains(&Db::Postgres) {
+        return;
+    }
+    let (url, _db_dir) = shared_database(Db::Postgres).await;
+    let key = master_key();
+    let zone = |f: &mut FileConfig| {
+        f.dns.technical_zone = Some(TechnicalZoneConfig {
+            name: "acme.hub.test".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            nameservers: vec!["ns1.hub.test".into()],
+            ttl: 60,
+        });
+    };
+    let a = TestHub::replica_with(&url, &key, zone).await;
+    let b = TestHub::replica_with(&url, &key, zone).await;
+    let resolver = acmehub::validation::resolver::Resolver::new(
+        &[b.hub.technical_zone.as_ref().unwrap().addr()],
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    let name = "x1.acme.hub.test";
+    // b polls the database every second; a few seconds of slack for a
+    // loaded machine, not a timing claim.
+    let served_by_b = |want: bool| {
+        let resolver = &resolver;
+        async move {
+            for _ in 0..50 {
+                let values = resolver.lookup_txt(name).await.unwrap_or_default();
+                if values.iter().any(|v| v == "value-1") == want {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        served_by_b(false).await,
+        "nothing served before it is written"
+    );
+    let now = acmehub::util::now();
+    a.hub
+        .store
+        .add_zone_record(name, "value-1", now, now + 600)
+        .await
+        .unwrap();
+    a.hub.refresh_technical_zone().await;
+    assert!(served_by_b(true).await, "b serves what a wrote");
+    a.hub
+        .store
+        .remove_zone_record(name, "value-1")
+        .await
+        .unwrap();
+    a.hub.refresh_technical_zone().await;
+    assert!(served_by_b(false).await, "b stops serving what a removed");
+    a.stop().await;
+    b.stop().await;
 }
