@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Helpers for conformance/run: installing the clients, starting and stopping
-# the background servers, and certificate checks with openssl.
+# Helpers for conformance/run, conformance/ha and benches/compare: installing
+# the clients, the flow runner, starting and stopping the background
+# servers, and certificate checks with openssl.
 #
 # Sourced, never executed. Expects CONF_DIR (this folder) and WORK (the run's
 # scratch folder) to be set. Never kills a process it did not start itself.
@@ -78,6 +79,116 @@ install_aiosmtpd() {
 		say "pip install aiosmtpd==$AIOSMTPD_VERSION failed; see $INSTALL_LOG"
 		return 1
 	}
+}
+
+# ---------------------------------------------------------------- flow runner
+
+# Flows run in a subshell each; fail writes its reason to REASON_FILE, and
+# flow prints one PASS/FAIL line per flow. FLOW_TIMEOUT bounds each step.
+PASSED=0
+FAILED=0
+REASON_FILE=$WORK/.reason
+FLOW_TIMEOUT=${FLOW_TIMEOUT:-180}
+
+# report: the totals; false when a flow failed.
+report() {
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+}
+
+# setup_fail REASON [LOG]: the run cannot go on; counts as one failure.
+setup_fail() {
+	echo "FAIL setup: $1"
+	if [ -n "${2:-}" ] && [ -f "$2" ]; then
+		# A panic's message is worth more than the backtrace under it.
+		if grep -q 'panicked at' "$2"; then
+			grep -m1 -A1 'panicked at' "$2"
+		else
+			tail -n 40 "$2"
+		fi | sed 's/^/    /'
+		echo "    (full log: $2)"
+	fi
+	FAILED=$((FAILED + 1))
+	report
+	exit 1
+}
+
+# fail REASON: ends the current flow (flows run in a subshell).
+fail() {
+	echo "conformance: $1"
+	printf '%s' "$1" >"$REASON_FILE"
+	exit 1
+}
+
+# step DESCRIPTION CMD...: runs CMD (echoed into the flow log), bounded in time.
+step() {
+	local what=$1 rc
+	shift
+	echo "+ $*"
+	timeout --kill-after=10 "$FLOW_TIMEOUT" "$@"
+	rc=$?
+	[ $rc -eq 0 ] && return 0
+	[ $rc -eq 124 ] && fail "$what timed out after ${FLOW_TIMEOUT}s"
+	fail "$what failed (exit $rc)"
+}
+
+# flow NAME FUNCTION: runs one flow, prints its PASS/FAIL line.
+flow() {
+	local name=$1 fn=$2 log=$LOGS/$1.log rc
+	: >"$REASON_FILE"
+	(
+		set -u -o pipefail
+		"$fn"
+	) >"$log" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		echo "PASS $name"
+		PASSED=$((PASSED + 1))
+	else
+		local reason
+		reason=$(cat "$REASON_FILE")
+		echo "FAIL $name: ${reason:-exit status $rc}"
+		tail -n 30 "$log" | sed 's/^/    /'
+		FAILED=$((FAILED + 1))
+	fi
+	return $rc
+}
+
+# ---------------------------------------------------------------- servers
+
+# start_challtestsrv: pebble-challtestsrv as the mock DNS on DNS_ADDR, its
+# management API on MGMT_ADDR. Only its DNS and management API: the clients
+# answer the challenges, and its own challenge servers would take their
+# ports. Newer versions also serve DNS over HTTPS (-doh), off here too.
+start_challtestsrv() {
+	local args=(-dns01 "$DNS_ADDR" -management "$MGMT_ADDR" -http01 "" -https01 "" -tlsalpn01 ""
+		-defaultIPv4 127.0.0.1 -defaultIPv6 "")
+	pebble-challtestsrv -h 2>&1 | grep -q -- '-doh ' && args+=(-doh "")
+	start_bg challtestsrv "$LOGS/challtestsrv.log" pebble-challtestsrv "${args[@]}"
+	# shellcheck disable=SC2154 # set by start_bg
+	wait_until 20 "$PID_challtestsrv" curl -fsS -X POST "http://$MGMT_ADDR/clear-txt" \
+		-d '{"host":"ready.example.test."}' ||
+		setup_fail "pebble-challtestsrv did not start" "$LOGS/challtestsrv.log"
+}
+
+# make_localhost_tls DIR SUBJECT: a throwaway CA (DIR/tls-ca.pem) and a
+# certificate for localhost and 127.0.0.1 it signed (DIR/cert.pem, key.pem).
+make_localhost_tls() {
+	local d=$1 subject=$2
+	mkdir -p "$d"
+	{
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout "$d/tls-ca.key" -out "$d/tls-ca.pem" -days 2 \
+			-subj "/CN=$subject" &&
+			openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+				-keyout "$d/key.pem" -out "$d/tls.csr" -subj "/CN=localhost" &&
+			printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+				"basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+				"extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
+				"authorityKeyIdentifier=keyid" >"$d/tls.ext" &&
+			openssl x509 -req -in "$d/tls.csr" -CA "$d/tls-ca.pem" -CAkey "$d/tls-ca.key" \
+				-CAcreateserial -days 2 -extfile "$d/tls.ext" -out "$d/cert.pem"
+	} >"$LOGS/tls-$(basename "$d").log" 2>&1 || setup_fail "making a TLS certificate in $d" "$LOGS/tls-$(basename "$d").log"
 }
 
 # ---------------------------------------------------------------- processes
@@ -181,19 +292,7 @@ start_pebble_as() {
 	local mgmt=$((port + 1000))
 	mkdir -p "$d"
 	# Pebble's listener needs a TLS certificate; the Debian package ships none.
-	{
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-			-keyout "$d/tls-ca.key" -out "$d/tls-ca.pem" -days 2 \
-			-subj "/CN=conformance Pebble TLS CA" &&
-			openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-				-keyout "$d/key.pem" -out "$d/tls.csr" -subj "/CN=localhost" &&
-			printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-				"basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-				"extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
-				"authorityKeyIdentifier=keyid" >"$d/tls.ext" &&
-			openssl x509 -req -in "$d/tls.csr" -CA "$d/tls-ca.pem" -CAkey "$d/tls-ca.key" \
-				-CAcreateserial -days 2 -extfile "$d/tls.ext" -out "$d/cert.pem"
-	} >"$LOGS/pebble-tls.log" 2>&1 || setup_fail "making Pebble's TLS certificate" "$LOGS/pebble-tls.log"
+	make_localhost_tls "$d" "conformance Pebble TLS CA"
 	cat >"$d/pebble-config.json" <<-EOF
 		{
 		  "pebble": {
