@@ -344,6 +344,9 @@ pub struct TestReport {
     pub latency_ms: Option<u64>,
 }
 
+/// Held while a CA account is registered upstream.
+static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Fetches the directory and registers the account when it is not yet
 /// (EAB when configured); records the outcome on the account.
 pub async fn test_ca_account(
@@ -389,7 +392,22 @@ pub async fn test_ca_account(
             hub.store.update_ca_account(&updated).await?;
         }
     }
-    if account.sealed_credentials.is_none() {
+    // One registration per account: within this process a lock, across
+    // replicas a write guarded on the account being unregistered still.
+    let registering = REGISTERING.lock().await;
+    if account.sealed_credentials.is_none()
+        && let Some(stored) = hub
+            .store
+            .ca_account(&account.instance_id, &account.id)
+            .await?
+        && stored.sealed_credentials.is_some()
+    {
+        // Registered meanwhile (another request, or another replica).
+        updated.account_url = stored.account_url;
+        updated.sealed_credentials = stored.sealed_credentials;
+        updated.status = stored.status;
+        updated.status_detail = stored.status_detail;
+    } else if account.sealed_credentials.is_none() {
         let hmac = match &account.sealed_eab_hmac {
             Some(sealed) => Some(
                 hub.secrets
@@ -416,7 +434,22 @@ pub async fn test_ca_account(
             }
         }
         updated.updated_at = now();
-        hub.store.update_ca_account(&updated).await?;
+        match hub.store.register_ca_account(&updated).await {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Guard) => {
+                // Another replica registered it first: use its registration
+                // (ours stays unused at the CA).
+                let stored = hub
+                    .store
+                    .ca_account(&account.instance_id, &account.id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("the CA account was deleted"))?;
+                tracing::info!(account = %account.name, "another process registered the CA account first; using its registration");
+                drop(registering);
+                return Box::pin(test_ca_account(hub, actor, &stored)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
         audit::record(
             hub,
             Some(&account.instance_id),

@@ -115,12 +115,23 @@ impl Store {
 
     /// Writes every mutable field of a CA account.
     pub async fn update_ca_account(&self, a: &CaAccount) -> Result<()> {
+        self.write_ca_account(a, false).await
+    }
+
+    /// Writes a CA account that has just been registered upstream, unless
+    /// another process registered it first: `Guard` then, and the
+    /// account as stored is the one to use.
+    pub async fn register_ca_account(&self, a: &CaAccount) -> Result<()> {
+        self.write_ca_account(a, true).await
+    }
+
+    async fn write_ca_account(&self, a: &CaAccount, unregistered_only: bool) -> Result<()> {
         let r = sqlx::query(
             "UPDATE ca_accounts SET description = $1, directory_url = $2, environment = $3, email = $4, \
              eab_kid = $5, eab_hmac = $6, allow_wildcard = $7, dns_ttl = $8, api_timeout_s = $9, \
              priority = $10, preferred = $11, trusted_roots_pem = $12, caa_identities = $13, \
              account_url = $14, credentials = $15, status = $16, status_detail = $17, updated_at = $18, \
-             profiles = $19 WHERE id = $20",
+             profiles = $19 WHERE id = $20 AND ($21 = 0 OR credentials IS NULL)",
         )
         .bind(&a.description)
         .bind(&a.directory_url)
@@ -142,6 +153,7 @@ impl Store {
         .bind(a.updated_at)
         .bind(profiles_json(a))
         .bind(&a.id)
+        .bind(i64::from(unregistered_only))
         .execute(&self.pool)
         .await?;
         guard(r.rows_affected())

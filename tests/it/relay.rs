@@ -623,6 +623,34 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
     upstream.stop().await;
 }
 
+#[tokio::test]
+async fn concurrent_first_orders_register_the_ca_account_once() {
+    // No Save and Test first: the account is registered on first use, by
+    // whichever of the concurrent orders gets there.
+    let (upstream, t, client) = relay_to_one_upstream().await;
+    let names: Vec<String> = (0..6).map(|i| format!("c{i}.customer.test")).collect();
+    let orders =
+        futures::future::join_all(names.iter().map(|n| order_and_finalize(&client, n))).await;
+    let chains = futures::future::join_all(
+        orders
+            .into_iter()
+            .map(|mut order| async move { order.poll_certificate(&retry()).await }),
+    )
+    .await;
+    for chain in chains {
+        let chain = chain.expect("every concurrent order is issued");
+        assert!(chains_to(&chain, &upstream));
+    }
+    let created = Api::admin(&upstream)
+        .get("/api/v1/events?action=account.create")
+        .await
+        .body;
+    let items = created["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one upstream account: {created}");
+    t.stop().await;
+    upstream.stop().await;
+}
+
 /// A downstream order of the relay instance for `name`, finalized with a
 /// fresh key; returns the order once the client has sent its CSR.
 async fn order_and_finalize(client: &instant_acme::Account, name: &str) -> instant_acme::Order {
