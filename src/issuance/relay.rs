@@ -84,10 +84,13 @@ pub fn spawn(hub: Arc<Hub>, order_id: String) {
     });
 }
 
+/// How the relay polls an upstream order: soon at first (a CA that
+/// validates at once answers within milliseconds), then doubling; a CA's
+/// Retry-After takes precedence (instant-acme honours it).
 fn retry(timeout: Duration) -> RetryPolicy {
     RetryPolicy::new()
-        .initial_delay(Duration::from_millis(250))
-        .backoff(1.5)
+        .initial_delay(Duration::from_millis(50))
+        .backoff(2.0)
         .timeout(timeout)
 }
 
