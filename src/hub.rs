@@ -281,7 +281,7 @@ const LOCAL_CA: &str = "local-ca";
 /// the first to store its CA wins and the other adopts it, which it may do
 /// only with a CA it has just created, never one clients may already trust.
 async fn shared_ca(store: &Store, key: &MasterKey, dir: &Path) -> Result<LocalCa, HubError> {
-    let on_disk = if CaFiles::read(dir)?.is_some() {
+    let on_disk = if CaFiles::present(dir) {
         // Checks that the files belong together before they are compared.
         LocalCa::load_or_create(dir)?;
         CaFiles::read(dir)?

@@ -606,6 +606,12 @@ pub struct CaFiles {
 }
 
 impl CaFiles {
+    /// Whether `dir` has a root certificate (the other files may be missing:
+    /// [`LocalCa::load_or_create`] says what to do then).
+    pub fn present(dir: &Path) -> bool {
+        dir.join(ROOT_CERT).exists()
+    }
+
     /// The files in `dir`, or `None` when it has no root certificate yet.
     /// Call after [`LocalCa::load_or_create`], which checks they belong
     /// together.

@@ -161,6 +161,19 @@ async fn a_data_directory_from_another_hub_is_refused_and_one_without_a_database
             own_root,
             "{db:?}: the refused directory is unchanged"
         );
+        // A root without its key is reported as such, not as a missing file.
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::create_dir(broken.path().join("ca")).unwrap();
+        std::fs::copy(
+            dir.path().join("ca/root.pem"),
+            broken.path().join("ca/root.pem"),
+        )
+        .unwrap();
+        let err = Hub::open(config(broken.path(), &url, &key))
+            .await
+            .err()
+            .expect("a root without its key is refused");
+        assert!(err.to_string().contains("restore the key"), "{db:?}: {err}");
         // A fresh database takes the directory's CA (what clients trust).
         let (fresh, _fresh_dir) = shared_database(db).await;
         let hub = Hub::open(config(dir.path(), &fresh, &key)).await.unwrap();
