@@ -1,5 +1,7 @@
 //! The local CA: an ECDSA P-256 root and intermediate under `<data-dir>/ca/`,
 //! issuing leaf certificates, the hub's own listener certificate, and CRLs.
+//! The database holds the same four files, sealed ([`CaFiles`]; the hub
+//! shares them between replicas and writes them here at start-up).
 //! Owns its key files and keeps the intermediate key in memory only inside
 //! [`LocalCa`]; the root key is read at start-up only to (re)create the
 //! intermediate. It never builds certificate fields from a CSR: only the
