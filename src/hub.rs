@@ -281,20 +281,29 @@ const LOCAL_CA: &str = "local-ca";
 /// the first to store its CA wins and the other adopts it, which it may do
 /// only with a CA it has just created, never one clients may already trust.
 async fn shared_ca(store: &Store, key: &MasterKey, dir: &Path) -> Result<LocalCa, HubError> {
+    // What the directory held before this start, checked to belong
+    // together before it is compared; `current` is what it holds now.
     let on_disk = if CaFiles::present(dir) {
-        // Checks that the files belong together before they are compared.
         LocalCa::load_or_create(dir)?;
         CaFiles::read(dir)?
     } else {
         None
     };
+    let mut current = on_disk.clone();
     let sealed = match store.setting(LOCAL_CA).await? {
         Some(sealed) => sealed,
         None => {
-            LocalCa::load_or_create(dir)?;
-            let ours = CaFiles::read(dir)?.ok_or_else(|| {
-                HubError::Setup(format!("{}: no CA after creating one", dir.display()))
-            })?;
+            let ours = match &on_disk {
+                Some(files) => files.clone(),
+                None => {
+                    LocalCa::load_or_create(dir)?;
+                    let created = CaFiles::read(dir)?.ok_or_else(|| {
+                        HubError::Setup(format!("{}: no CA after creating one", dir.display()))
+                    })?;
+                    current = Some(created.clone());
+                    created
+                }
+            };
             let plain = serde_json::to_vec(&ours).expect("CA files serialize");
             store
                 .setting_or_insert(LOCAL_CA, &key.seal(&plain, LOCAL_CA))
@@ -320,7 +329,7 @@ async fn shared_ca(store: &Store, key: &MasterKey, dir: &Path) -> Result<LocalCa
             dir.display()
         )));
     }
-    if CaFiles::read(dir)?.as_ref() != Some(&stored) {
+    if current.as_ref() != Some(&stored) {
         stored.write(dir)?;
         tracing::info!(dir = %dir.display(), "local CA written from the database");
     }
