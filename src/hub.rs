@@ -186,15 +186,12 @@ impl Hub {
         let found = match cached {
             Some((stale, _)) => match tokio::time::timeout(INSTANCE_STALE_GRACE, lookup).await {
                 Ok(Ok(found)) => found,
-                Ok(Err(e)) => {
-                    tracing::warn!(instance = name, error = %e, "instance lookup failed; serving the copy in memory");
-                    return Ok(stale);
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        instance = name,
-                        "the database did not answer; serving the instance's copy in memory"
-                    );
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "the database did not answer".to_string(),
+                    };
+                    tracing::warn!(instance = name, error = %why, "instance lookup failed; serving the copy in memory");
                     return Ok(stale);
                 }
             },

@@ -44,17 +44,13 @@ pub fn app(hub: Arc<Hub>) -> Router {
 async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     // A database that does not answer within two seconds is as good as
     // gone to a load balancer's health check.
-    match tokio::time::timeout(Duration::from_secs(2), hub.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
-        }
-        Err(_) => {
-            tracing::warn!("readiness check failed: the database did not answer within 2 s");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
-        }
-    }
+    let why = match tokio::time::timeout(Duration::from_secs(2), hub.store.ping()).await {
+        Ok(Ok(())) => return (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the database did not answer within 2 s".to_string(),
+    };
+    tracing::warn!(error = %why, "readiness check failed");
+    (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
 }
 
 async fn metrics() -> Response {
