@@ -31,5 +31,6 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod util;
 pub mod validation;

@@ -34,6 +34,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
     crate::acme::router(hub.clone())
         .merge(admin)
         .merge(crate::dns::managed::router())
+        .merge(crate::ui::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -324,6 +325,9 @@ fn spawn_housekeeping(hub: Arc<Hub>, stopped: watch::Receiver<bool>) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "used nonces pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+        }
+        if let Err(e) = hub.store.prune_ui_sessions(now).await {
+            tracing::warn!(error = %e, "pruning console sessions failed");
         }
         if let Err(e) = hub.store.prune_zone_records(now).await {
             tracing::warn!(error = %e, "pruning technical-zone records failed");

@@ -144,7 +144,12 @@ async fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, ApiError> {
 
 /// The principal a token stands for; 401 when it stands for none.
 pub async fn principal_for(hub: &Hub, token: &str) -> Result<Principal, ApiError> {
-    let hash = token_hash(token);
+    principal_for_hash(hub, &token_hash(token)).await
+}
+
+/// The principal a token's hash stands for (a console session keeps only
+/// the hash); 401 when it stands for none, or no longer.
+pub async fn principal_for_hash(hub: &Hub, hash: &str) -> Result<Principal, ApiError> {
     // Comparing digests, not secrets: timing reveals nothing about the token.
     if hash == hub.admin_token_hash {
         return Ok(Principal {
@@ -155,7 +160,7 @@ pub async fn principal_for(hub: &Hub, token: &str) -> Result<Principal, ApiError
     }
     let stored = hub
         .store
-        .token_by_hash(&hash)
+        .token_by_hash(hash)
         .await
         .map_err(|e| ApiError::from(Error::from(e)))?
         .ok_or(ApiError::Unauthenticated)?;

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 use super::auth::Principal;
 use super::views::{CredentialView, DelegationView, KindView, TestStep, ZoneTestView, ZoneView};
-use super::{ApiJson, ApiResult, created};
+use super::{ApiJson, ApiResult, Created};
 use crate::dns::providers::KINDS;
 use crate::error::Error;
 use crate::hub::Hub;
@@ -76,10 +75,10 @@ pub async fn create_credential(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<CredentialSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<CredentialView>> {
     let instance = who.instance(&hub, &i).await?;
     let c = credentials::create_credential(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(credential_view(&hub, &c).await?))
+    Ok(Created(credential_view(&hub, &c).await?))
 }
 
 async fn find_credential(
@@ -188,10 +187,10 @@ pub async fn create_zone(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<ZoneSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<ZoneView>> {
     let instance = who.instance(&hub, &i).await?;
     let z = credentials::create_zone(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(zone_view(&hub, &z).await?))
+    Ok(Created(zone_view(&hub, &z).await?))
 }
 
 async fn find_zone(
@@ -283,10 +282,10 @@ pub async fn create_delegation(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<DelegationSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<DelegationView>> {
     let instance = who.instance(&hub, &i).await?;
     let d = delegations::create_delegation(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(DelegationView::new(&hub, &d)))
+    Ok(Created(DelegationView::new(&hub, &d)))
 }
 
 async fn find_delegation(

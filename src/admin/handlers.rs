@@ -5,12 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde::Deserialize;
 
 use super::auth::{Principal, new_token, resolve_scope, token_hash};
 use super::views::{AccessKeyView, InstanceView, NewAccessKeyView, NewTokenView, TokenView};
-use super::{ApiJson, ApiResult, created};
+use super::{ApiJson, ApiResult, Created};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::orders::audit;
@@ -48,10 +47,10 @@ pub async fn create_instance(
     State(hub): Hub_,
     who: Principal,
     ApiJson(settings): ApiJson<InstanceSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<InstanceView>> {
     who.require_admin()?;
     let instance = tenants::create_instance(&hub, &who.actor(), &settings).await?;
-    Ok(created(InstanceView::new(&hub, &instance)))
+    Ok(Created(InstanceView::new(&hub, &instance)))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{i}", tag = "instances",
@@ -132,12 +131,12 @@ pub async fn create_access_key(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<AccessKeySettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<NewAccessKeyView>> {
     let instance = who.instance(&hub, &i).await?;
     tenants::check_pre_authorization_rights(&settings, None, who.require_admin().is_ok())?;
     let (key, hmac_key) =
         tenants::create_access_key(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(NewAccessKeyView {
+    Ok(Created(NewAccessKeyView {
         key: AccessKeyView::new(&key, 0),
         hmac_key,
         directory_url: hub.directory_url(&instance.name),
@@ -264,7 +263,7 @@ pub async fn create_token(
     State(hub): Hub_,
     who: Principal,
     ApiJson(request): ApiJson<NewToken>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<NewTokenView>> {
     who.require_admin()?;
     tenants::check_name("token", &request.name)?;
     if request.name == "bootstrap" {
@@ -299,7 +298,7 @@ pub async fn create_token(
         serde_json::json!({"name": token.name, "scope": label, "role": token.role}),
     )
     .await;
-    Ok(created(NewTokenView {
+    Ok(Created(NewTokenView {
         token_info: TokenView::new(&token, label),
         token: secret,
     }))

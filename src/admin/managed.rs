@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::auth::Principal;
 use super::views::ManagedView;
-use super::{ApiJson, ApiResult, created};
+use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::orders::managed::{self, ManagedSettings};
@@ -59,10 +59,10 @@ pub async fn create_managed_certificate(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<ManagedSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<ManagedView>> {
     let instance = who.instance(&hub, &i).await?;
     let m = managed::create_managed(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(view(&hub, &m).await?))
+    Ok(Created(view(&hub, &m).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{i}/managed-certificates", tag = "managed certificates",

@@ -6,12 +6,12 @@
 
 pub mod auth;
 pub mod cli;
-mod dns;
-mod handlers;
-mod inventory;
-mod managed;
-mod notify;
-mod relay;
+pub(crate) mod dns;
+pub(crate) mod handlers;
+pub(crate) mod inventory;
+pub(crate) mod managed;
+pub(crate) mod notify;
+pub(crate) mod relay;
 pub mod views;
 
 use std::sync::Arc;
@@ -48,7 +48,7 @@ impl From<crate::store::StoreError> for ApiError {
 }
 
 /// The HTTP status an admin API error is answered with.
-fn status_of(kind: ErrorKind) -> StatusCode {
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NotFound | ErrorKind::AccountDoesNotExist => StatusCode::NOT_FOUND,
         ErrorKind::Conflict | ErrorKind::AlreadyRevoked => StatusCode::CONFLICT,
@@ -89,9 +89,14 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// 201 Created with a JSON body.
-fn created<T: serde::Serialize>(body: T) -> Response {
-    (StatusCode::CREATED, axum::Json(body)).into_response()
+/// 201 Created with a JSON body. A type rather than a response, so that
+/// the console (`ui/`) can call the same handlers and render what they made.
+pub struct Created<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, axum::Json(self.0)).into_response()
+    }
 }
 
 /// A JSON request body whose errors name the field at fault.

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::views::{ChannelView, NotificationView};
-use super::{ApiJson, ApiResult, created};
+use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::notify::{self, ChannelSettings};
@@ -54,10 +53,10 @@ pub async fn create_channel(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<ChannelSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<ChannelView>> {
     let instance = who.instance(&hub, &i).await?;
     let made = notify::create_channel(&hub, &who.actor(), &instance, &settings).await?;
-    Ok(created(ChannelView::new(&made.channel, made.secret)))
+    Ok(Created(ChannelView::new(&made.channel, made.secret)))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{i}/notification-channels/{id}", tag = "notifications",

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 use super::auth::Principal;
 use super::views::{CaAccountView, CaTestView};
-use super::{ApiJson, ApiResult, created};
+use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::orders::ca_accounts::{self, CaAccountSettings};
@@ -43,11 +42,11 @@ pub async fn create_ca_account(
     who: Principal,
     Path(i): Path<String>,
     ApiJson(settings): ApiJson<CaAccountSettings>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<CaAccountView>> {
     let instance = who.instance(&hub, &i).await?;
     let a = ca_accounts::create_ca_account(&hub, &who.actor(), &instance, &settings).await?;
     let a = find(&hub, &who, &i, &a.id).await?;
-    Ok(created(CaAccountView::new(&a)))
+    Ok(Created(CaAccountView::new(&a)))
 }
 
 async fn find(hub: &Hub, who: &Principal, i: &str, id: &str) -> Result<CaAccount, Error> {

@@ -374,6 +374,62 @@ impl Store {
         Ok(())
     }
 
+    // ---- console sessions ----
+
+    /// Stores a console session (by the hash of its cookie secret).
+    pub async fn insert_ui_session(&self, s: &UiSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ui_sessions (id_hash, token_hash, csrf, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.token_hash)
+        .bind(&s.csrf)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The console session whose cookie secret hashes to `id_hash`, unless it
+    /// has expired at `now`.
+    pub async fn ui_session(&self, id_hash: &str, now: i64) -> Result<Option<UiSession>> {
+        let row = sqlx::query("SELECT * FROM ui_sessions WHERE id_hash = $1 AND expires_at > $2")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UiSession {
+                id_hash: r.try_get("id_hash")?,
+                token_hash: r.try_get("token_hash")?,
+                csrf: r.try_get("csrf")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a console session (signing out).
+    pub async fn delete_ui_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops console sessions that expired before `now`.
+    pub async fn prune_ui_sessions(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// The unrevoked token whose secret hashes to `token_hash`.
     pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let row =

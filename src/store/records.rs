@@ -126,6 +126,18 @@ pub struct ApiToken {
     pub revoked_at: Option<i64>,
 }
 
+/// A web console session. The cookie holds a secret; only its SHA-256 is
+/// stored, with the hash of the token it was opened with.
+#[derive(Debug, Clone)]
+pub struct UiSession {
+    pub id_hash: String,
+    pub token_hash: String,
+    /// The session's form token (CSRF).
+    pub csrf: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// One audit-log entry.
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -110,7 +110,7 @@ async fn instance_with_key(
     )
 }
 
-async fn eab_account(
+pub(crate) async fn eab_account(
     t: &TestHub,
     directory: &str,
     eab: Option<&ExternalAccountKey>,
@@ -137,7 +137,7 @@ fn problem<T>(result: Result<T, instant_acme::Error>) -> instant_acme::Problem {
     }
 }
 
-fn dns(names: &[&str]) -> Vec<Identifier> {
+pub(crate) fn dns(names: &[&str]) -> Vec<Identifier> {
     names
         .iter()
         .map(|n| Identifier::Dns(n.to_string()))
@@ -145,7 +145,7 @@ fn dns(names: &[&str]) -> Vec<Identifier> {
 }
 
 /// Finalizes a ready order with a fresh key and returns the PEM chain.
-async fn finalize(order: &mut instant_acme::Order) -> String {
+pub(crate) async fn finalize(order: &mut instant_acme::Order) -> String {
     order.finalize().await.unwrap();
     order.poll_certificate(&retry()).await.unwrap()
 }

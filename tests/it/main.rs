@@ -12,3 +12,4 @@ mod managed;
 mod raw;
 mod relay;
 mod replicas;
+mod ui;

@@ -1,0 +1,1505 @@
+//! The console's pages. Each handler calls the admin API's handler for the
+//! same thing (so a page checks exactly what the API checks) and draws the
+//! answer; a refused form is drawn again with the API's error and what was
+//! typed, secrets left out.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::form::Field::{self, *};
+use super::{Ctx, Form, Post, Session, UiResult, Values, render, see_other};
+use crate::admin::views::{
+    AccessKeyView, CaAccountView, CaTestView, CertificateView, CredentialView, DelegationView,
+    EventView, InstanceView, KindView, NewAccessKeyView, OrderView, ZoneTestView, ZoneView,
+};
+use crate::admin::{ApiError, ApiJson, Created, Page, dns, handlers, inventory, relay};
+use crate::error::Error;
+use crate::hub::Hub;
+
+type Hub_ = State<Arc<Hub>>;
+
+/// `?done=` after a post: which notice the page shows. Fixed texts, so a
+/// link cannot make the console say anything else.
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+impl Done {
+    fn notice(&self) -> Option<String> {
+        let text = match self.done.as_deref()? {
+            "created" => "Created.",
+            "saved" => "Saved.",
+            "deleted" => "Deleted.",
+            "revoked" => "Revoked.",
+            "rotated" => "Saved; the secret was replaced.",
+            "checked" => "Checked again.",
+            _ => return None,
+        };
+        Some(text.to_string())
+    }
+}
+
+fn with_notice(mut ctx: Ctx, done: &Done) -> Ctx {
+    ctx.notice = done.notice();
+    ctx
+}
+
+fn refused(mut ctx: Ctx, e: &ApiError) -> Ctx {
+    ctx.error = Some(match e {
+        ApiError::Unauthenticated => "the session ended; sign in again".to_string(),
+        ApiError::Hub(e) => e.detail.clone(),
+    });
+    ctx
+}
+
+/// An error found before the API was called (a form field that is not a
+/// number), as the API would have said it.
+fn form_error(e: Error) -> ApiError {
+    ApiError::Hub(e)
+}
+
+#[derive(Template)]
+#[template(path = "ui/error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub message: String,
+}
+
+pub async fn home(session: Session, State(hub): Hub_) -> UiResult<Response> {
+    Ok(match &session.who.scope {
+        crate::admin::auth::Scope::Admin => see_other("/ui/instances"),
+        crate::admin::auth::Scope::Instance(id) => match hub.store.instance_by_ref(id).await? {
+            Some(i) => see_other(&format!("/ui/i/{}", i.name)),
+            None => see_other("/ui/instances"),
+        },
+    })
+}
+
+// ---- instances ----
+
+#[derive(Template)]
+#[template(path = "ui/instances.html")]
+struct InstancesPage {
+    ctx: Ctx,
+    instances: Vec<InstanceView>,
+    v: Values,
+}
+
+async fn instances_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    ctx: Ctx,
+    v: Values,
+) -> UiResult<Response> {
+    let instances = handlers::list_instances(State(hub), session.who.clone())
+        .await?
+        .0;
+    Ok(render(&InstancesPage { ctx, instances, v }))
+}
+
+pub async fn instances(
+    session: Session,
+    State(hub): Hub_,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(None, "instances"), &done);
+    let v = Values::default().or(&[("issuer", "local"), ("environment", "production")]);
+    instances_page(hub, &session, ctx, v).await
+}
+
+const INSTANCE_NEW: &[(&str, Field)] = &[
+    ("name", Text),
+    ("description", Text),
+    ("issuer", Keep),
+    ("environment", Keep),
+    ("external_account_required", Check),
+];
+
+pub async fn create_instance(State(hub): Hub_, post: Post) -> UiResult<Response> {
+    let made = match post.form.json(INSTANCE_NEW).and_then(Form::settings) {
+        Ok(s) => handlers::create_instance(State(hub.clone()), post.who(), ApiJson(s)).await,
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(Created(i)) => Ok(see_other(&format!("/ui/i/{}?done=created", i.name))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(None, "instances"), &e);
+            instances_page(hub, &post.session, ctx, Values::posted(&post.form)).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/instance.html")]
+struct InstancePage {
+    ctx: Ctx,
+    instance: InstanceView,
+    accounts: Vec<CaAccountView>,
+    v: Values,
+}
+
+async fn instance_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    mut ctx: Ctx,
+    posted: Option<Values>,
+) -> UiResult<Response> {
+    let who = session.who.clone();
+    let instance = handlers::show_instance(State(hub.clone()), who.clone(), Path(i.into()))
+        .await?
+        .0;
+    let accounts = relay::list_ca_accounts(State(hub), who, Path(i.into()))
+        .await?
+        .0;
+    let preferred = accounts
+        .iter()
+        .find(|a| a.preferred)
+        .map(|a| a.id.clone())
+        .unwrap_or_default();
+    let v = posted.unwrap_or_else(|| Values::of(&instance).or(&[("preferred", &preferred)]));
+    ctx.instance = Some(instance.name.clone());
+    Ok(render(&InstancePage {
+        ctx,
+        instance,
+        accounts,
+        v,
+    }))
+}
+
+pub async fn instance(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "settings"), &done);
+    instance_page(hub, &session, &i, ctx, None).await
+}
+
+const INSTANCE_SETTINGS: &[(&str, Field)] = &[
+    ("description", Text),
+    ("issuer", Keep),
+    ("environment", Keep),
+    ("external_account_required", Check),
+    ("failover", Check),
+    ("cert_validity_days", NumberOrNull),
+    ("allowed_challenges", Many),
+];
+
+pub async fn update_instance(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let result = save_instance(&hub, &i, &post).await;
+    match result {
+        Ok(name) => Ok(see_other(&format!("/ui/i/{name}?done=saved"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "settings"), &e);
+            instance_page(
+                hub,
+                &post.session,
+                &i,
+                ctx,
+                Some(Values::posted(&post.form)),
+            )
+            .await
+        }
+    }
+}
+
+async fn save_instance(hub: &Arc<Hub>, i: &str, post: &Post) -> Result<String, ApiError> {
+    let settings = Form::settings(post.form.json(INSTANCE_SETTINGS)?)?;
+    let view = handlers::patch_instance(
+        State(hub.clone()),
+        post.who(),
+        Path(i.into()),
+        ApiJson(settings),
+    )
+    .await?
+    .0;
+    // The preferred CA account is a flag on the account; the form shows it
+    // with the instance because that is where operators look for it.
+    let preferred = post.form.get("preferred");
+    if !preferred.is_empty() {
+        let accounts = relay::list_ca_accounts(State(hub.clone()), post.who(), Path(i.into()))
+            .await?
+            .0;
+        if accounts.iter().any(|a| a.id == preferred && !a.preferred) {
+            let settings = crate::orders::ca_accounts::CaAccountSettings {
+                preferred: Some(true),
+                ..Default::default()
+            };
+            let _saved = relay::patch_ca_account(
+                State(hub.clone()),
+                post.who(),
+                Path((i.into(), preferred.into())),
+                ApiJson(settings),
+            )
+            .await?;
+        }
+    }
+    Ok(view.name)
+}
+
+pub async fn delete_instance(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let instance = handlers::show_instance(State(hub.clone()), post.who(), Path(i.clone()))
+        .await?
+        .0;
+    if post.form.get("confirm").trim() != instance.name {
+        let mut ctx = post.session.ctx(Some(&i), "settings");
+        ctx.error = Some(format!(
+            "to delete the instance, type its name ({}) in the box",
+            instance.name
+        ));
+        return instance_page(hub, &post.session, &i, ctx, None).await;
+    }
+    match handlers::delete_instance(State(hub.clone()), post.who(), Path(i.clone())).await {
+        Ok(_) => Ok(see_other("/ui/instances?done=deleted")),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "settings"), &e);
+            instance_page(hub, &post.session, &i, ctx, None).await
+        }
+    }
+}
+
+// ---- CA accounts ----
+
+#[derive(Template)]
+#[template(path = "ui/ca_accounts.html")]
+struct CaAccountsPage {
+    ctx: Ctx,
+    cas: &'static [(&'static str, &'static str)],
+    accounts: Vec<CaAccountView>,
+    v: Values,
+}
+
+#[derive(Template)]
+#[template(path = "ui/ca_account.html")]
+struct CaAccountPage {
+    ctx: Ctx,
+    cas: &'static [(&'static str, &'static str)],
+    account: CaAccountView,
+    v: Values,
+    test: Option<CaTestView>,
+    /// The directory's endpoints from the test, name and URL.
+    endpoints: Vec<(String, String)>,
+}
+
+/// The named CAs the form offers, with what the select shows.
+pub const CAS: &[(&str, &str)] = &[
+    ("custom", "Custom (any ACME directory)"),
+    ("letsencrypt", "Let's Encrypt"),
+    ("letsencrypt-staging", "Let's Encrypt (staging)"),
+    ("zerossl", "ZeroSSL"),
+    ("google", "Google Trust Services"),
+    ("google-staging", "Google Trust Services (staging)"),
+    ("buypass", "Buypass"),
+    ("sslcom", "SSL.com"),
+];
+
+const CA_COMMON: &[(&str, Field)] = &[
+    ("description", Text),
+    ("directory_url", Keep),
+    ("environment", Keep),
+    ("email", Text),
+    ("eab_kid", Keep),
+    ("eab_hmac_key", Keep),
+    ("allow_wildcard", Check),
+    ("dns_ttl", Number),
+    ("api_timeout_s", Number),
+    ("priority", Number),
+    ("preferred", Check),
+    ("trusted_roots_pem", TextOrNull),
+    ("caa_identities", Lines),
+];
+
+fn ca_settings(
+    form: &Form,
+    creating: bool,
+) -> Result<crate::orders::ca_accounts::CaAccountSettings, Error> {
+    let mut body = form.json(CA_COMMON)?;
+    if creating {
+        body.extend(form.json(&[("name", Text), ("ca", Text)])?);
+    }
+    Form::settings(body)
+}
+
+async fn ca_accounts_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    ctx: Ctx,
+    v: Values,
+) -> UiResult<Response> {
+    let accounts = relay::list_ca_accounts(State(hub), session.who.clone(), Path(i.into()))
+        .await?
+        .0;
+    Ok(render(&CaAccountsPage {
+        ctx,
+        cas: CAS,
+        accounts,
+        v,
+    }))
+}
+
+pub async fn ca_accounts(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "ca-accounts"), &done);
+    let v = Values::default().or(&[("ca", "custom"), ("allow_wildcard", "on")]);
+    ca_accounts_page(hub, &session, &i, ctx, v).await
+}
+
+/// Runs "Save and Test" on a saved account and draws its page with the
+/// dialog.
+async fn tested(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    id: &str,
+    ctx: Ctx,
+) -> UiResult<Response> {
+    let who = session.who.clone();
+    let test = relay::test_ca_account(State(hub.clone()), who.clone(), Path((i.into(), id.into())))
+        .await?
+        .0;
+    let account = relay::show_ca_account(State(hub), who, Path((i.into(), id.into())))
+        .await?
+        .0;
+    let endpoints = match &test.endpoints {
+        Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|url| (k.clone(), url.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let v = Values::of(&account);
+    Ok(render(&CaAccountPage {
+        ctx,
+        cas: CAS,
+        account,
+        v,
+        test: Some(test),
+        endpoints,
+    }))
+}
+
+pub async fn create_ca_account(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let made = match ca_settings(&post.form, true) {
+        Ok(s) => {
+            relay::create_ca_account(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
+                .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(Created(a)) if post.form.get("action") == "test" => {
+            let ctx = post.session.ctx(Some(&i), "ca-accounts");
+            tested(hub, &post.session, &i, &a.id, ctx).await
+        }
+        Ok(Created(a)) => Ok(see_other(&format!(
+            "/ui/i/{i}/ca-accounts/{}?done=created",
+            a.id
+        ))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "ca-accounts"), &e);
+            ca_accounts_page(hub, &post.session, &i, ctx, Values::posted(&post.form)).await
+        }
+    }
+}
+
+async fn ca_account_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    id: &str,
+    ctx: Ctx,
+    posted: Option<Values>,
+) -> UiResult<Response> {
+    let account =
+        relay::show_ca_account(State(hub), session.who.clone(), Path((i.into(), id.into())))
+            .await?
+            .0;
+    let v = posted.unwrap_or_else(|| Values::of(&account));
+    Ok(render(&CaAccountPage {
+        ctx,
+        cas: CAS,
+        account,
+        v,
+        test: None,
+        endpoints: Vec::new(),
+    }))
+}
+
+pub async fn ca_account(
+    session: Session,
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "ca-accounts"), &done);
+    ca_account_page(hub, &session, &i, &id, ctx, None).await
+}
+
+pub async fn update_ca_account(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let saved = match ca_settings(&post.form, false) {
+        Ok(s) => {
+            relay::patch_ca_account(
+                State(hub.clone()),
+                post.who(),
+                Path((i.clone(), id.clone())),
+                ApiJson(s),
+            )
+            .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    let ctx = post.session.ctx(Some(&i), "ca-accounts");
+    match saved {
+        Ok(_) if post.form.get("action") == "test" => {
+            tested(hub, &post.session, &i, &id, ctx).await
+        }
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/ca-accounts/{id}?done=saved"))),
+        Err(e) => {
+            let ctx = refused(ctx, &e);
+            ca_account_page(
+                hub,
+                &post.session,
+                &i,
+                &id,
+                ctx,
+                Some(Values::posted(&post.form)),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn test_ca_account(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let ctx = post.session.ctx(Some(&i), "ca-accounts");
+    tested(hub, &post.session, &i, &id, ctx).await
+}
+
+pub async fn delete_ca_account(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    match relay::delete_ca_account(
+        State(hub.clone()),
+        post.who(),
+        Path((i.clone(), id.clone())),
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/ca-accounts?done=deleted"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "ca-accounts"), &e);
+            ca_account_page(hub, &post.session, &i, &id, ctx, None).await
+        }
+    }
+}
+
+// ---- stored credentials ----
+
+#[derive(Debug, Default, Deserialize)]
+pub struct KindQuery {
+    kind: Option<String>,
+    done: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/credentials.html")]
+struct CredentialsPage {
+    ctx: Ctx,
+    credentials: Vec<CredentialView>,
+    kinds: Vec<KindView>,
+    /// The kind whose form is shown.
+    kind: Option<KindView>,
+    v: Values,
+}
+
+#[derive(Template)]
+#[template(path = "ui/credential.html")]
+struct CredentialPage {
+    ctx: Ctx,
+    credential: CredentialView,
+    kind: Option<KindView>,
+    v: Values,
+}
+
+async fn kinds(session: &Session) -> Vec<KindView> {
+    dns::list_kinds(session.who.clone()).await.0
+}
+
+async fn credentials_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    ctx: Ctx,
+    kind: &str,
+    v: Values,
+) -> UiResult<Response> {
+    let credentials = dns::list_credentials(State(hub), session.who.clone(), Path(i.into()))
+        .await?
+        .0;
+    let kinds = kinds(session).await;
+    let kind = dns::list_kinds(session.who.clone())
+        .await
+        .0
+        .into_iter()
+        .find(|k| k.name == kind);
+    Ok(render(&CredentialsPage {
+        ctx,
+        credentials,
+        kinds,
+        kind,
+        v,
+    }))
+}
+
+pub async fn credentials(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(q): Query<KindQuery>,
+) -> UiResult<Response> {
+    let done = Done { done: q.done };
+    let ctx = with_notice(session.ctx(Some(&i), "credentials"), &done);
+    let kind = q.kind.unwrap_or_default();
+    let v = Values::default().or(&[("kind", &kind)]);
+    credentials_page(hub, &session, &i, ctx, &kind, v).await
+}
+
+/// A credential's body: the form's fields, `config.*` and `secret.*`; the
+/// secret only when one was typed (on update, none keeps the stored one).
+fn credential_settings(
+    form: &Form,
+    creating: bool,
+) -> Result<crate::orders::credentials::CredentialSettings, Error> {
+    let mut body = form.json(&[("description", Text)])?;
+    if creating {
+        body.extend(form.json(&[("name", Text), ("kind", Text)])?);
+    }
+    body.insert("config".into(), Value::Object(form.group("config")));
+    let secret = form.group("secret");
+    if creating || !secret.is_empty() {
+        body.insert("secret".into(), Value::Object(secret));
+    }
+    Form::settings(body)
+}
+
+pub async fn create_credential(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let made = match credential_settings(&post.form, true) {
+        Ok(s) => {
+            dns::create_credential(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
+                .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/credentials?done=created"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
+            let kind = post.form.get("kind").to_string();
+            credentials_page(
+                hub,
+                &post.session,
+                &i,
+                ctx,
+                &kind,
+                Values::posted(&post.form),
+            )
+            .await
+        }
+    }
+}
+
+async fn credential_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    id: &str,
+    ctx: Ctx,
+    posted: Option<Values>,
+) -> UiResult<Response> {
+    let credential =
+        dns::show_credential(State(hub), session.who.clone(), Path((i.into(), id.into())))
+            .await?
+            .0;
+    let kind = kinds(session)
+        .await
+        .into_iter()
+        .find(|k| k.name == credential.kind);
+    let v = posted.unwrap_or_else(|| Values::of(&credential));
+    Ok(render(&CredentialPage {
+        ctx,
+        credential,
+        kind,
+        v,
+    }))
+}
+
+pub async fn credential(
+    session: Session,
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "credentials"), &done);
+    credential_page(hub, &session, &i, &id, ctx, None).await
+}
+
+pub async fn update_credential(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let rotating = !post.form.group("secret").is_empty();
+    let saved = match credential_settings(&post.form, false) {
+        Ok(s) => {
+            dns::patch_credential(
+                State(hub.clone()),
+                post.who(),
+                Path((i.clone(), id.clone())),
+                ApiJson(s),
+            )
+            .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match saved {
+        Ok(_) => Ok(see_other(&format!(
+            "/ui/i/{i}/credentials/{id}?done={}",
+            if rotating { "rotated" } else { "saved" }
+        ))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
+            credential_page(
+                hub,
+                &post.session,
+                &i,
+                &id,
+                ctx,
+                Some(Values::posted(&post.form)),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn delete_credential(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    match dns::delete_credential(
+        State(hub.clone()),
+        post.who(),
+        Path((i.clone(), id.clone())),
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/credentials?done=deleted"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
+            credential_page(hub, &post.session, &i, &id, ctx, None).await
+        }
+    }
+}
+
+// ---- DNS: zone bindings and delegations ----
+
+#[derive(Template)]
+#[template(path = "ui/dns.html")]
+struct DnsPage {
+    ctx: Ctx,
+    zones: Vec<ZoneView>,
+    delegations: Vec<DelegationView>,
+    credentials: Vec<CredentialView>,
+    v: Values,
+    zone_test: Option<ZoneTestView>,
+}
+
+async fn dns_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    ctx: Ctx,
+    v: Values,
+    zone_test: Option<ZoneTestView>,
+) -> UiResult<Response> {
+    let who = session.who.clone();
+    let zones = dns::list_zones(State(hub.clone()), who.clone(), Path(i.into()))
+        .await?
+        .0;
+    let delegations = dns::list_delegations(State(hub.clone()), who.clone(), Path(i.into()))
+        .await?
+        .0;
+    let credentials = dns::list_credentials(State(hub), who, Path(i.into()))
+        .await?
+        .0;
+    Ok(render(&DnsPage {
+        ctx,
+        zones,
+        delegations,
+        credentials,
+        v,
+        zone_test,
+    }))
+}
+
+pub async fn dns(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "dns"), &done);
+    dns_page(hub, &session, &i, ctx, Values::default(), None).await
+}
+
+/// After a DNS post: back to the page with a notice, or the page again
+/// with the error and what was typed.
+async fn dns_outcome<T>(
+    hub: Arc<Hub>,
+    post: &Post,
+    i: &str,
+    result: Result<T, ApiError>,
+    done: &str,
+) -> UiResult<Response> {
+    match result {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/dns?done={done}"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(i), "dns"), &e);
+            dns_page(hub, &post.session, i, ctx, Values::posted(&post.form), None).await
+        }
+    }
+}
+
+pub async fn create_zone(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let body = post.form.json(&[("zone", Text), ("credential", Text)]);
+    let result = match body.and_then(Form::settings) {
+        Ok(s) => {
+            dns::create_zone(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s)).await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    dns_outcome(hub, &post, &i, result, "created").await
+}
+
+pub async fn test_zone(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let test = dns::test_zone(State(hub.clone()), post.who(), Path((i.clone(), id)))
+        .await?
+        .0;
+    let ctx = post.session.ctx(Some(&i), "dns");
+    dns_page(hub, &post.session, &i, ctx, Values::default(), Some(test)).await
+}
+
+pub async fn delete_zone(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let result = dns::delete_zone(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
+    dns_outcome(hub, &post, &i, result, "deleted").await
+}
+
+pub async fn create_delegation(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let body = post.form.json(&[("domain", Text)]);
+    let result = match body.and_then(Form::settings) {
+        Ok(s) => {
+            dns::create_delegation(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
+                .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    dns_outcome(hub, &post, &i, result, "created").await
+}
+
+pub async fn check_delegation(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let result = dns::show_delegation(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
+    dns_outcome(hub, &post, &i, result, "checked").await
+}
+
+pub async fn delete_delegation(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let result =
+        dns::delete_delegation(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
+    dns_outcome(hub, &post, &i, result, "deleted").await
+}
+
+// ---- access keys ----
+
+#[derive(Template)]
+#[template(path = "ui/keys.html")]
+struct AccessKeysPage {
+    ctx: Ctx,
+    keys: Vec<AccessKeyView>,
+    v: Values,
+    created: Option<NewAccessKeyView>,
+    /// Ready-to-paste client command lines for the new key.
+    commands: Vec<(&'static str, String)>,
+}
+
+async fn keys_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    ctx: Ctx,
+    v: Values,
+    created: Option<NewAccessKeyView>,
+) -> UiResult<Response> {
+    let keys = handlers::list_access_keys(State(hub), session.who.clone(), Path(i.into()))
+        .await?
+        .0;
+    let commands = created.as_ref().map(client_commands).unwrap_or_default();
+    Ok(render(&AccessKeysPage {
+        ctx,
+        keys,
+        v,
+        created,
+        commands,
+    }))
+}
+
+/// certbot, lego and acme.sh command lines for a new key. The HMAC key goes
+/// as `--opt=VALUE` where a client would read a leading `-` as an option.
+fn client_commands(k: &NewAccessKeyView) -> Vec<(&'static str, String)> {
+    let name = k
+        .key
+        .allowed_identifiers
+        .iter()
+        .find(|p| !p.contains('/'))
+        .map(|p| {
+            p.strip_prefix("*.")
+                .map_or(p.clone(), |rest| format!("www.{rest}"))
+        })
+        .unwrap_or_else(|| "host.example.com".into());
+    let (dir, kid, hmac) = (&k.directory_url, &k.key.kid, &k.hmac_key);
+    vec![
+        (
+            "certbot",
+            format!(
+                "certbot certonly --server {dir} --eab-kid {kid} --eab-hmac-key={hmac} --agree-tos --register-unsafely-without-email --standalone -d {name}"
+            ),
+        ),
+        (
+            "lego",
+            format!(
+                "lego --server {dir} --eab --kid {kid} --hmac={hmac} --accept-tos --email admin@{name} --domains {name} --http run"
+            ),
+        ),
+        (
+            "acme.sh",
+            format!(
+                "acme.sh --issue --server {dir} --eab-kid {kid} --eab-hmac-key {hmac} --standalone -d {name}"
+            ),
+        ),
+    ]
+}
+
+pub async fn access_keys(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "keys"), &done);
+    let v = Values::default().or(&[("validation", "challenge")]);
+    keys_page(hub, &session, &i, ctx, v, None).await
+}
+
+const ACCESS_KEY: &[(&str, Field)] = &[
+    ("name", Text),
+    ("description", Text),
+    ("allowed_identifiers", Lines),
+    ("allow_wildcard", Check),
+    ("validation", Keep),
+    ("expires_at", Keep),
+];
+
+pub async fn create_access_key(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let made = match post.form.json(ACCESS_KEY).and_then(Form::settings) {
+        Ok(s) => {
+            handlers::create_access_key(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
+                .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(Created(key)) => {
+            let mut ctx = post.session.ctx(Some(&i), "keys");
+            ctx.notice = Some(format!(
+                "Access key {} created. Copy its HMAC key now: it is not shown again.",
+                key.key.name
+            ));
+            let v = Values::default().or(&[("validation", "challenge")]);
+            keys_page(hub, &post.session, &i, ctx, v, Some(key)).await
+        }
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "keys"), &e);
+            keys_page(
+                hub,
+                &post.session,
+                &i,
+                ctx,
+                Values::posted(&post.form),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn revoke_access_key(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    match handlers::delete_access_key(State(hub.clone()), post.who(), Path((i.clone(), id))).await {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/keys?done=revoked"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "keys"), &e);
+            keys_page(hub, &post.session, &i, ctx, Values::default(), None).await
+        }
+    }
+}
+
+// ---- certificates ----
+
+/// A certificate as a row: its names and how urgent its expiry is.
+pub struct CertRow {
+    pub cert: CertificateView,
+    pub names: String,
+    /// `ok` (30 days or more), `soon` (under 30), `urgent` (under 7),
+    /// `gone` (expired or revoked).
+    pub urgency: &'static str,
+}
+
+impl CertRow {
+    fn new(cert: CertificateView) -> Self {
+        let names = cert
+            .identifiers
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let urgency = match (cert.status.as_str(), cert.days_remaining) {
+            ("active", d) if d >= 30 => "ok",
+            ("active", d) if d >= 7 => "soon",
+            ("active", _) => "urgent",
+            _ => "gone",
+        };
+        Self {
+            cert,
+            names,
+            urgency,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CertificateFilter {
+    status: Option<String>,
+    identifier: Option<String>,
+    expiring_within_days: Option<String>,
+    offset: Option<i64>,
+    done: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/certificates.html")]
+struct CertificatesPage {
+    ctx: Ctx,
+    rows: Vec<CertRow>,
+    v: Values,
+    /// The query string of the next page, when there is one.
+    next: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+async fn certificate_listing(
+    hub: &Arc<Hub>,
+    session: &Session,
+    i: &str,
+    q: &CertificateFilter,
+) -> Result<(Vec<CertRow>, Option<i64>), ApiError> {
+    let expiring = match non_empty(&q.expiring_within_days) {
+        Some(d) => Some(d.parse::<i64>().map_err(|_| {
+            Error::invalid(
+                "expiring_within_days",
+                "expiring_within_days must be a whole number of days",
+            )
+        })?),
+        None => None,
+    };
+    let query = inventory::CertificateQuery {
+        status: non_empty(&q.status),
+        identifier: non_empty(&q.identifier),
+        expiring_within_days: expiring,
+    };
+    let page = Page {
+        limit: Some(100),
+        offset: q.offset,
+    };
+    let listing = inventory::list_certificates(
+        State(hub.clone()),
+        session.who.clone(),
+        Path(i.into()),
+        Query(query),
+        Query(page),
+    )
+    .await?
+    .0;
+    Ok((
+        listing.items.into_iter().map(CertRow::new).collect(),
+        listing.next_offset,
+    ))
+}
+
+pub async fn certificates(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(q): Query<CertificateFilter>,
+) -> UiResult<Response> {
+    let done = Done {
+        done: q.done.clone(),
+    };
+    let mut ctx = with_notice(session.ctx(Some(&i), "certificates"), &done);
+    let v = Values::of(&serde_json::json!({
+        "status": non_empty(&q.status),
+        "identifier": non_empty(&q.identifier),
+        "expiring_within_days": non_empty(&q.expiring_within_days),
+    }));
+    let (rows, next) = match certificate_listing(&hub, &session, &i, &q).await {
+        Ok(found) => found,
+        Err(ApiError::Hub(e)) if e.field.is_some() => {
+            ctx.error = Some(e.detail);
+            (Vec::new(), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let next = next.map(|offset| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for name in ["status", "identifier", "expiring_within_days"] {
+            if !v.get(name).is_empty() {
+                query.append_pair(name, v.get(name));
+            }
+        }
+        query.append_pair("offset", &offset.to_string());
+        query.finish()
+    });
+    Ok(render(&CertificatesPage { ctx, rows, v, next }))
+}
+
+#[derive(Template)]
+#[template(path = "ui/certificate.html")]
+struct CertificatePage {
+    ctx: Ctx,
+    row: CertRow,
+    /// Other certificates for the same first name, newest first.
+    rows: Vec<CertRow>,
+}
+
+pub async fn certificate(
+    session: Session,
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(Some(&i), "certificates"), &done);
+    let cert = inventory::show_certificate(
+        State(hub.clone()),
+        session.who.clone(),
+        Path((i.clone(), id)),
+    )
+    .await?
+    .0;
+    let first = cert.identifiers.first().map(|n| n.value.clone());
+    let history = match first {
+        Some(name) => {
+            let q = CertificateFilter {
+                identifier: Some(name),
+                ..Default::default()
+            };
+            let (rows, _) = certificate_listing(&hub, &session, &i, &q).await?;
+            rows.into_iter().filter(|r| r.cert.id != cert.id).collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(render(&CertificatePage {
+        ctx,
+        row: CertRow::new(cert),
+        rows: history,
+    }))
+}
+
+pub async fn revoke_certificate(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    let result = match post
+        .form
+        .json(&[("reason", Number)])
+        .and_then(Form::settings)
+    {
+        Ok(r) => {
+            inventory::revoke_certificate(
+                State(hub.clone()),
+                post.who(),
+                Path((i.clone(), id.clone())),
+                ApiJson(r),
+            )
+            .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match result {
+        Ok(_) => Ok(see_other(&format!(
+            "/ui/i/{i}/certificates/{id}?done=revoked"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn download_certificate(
+    session: Session,
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+) -> UiResult<Response> {
+    let cert = inventory::show_certificate(State(hub), session.who.clone(), Path((i, id)))
+        .await?
+        .0;
+    let name = cert
+        .identifiers
+        .first()
+        .map(|n| n.value.replace('*', "_"))
+        .unwrap_or_else(|| cert.serial.clone());
+    let pem = cert.chain_pem.unwrap_or_default();
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/pem-certificate-chain".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.pem\""),
+            ),
+        ],
+        pem,
+    )
+        .into_response())
+}
+
+// ---- orders ----
+
+/// A failure as an operator reads it: what happened, the CA's words, and
+/// what to do about it.
+pub struct Plain {
+    pub what: String,
+    pub detail: String,
+    pub fix: &'static str,
+}
+
+/// ACME problem types (RFC 8555 §6.7) in plain words, with the usual fix.
+fn plain(problem: &Value) -> Plain {
+    let kind = problem
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("");
+    let (what, fix) = match kind {
+        "unauthorized" => (
+            "The proof did not match",
+            "Check that the client published the record or file for this order, and that nothing else answers for the name.",
+        ),
+        "dns" => (
+            "The DNS lookup failed",
+            "Check that the name resolves from the hub's resolvers and that its zone's servers answer.",
+        ),
+        "caa" => (
+            "A CAA record forbids this CA",
+            "Add a CAA record that allows this CA, or remove the one that forbids it.",
+        ),
+        "connection" => (
+            "The hub could not reach the host",
+            "Check that the host answers on port 80 (http-01) or 443 (tls-alpn-01) from the hub.",
+        ),
+        "incorrectResponse" => (
+            "The host answered with something else",
+            "Check that the client serves the challenge response at that name and nothing in front of it rewrites it.",
+        ),
+        "rejectedIdentifier" => (
+            "This name may not be ordered here",
+            "Widen the access key's allowed identifiers, or order a name it allows.",
+        ),
+        "rateLimited" => (
+            "A rate limit was reached",
+            "Wait for the window to pass, or raise the instance's rate limits.",
+        ),
+        "badCSR" => (
+            "The certificate request was refused",
+            "Send a CSR whose names are exactly the order's, with an RSA (2048+) or ECDSA P-256/P-384 key.",
+        ),
+        "externalAccountRequired" => (
+            "An access key is needed",
+            "Register the client with an access key (EAB kid and HMAC key).",
+        ),
+        "serverInternal" => (
+            "The CA failed",
+            "Look at the order's upstream attempts and the hub's log; the order can be placed again.",
+        ),
+        _ => ("The order failed", "See the CA's words above."),
+    };
+    Plain {
+        what: what.to_string(),
+        detail: problem
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        fix,
+    }
+}
+
+pub struct OrderRow {
+    pub order: OrderView,
+    pub names: String,
+    /// The order's failure, then each failed challenge's.
+    pub problems: Vec<(String, Plain)>,
+}
+
+impl OrderRow {
+    fn new(order: OrderView) -> Self {
+        let names = order
+            .identifiers
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut problems = Vec::new();
+        if let Some(e) = &order.error {
+            problems.push(("order".to_string(), plain(e)));
+        }
+        for a in &order.authorizations {
+            for c in &a.challenges {
+                if let Some(e) = &c.error {
+                    problems.push((format!("{} {}", c.kind, a.identifier.value), plain(e)));
+                }
+            }
+        }
+        Self {
+            order,
+            names,
+            problems,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OrderFilter {
+    status: Option<String>,
+    offset: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/orders.html")]
+struct OrdersPage {
+    ctx: Ctx,
+    rows: Vec<OrderRow>,
+    v: Values,
+    next: Option<String>,
+}
+
+pub async fn orders(
+    session: Session,
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    Query(q): Query<OrderFilter>,
+) -> UiResult<Response> {
+    let mut ctx = session.ctx(Some(&i), "orders");
+    let status = non_empty(&q.status);
+    let v = Values::of(&serde_json::json!({ "status": status }));
+    let listing = inventory::list_orders(
+        State(hub),
+        session.who.clone(),
+        Path(i.clone()),
+        Query(inventory::OrderQuery {
+            status: status.clone(),
+            account: None,
+        }),
+        Query(Page {
+            limit: Some(100),
+            offset: q.offset,
+        }),
+    )
+    .await;
+    let (rows, next) = match listing {
+        Ok(l) => (
+            l.0.items.into_iter().map(OrderRow::new).collect(),
+            l.0.next_offset.map(|o| match &status {
+                Some(s) => format!("status={s}&offset={o}"),
+                None => format!("offset={o}"),
+            }),
+        ),
+        Err(ApiError::Hub(e)) if e.field.is_some() => {
+            ctx.error = Some(e.detail);
+            (Vec::new(), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(render(&OrdersPage { ctx, rows, v, next }))
+}
+
+// ---- events ----
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventFilter {
+    instance: Option<String>,
+    action: Option<String>,
+    object: Option<String>,
+    before: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/events.html")]
+struct EventsPage {
+    ctx: Ctx,
+    events: Vec<(EventView, String)>,
+    instances: Vec<InstanceView>,
+    v: Values,
+    next: Option<String>,
+}
+
+pub async fn events(
+    session: Session,
+    State(hub): Hub_,
+    Query(q): Query<EventFilter>,
+) -> UiResult<Response> {
+    let instance = non_empty(&q.instance);
+    let mut ctx = session.ctx(instance.as_deref(), "events");
+    let v = Values::of(&serde_json::json!({
+        "instance": instance,
+        "action": non_empty(&q.action),
+        "object": non_empty(&q.object),
+    }));
+    let instances = handlers::list_instances(State(hub.clone()), session.who.clone())
+        .await?
+        .0;
+    let listing = inventory::list_events(
+        State(hub),
+        session.who.clone(),
+        Query(inventory::EventQuery {
+            instance: instance.clone(),
+            action: non_empty(&q.action),
+            object: non_empty(&q.object),
+            before: q.before,
+            limit: Some(100),
+        }),
+    )
+    .await;
+    let (events, next) = match listing {
+        Ok(l) => {
+            let next = l.0.next_before.map(|before| {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                for name in ["instance", "action", "object"] {
+                    if !v.get(name).is_empty() {
+                        query.append_pair(name, v.get(name));
+                    }
+                }
+                query.append_pair("before", &before.to_string());
+                query.finish()
+            });
+            let events =
+                l.0.items
+                    .into_iter()
+                    .map(|e| {
+                        let detail = match &e.detail {
+                            Value::Null => String::new(),
+                            d => d.to_string(),
+                        };
+                        (e, detail)
+                    })
+                    .collect();
+            (events, next)
+        }
+        Err(ApiError::Hub(e)) if e.field.is_some() => {
+            ctx.error = Some(e.detail);
+            (Vec::new(), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(render(&EventsPage {
+        ctx,
+        events,
+        instances,
+        v,
+        next,
+    }))
+}

@@ -1,0 +1,541 @@
+//! The web console over real HTTPS: signing in and out, the form token on
+//! every post, read-only and instance-scoped tokens, secrets that never
+//! reach a page, "Save and Test" against a real ACME directory, and an
+//! access key made on a page getting a real certificate that the inventory
+//! page then shows and revokes.
+
+use instant_acme::{ExternalAccountKey, OrderStatus};
+use serde_json::json;
+
+use crate::admin::{Api, dns, eab_account, finalize};
+use crate::harness::*;
+
+/// A browser, as far as the console can tell: a cookie jar, no automatic
+/// redirects (the test looks at each one).
+struct Browser<'a> {
+    t: &'a TestHub,
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    set_cookies: Vec<String>,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    /// The first form token on the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form token");
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
+    /// The text of the element with this id.
+    fn element(&self, id: &str) -> String {
+        let marker = format!("id=\"{id}\"");
+        let at = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no #{id} in {}", self.body));
+        let rest = &self.body[at..];
+        let start = rest.find('>').unwrap() + 1;
+        rest[start..start + rest[start..].find('<').unwrap()].to_string()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(t: &'a TestHub) -> Self {
+        let root = std::fs::read(&t.root_pem).unwrap();
+        Self {
+            t,
+            http: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Default::default(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookie)
+        };
+        let r = request.send().await.unwrap();
+        let set_cookies: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &set_cookies {
+            let (name, rest) = c.split_once('=').unwrap();
+            let value = rest.split(';').next().unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.into(), value.into());
+            }
+        }
+        Page {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            set_cookies,
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(self.t.url(path));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(self.t.url(path)).form(form);
+        self.send(request).await
+    }
+
+    async fn sign_in(&mut self, token: &str) -> Page {
+        let login = self.get("/ui/login").await;
+        let csrf = login.csrf();
+        self.post("/ui/login", &[("csrf", &csrf), ("token", token)])
+            .await
+    }
+}
+
+#[tokio::test]
+async fn signing_in_and_out_and_the_form_token_on_every_post() {
+    for db in databases() {
+        let t = TestHub::start(db).await;
+        let api = Api::admin(&t);
+        let mut b = Browser::new(&t);
+
+        let page = b.get("/ui/instances").await;
+        assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
+
+        // A wrong token gets no session.
+        let page = b.sign_in("ahk_not-a-token").await;
+        assert_eq!(page.status, 401);
+        assert!(page.body.contains("not valid"), "{}", page.body);
+        assert!(!b.cookies.contains_key("acmehub_session"));
+        // A sign-in post without the sign-in form's token is refused, even
+        // with the right token: another site cannot sign this browser in.
+        let mut other = Browser::new(&t);
+        let page = other
+            .post(
+                "/ui/login",
+                &[("csrf", "guess"), ("token", &t.admin_token())],
+            )
+            .await;
+        assert_eq!(page.status, 403);
+        assert!(!other.cookies.contains_key("acmehub_session"));
+
+        let page = b.sign_in(&t.admin_token()).await;
+        assert_eq!(
+            (page.status, page.location.as_str()),
+            (303, "/ui/instances")
+        );
+        let session = page
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with("acmehub_session="))
+            .unwrap();
+        for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/ui"] {
+            assert!(session.contains(attribute), "{session}");
+        }
+
+        let page = b.get("/ui/instances").await;
+        assert_eq!(page.status, 200);
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert!(!page.body.contains("<script>"), "no inline script");
+        assert_eq!(page.headers["cache-control"], "no-store");
+        let csrf = page.csrf();
+
+        // A post without the form token, or with another, changes nothing.
+        let page = b.post("/ui/instances", &[("name", "forged")]).await;
+        assert_eq!(page.status, 403);
+        assert!(page.body.contains("form token"), "{}", page.body);
+        let page = b
+            .post("/ui/instances", &[("name", "forged"), ("csrf", "0123")])
+            .await;
+        assert_eq!(page.status, 403);
+        assert_eq!(api.get("/api/v1/instances/forged").await.status, 404);
+
+        // With it, the instance is made, as through the API.
+        let page = b
+            .post(
+                "/ui/instances",
+                &[("csrf", &csrf), ("name", "shop"), ("issuer", "local")],
+            )
+            .await;
+        assert_eq!(
+            (page.status, page.location.as_str()),
+            (303, "/ui/i/shop?done=created")
+        );
+        assert_eq!(api.get("/api/v1/instances/shop").await.status, 200);
+        // A refused form says why, keeps what was typed, and changes nothing.
+        let page = b
+            .post(
+                "/ui/instances",
+                &[
+                    ("csrf", &csrf),
+                    ("name", "Bad Name"),
+                    ("description", "kept"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+        assert!(page.body.contains("value=\"kept\""));
+        let listed = api.get("/api/v1/instances").await;
+        assert_eq!(listed.body.as_array().unwrap().len(), 2);
+
+        // Signing out ends the session on the server: the old cookie is dead.
+        let cookie = b.cookies["acmehub_session"].clone();
+        let page = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+        assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
+        b.cookies.insert("acmehub_session".into(), cookie);
+        let page = b.get("/ui/instances").await;
+        assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn read_and_instance_tokens_see_and_do_only_what_they_may() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    assert_eq!(
+        api.post("/api/v1/instances", json!({"name": "other"}))
+            .await
+            .status,
+        201
+    );
+    let r = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "viewer", "scope": "instance:default", "role": "read"}),
+        )
+        .await;
+    let viewer = r.body["token"].as_str().unwrap().to_string();
+    let mut b = Browser::new(&t);
+    let page = b.sign_in(&viewer).await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/ui/i/default")
+    );
+
+    let page = b.get("/ui/instances").await;
+    assert!(page.body.contains("/ui/i/default"));
+    assert!(!page.body.contains("/ui/i/other"), "another instance leaks");
+    assert!(!page.body.contains("Create an instance"));
+    assert_eq!(b.get("/ui/i/other").await.status, 404);
+    assert_eq!(b.get("/ui/i/other/certificates").await.status, 404);
+
+    for path in [
+        "/ui/i/default/keys",
+        "/ui/i/default/ca-accounts",
+        "/ui/i/default/dns",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        for write in [
+            "Create an access key",
+            "Add a CA account",
+            "Bind a zone",
+            "Revoke",
+            ">Save<",
+        ] {
+            assert!(
+                !page.body.contains(write),
+                "{path} shows {write:?} to a read token"
+            );
+        }
+    }
+    // Its posts are refused even with a valid form token.
+    let csrf = b.get("/ui/i/default/keys").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/default/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "sneaky"),
+                ("allowed_identifiers", "x.test"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("read-only"), "{}", page.body);
+    let keys = api.get("/api/v1/instances/default/access-keys").await;
+    assert_eq!(keys.body.as_array().unwrap().len(), 0);
+
+    // Revoking the token ends its console session.
+    let tokens = api.get("/api/v1/tokens").await;
+    let id = tokens.body[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.delete(&format!("/api/v1/tokens/{id}")).await.status,
+        204
+    );
+    let page = b.get("/ui/i/default").await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_credential_secret_never_reaches_a_page() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let secret = "c2VjcmV0LXRzaWcta2V5LXRoYXQtbXVzdC1uZXZlci1zaG93";
+
+    let page = b.get("/ui/i/default/credentials?kind=rfc2136").await;
+    assert!(
+        page.body.contains("name=\"config.server\""),
+        "kind-specific fields"
+    );
+    assert!(page.body.contains("name=\"secret.key\" type=\"password\""));
+    let csrf = page.csrf();
+    // Refused (no server): drawn again with the error, without the secret.
+    let page = b
+        .post(
+            "/ui/i/default/credentials",
+            &[
+                ("csrf", &csrf),
+                ("kind", "rfc2136"),
+                ("name", "bind"),
+                ("config.key_name", "hub-key"),
+                ("secret.key", secret),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert!(
+        page.body.contains("value=\"hub-key\""),
+        "what was typed is kept"
+    );
+    assert!(
+        !page.body.contains(secret),
+        "a refused form echoes the secret"
+    );
+
+    let page = b
+        .post(
+            "/ui/i/default/credentials",
+            &[
+                ("csrf", &csrf),
+                ("kind", "rfc2136"),
+                ("name", "bind"),
+                ("config.server", "127.0.0.1:53"),
+                ("config.key_name", "hub-key"),
+                ("secret.key", secret),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let list = b.get("/ui/i/default/credentials").await;
+    assert!(list.body.contains(">bind</a>"));
+    let api = Api::admin(&t);
+    let stored = api.get("/api/v1/instances/default/credentials/bind").await;
+    let fingerprint = stored.body["fingerprint"].as_str().unwrap().to_string();
+    assert!(list.body.contains(&fingerprint), "shown by its fingerprint");
+    let id = stored.body["id"].as_str().unwrap();
+    let detail = b.get(&format!("/ui/i/default/credentials/{id}")).await;
+    for page in [&list, &detail] {
+        assert!(!page.body.contains(secret), "the secret is on a page");
+    }
+    assert!(detail.body.contains("value=\"127.0.0.1:53\""));
+
+    // Saving without a secret keeps it; typing one rotates it.
+    let path = format!("/ui/i/default/credentials/{id}");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("description", "primary"),
+        ("config.server", "127.0.0.1:53"),
+        ("config.key_name", "hub-key"),
+    ];
+    let page = b.post(&path, &form).await;
+    assert_eq!(page.location, format!("{path}?done=saved"));
+    let kept = api.get("/api/v1/instances/default/credentials/bind").await;
+    assert_eq!(kept.body["fingerprint"], fingerprint.as_str());
+    let mut rotate = form.to_vec();
+    rotate.push((
+        "secret.key",
+        "b3RoZXItc2VjcmV0LWtleS12YWx1ZS1mb3Itcm90YXRpb24=",
+    ));
+    let page = b.post(&path, &rotate).await;
+    assert_eq!(page.location, format!("{path}?done=rotated"));
+    let rotated = api.get("/api/v1/instances/default/credentials/bind").await;
+    assert_ne!(rotated.body["fingerprint"], fingerprint.as_str());
+    assert_eq!(rotated.body["description"], "primary");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn save_and_test_shows_the_api_and_its_endpoints() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    assert_eq!(
+        api.post(
+            "/api/v1/instances",
+            json!({"name": "relay", "issuer": "upstream"})
+        )
+        .await
+        .status,
+        201
+    );
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let csrf = b.get("/ui/i/relay/ca-accounts").await.csrf();
+    let root = std::fs::read_to_string(&t.root_pem).unwrap();
+    // The hub's own default instance serves as the upstream ACME CA.
+    let page = b
+        .post(
+            "/ui/i/relay/ca-accounts",
+            &[
+                ("csrf", &csrf),
+                ("name", "upstream-a"),
+                ("ca", "custom"),
+                ("directory_url", &t.directory),
+                ("trusted_roots_pem", &root),
+                ("email", "ops@example.test"),
+                ("eab_hmac_key", ""),
+                ("action", "test"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.element("test-title"), "API is available");
+    let new_order = t.directory.replace("/directory", "/new-order");
+    assert!(page.body.contains(&new_order), "{}", page.body);
+    let stored = api
+        .get("/api/v1/instances/relay/ca-accounts/upstream-a")
+        .await;
+    assert_eq!(stored.body["account_status"], "valid");
+
+    // A directory that does not answer: the dialog says so and why.
+    let id = stored.body["id"].as_str().unwrap();
+    let page = b
+        .post(
+            &format!("/ui/i/relay/ca-accounts/{id}"),
+            &[
+                ("csrf", &csrf),
+                ("directory_url", &t.url("/acme/nowhere/directory")),
+                ("trusted_roots_pem", &root),
+                ("email", "ops@example.test"),
+                ("action", "test"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.element("test-title").contains("did not answer"),
+        "{}",
+        page.body
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_access_key_made_on_a_page_gets_a_certificate_the_inventory_shows_and_revokes() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let csrf = b.get("/ui/i/default/keys").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/default/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "web"),
+                ("allowed_identifiers", "*.console.test"),
+                ("validation", "pre-authorized"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (kid, hmac) = (page.element("new-kid"), page.element("new-hmac"));
+    assert!(
+        page.body
+            .contains(&format!("--eab-kid {kid} --eab-hmac-key={hmac}"))
+    );
+    assert!(page.body.contains("lego --server"));
+    // The key is shown once: the list afterwards has the kid, not the HMAC key.
+    let list = b.get("/ui/i/default/keys").await;
+    assert!(list.body.contains(&kid) && !list.body.contains(&hmac));
+
+    use base64::Engine;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&hmac)
+        .unwrap();
+    let account = eab_account(&t, &t.directory, Some(&ExternalAccountKey::new(kid, &key)))
+        .await
+        .unwrap();
+    let mut order = account
+        .new_order(&instant_acme::NewOrder::new(&dns(&["www.console.test"])))
+        .await
+        .unwrap();
+    assert_eq!(order.state().status, OrderStatus::Ready);
+    finalize(&mut order).await;
+
+    let page = b.get("/ui/i/default/certificates?status=active").await;
+    assert!(page.body.contains("www.console.test"), "{}", page.body);
+    let instance = Api::admin(&t).get("/api/v1/instances/default").await;
+    let validity = instance.body["effective_cert_validity_days"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        page.body.contains(&format!("days-ok\">{}<", validity - 1))
+            || page.body.contains(&format!("days-ok\">{validity}<")),
+        "days remaining: {}",
+        page.body
+    );
+    let at = page.body.find("data-id=\"").unwrap() + "data-id=\"".len();
+    let id = page.body[at..at + page.body[at..].find('"').unwrap()].to_string();
+    let chain = b
+        .get(&format!("/ui/i/default/certificates/{id}/chain.pem"))
+        .await;
+    assert!(chain.body.starts_with("-----BEGIN CERTIFICATE-----"));
+    let filtered = b
+        .get("/ui/i/default/certificates?identifier=other.test")
+        .await;
+    assert!(!filtered.body.contains("www.console.test"));
+
+    let page = b
+        .post(
+            &format!("/ui/i/default/certificates/{id}/revoke"),
+            &[("csrf", &csrf), ("reason", "4")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = b.get(&format!("/ui/i/default/certificates/{id}")).await;
+    assert!(page.body.contains("status-revoked"), "{}", page.body);
+    assert!(!page.body.contains("Revoke certificate"));
+    let events = b.get("/ui/events?action=certificate.revoke").await;
+    assert!(events.body.contains("certificate.revoke"));
+    assert!(events.body.contains("token:bootstrap"), "{}", events.body);
+    let orders = b.get("/ui/i/default/orders?status=valid").await;
+    assert!(orders.body.contains("www.console.test"));
+    t.stop().await;
+}
