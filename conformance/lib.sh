@@ -280,6 +280,40 @@ crl_url() {
 		sed -n 's/^ *URI://p' | head -n 1
 }
 
+# ---------------------------------------------------------------- the hub
+
+# launch_hub NAME CONFIG [PORT]: runs `acmehub serve` with CONFIG and a data
+# dir of its own (kept across launches of one NAME), on PORT or a free port;
+# sets HUB_URL, HUB_DATA and HUB_BIN (the binary, built once). Needs REPO,
+# PROFILE (debug or release), WORK and LOGS.
+launch_hub() {
+	local name=$1 config=$2 d=$WORK/$1 port=${3:-}
+	if [ -z "${HUB_BIN:-}" ]; then
+		HUB_BIN=${ACMEHUB_BIN:-}
+		if [ -z "$HUB_BIN" ]; then
+			local target=${CARGO_TARGET_DIR:-$REPO/target}
+			local flags=()
+			[ "$PROFILE" = release ] && flags=(--release)
+			say "building acmehub ($PROFILE; log $LOGS/build.log)"
+			(cd "$REPO" && cargo build "${flags[@]}" --bins) >"$LOGS/build.log" 2>&1 ||
+				setup_fail "cargo build --bins" "$LOGS/build.log"
+			HUB_BIN=$target/$PROFILE/acmehub
+		fi
+		[ -x "$HUB_BIN" ] || setup_fail "no acmehub binary at $HUB_BIN"
+	fi
+	mkdir -p "$d/data"
+	[ -n "$port" ] || port=$(free_port) || setup_fail "finding a free port"
+	start_bg "$name" "$LOGS/$name.log" env RUST_LOG="${RUST_LOG:-info}" "$HUB_BIN" serve \
+		--config "$config" --listen "127.0.0.1:$port" --data-dir "$d/data"
+	local pid_var=PID_$name
+	HUB_URL=https://localhost:$port
+	HUB_DATA=$d/data
+	wait_until 60 "${!pid_var}" test -s "$HUB_DATA/ca/root.pem" ||
+		setup_fail "$name did not create $HUB_DATA/ca/root.pem" "$LOGS/$name.log"
+	wait_until 30 "${!pid_var}" curl -fsS --cacert "$HUB_DATA/ca/root.pem" "$HUB_URL/healthz" ||
+		setup_fail "$name /healthz did not answer 200" "$LOGS/$name.log"
+}
+
 # ---------------------------------------------------------------- Pebble
 
 # start_pebble_as NAME VAR PORT DNS: a Pebble on 127.0.0.1:PORT (management

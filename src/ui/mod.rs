@@ -216,6 +216,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
             include_str!("assets/app.js"),
             "text/javascript; charset=utf-8",
         ),
+        "icon.svg" => (include_str!("assets/icon.svg"), "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (
