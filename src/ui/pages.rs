@@ -14,11 +14,12 @@ use serde_json::Value;
 
 use super::form::Field::{self, *};
 use super::{Ctx, Form, Post, Session, UiResult, Values, render, see_other};
+use crate::admin::views::ManagedView;
 use crate::admin::views::{
     AccessKeyView, CaAccountView, CaTestView, CertificateView, CredentialView, DelegationView,
     EventView, InstanceView, KindView, NewAccessKeyView, OrderView, ZoneTestView, ZoneView,
 };
-use crate::admin::{ApiError, ApiJson, Created, Page, dns, handlers, inventory, relay};
+use crate::admin::{ApiError, ApiJson, Created, Page, dns, handlers, inventory, managed, relay};
 use crate::error::Error;
 use crate::hub::Hub;
 
@@ -40,6 +41,7 @@ impl Done {
             "revoked" => "Revoked.",
             "rotated" => "Saved; the secret was replaced.",
             "checked" => "Checked again.",
+            "renewing" => "Renewal started: a new order is under way.",
             _ => return None,
         };
         Some(text.to_string())
@@ -1067,6 +1069,8 @@ pub struct CertificateFilter {
 #[template(path = "ui/certificates.html")]
 struct CertificatesPage {
     ctx: Ctx,
+    /// Certificates the hub obtains and renews itself.
+    managed: Vec<ManagedView>,
     rows: Vec<CertRow>,
     v: Values,
     /// The query string of the next page, when there is one.
@@ -1151,7 +1155,20 @@ pub async fn certificates(
         query.append_pair("offset", &offset.to_string());
         query.finish()
     });
-    Ok(render(&CertificatesPage { ctx, rows, v, next }))
+    let managed = managed::list_managed_certificates(
+        State(hub.clone()),
+        session.who.clone(),
+        Path(i.clone()),
+    )
+    .await?
+    .0;
+    Ok(render(&CertificatesPage {
+        ctx,
+        managed,
+        rows,
+        v,
+        next,
+    }))
 }
 
 #[derive(Template)]
@@ -1223,6 +1240,17 @@ pub async fn revoke_certificate(
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// "Renew now" on a certificate the hub manages: a new order at once.
+pub async fn renew_managed(
+    State(hub): Hub_,
+    Path((i, id)): Path<(String, String)>,
+    post: Post,
+) -> UiResult<Response> {
+    managed::renew_managed_certificate(State(hub.clone()), post.who(), Path((i.clone(), id)))
+        .await?;
+    Ok(see_other(&format!("/ui/i/{i}/certificates?done=renewing")))
 }
 
 pub async fn download_certificate(

@@ -11,7 +11,7 @@ use crate::harness::*;
 
 const ZONE: &str = "acme.hub.test";
 
-async fn hub_with_zone(db: Db) -> TestHub {
+pub(crate) async fn hub_with_zone(db: Db) -> TestHub {
     TestHub::start_with(db, |f| {
         f.dns.technical_zone = Some(acmehub::config::TechnicalZoneConfig {
             name: ZONE.into(),
@@ -31,7 +31,7 @@ fn authoritative(t: &TestHub, zone: &str) {
 }
 
 /// Polls the managed certificate until `done` holds (20 s at most).
-async fn wait_for(api: &Api<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(api: &Api<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {
         last = api.get(path).await.body;

@@ -539,3 +539,58 @@ async fn an_access_key_made_on_a_page_gets_a_certificate_the_inventory_shows_and
     assert!(orders.body.contains("www.console.test"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn the_inventory_lists_what_the_hub_manages_with_its_step_and_renews_it() {
+    let t = crate::managed::hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances/default/delegations",
+        json!({"domain": "m.console.test"}),
+    )
+    .await;
+    api.expect(
+        201,
+        "/api/v1/instances/default/certificates",
+        json!({"name": "shop", "identifiers": ["m.console.test"]}),
+    )
+    .await;
+    let path = "/api/v1/instances/default/managed-certificates/shop";
+    let pending = crate::managed::wait_for(&api, path, |m| m["status"] == "pending").await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let page = b.get("/ui/i/default/certificates").await;
+    assert!(page.body.contains(">shop<"), "{}", page.body);
+    assert!(page.body.contains("status-pending"));
+    let step = pending["step"].as_str().unwrap();
+    assert!(
+        !step.is_empty() && page.body.contains(&askama_escape(step)),
+        "{}",
+        page.body
+    );
+    // Renewing one that is still waiting is refused, as through the API.
+    let csrf = page.csrf();
+    let id = pending["id"].as_str().unwrap();
+    let renew = b
+        .post(
+            &format!("/ui/i/default/managed/{id}/renew"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    let api_says = api.post(&format!("{path}/renew"), json!({})).await.status;
+    match api_says {
+        409 => assert_eq!(renew.status, 409, "{}", renew.body),
+        _ => assert_eq!(renew.status, 303, "{}", renew.body),
+    }
+    t.stop().await;
+}
+
+/// Text as an HTML page shows it (askama escapes quotes and angle brackets).
+fn askama_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
