@@ -11,6 +11,7 @@
 //! - [`secrets`] seals stored credentials and keys under the master key.
 //!
 //! - [`admin`] is the operators' front end: the REST API under `/api/v1`;
+//! - [`ui`] is the web console under `/ui/`, over the admin API's handlers;
 //! - [`notify`] tells people: webhook and email channels, and the outbox
 //!   their notifications wait in.
 //!
