@@ -75,7 +75,7 @@ async function signIn(p, token) {
   await p.goto(`${HUB}/ui/`);
   check(p.url().endsWith("/ui/login"), `not sent to sign in: ${p.url()}`);
   await p.getByLabel("Admin or instance token").fill(token);
-  await p.getByRole("button", { name: "Sign in" }).click();
+  await p.getByRole("button", { name: "Sign in", exact: true }).click();
   await p.waitForLoadState();
 }
 
@@ -85,7 +85,7 @@ await flow("sign-in", async () => {
   await signIn(page, env("ADMIN_TOKEN"));
   check(page.url().endsWith("/ui/instances"), `after sign-in at ${page.url()}`);
   const cookies = await context.cookies(`${HUB}/ui/`);
-  const session = cookies.find((c) => c.name === "acmehub_session");
+  const session = cookies.find((c) => c.name === "__Host-acmehub_session");
   check(session, "no session cookie");
   check(session.secure && session.httpOnly && session.sameSite === "Strict",
     `session cookie attributes: ${JSON.stringify(session)}`);
@@ -248,6 +248,31 @@ await flow("read-token", async () => {
   });
   check(r.status() === 403, `read token's post: ${r.status()}`);
   await viewer.close();
+});
+
+await flow("console-user", async () => {
+  // A console user with a password, made through the admin API.
+  const api = await request.newContext({
+    ignoreHTTPSErrors: true,
+    extraHTTPHeaders: { Authorization: `Bearer ${env("ADMIN_TOKEN")}` },
+  });
+  const password = "a long console passphrase";
+  const made = await api.post(`${HUB}/api/v1/users`, {
+    data: { name: "operator", password, scope: "instance:web", role: "write" },
+  });
+  check(made.status() === 201, `creating the user: ${made.status()}`);
+  check(!(await made.text()).includes(password), "the password came back");
+  await api.dispose();
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  const p = await ctx.newPage();
+  await p.goto(`${HUB}/ui/login`);
+  await p.getByLabel("User name").fill("operator");
+  await p.getByLabel("Password").fill(password);
+  await p.getByRole("button", { name: "Sign in as user" }).click();
+  await p.waitForURL(/\/ui\/i\/web$/);
+  check((await p.locator(".who").textContent()).includes("operator"), "not signed in as operator");
+  await screenshot(p, "console-user");
+  await ctx.close();
 });
 
 await flow("phone-width", async () => {

@@ -56,15 +56,22 @@ impl Role {
 /// The authenticated caller of an admin request.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The token's name (`bootstrap` for the admin token).
+    /// The token's name (`bootstrap` for the admin token), or the console
+    /// user's.
     pub name: String,
     pub scope: Scope,
     pub role: Role,
+    /// A console user (signed in with a password), not a token.
+    pub user: bool,
 }
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        Actor::Token(self.name.clone())
+        if self.user {
+            Actor::User(self.name.clone())
+        } else {
+            Actor::Token(self.name.clone())
+        }
     }
 
     pub fn sees(&self, instance: &Instance) -> bool {
@@ -147,16 +154,11 @@ pub async fn principal_for(hub: &Hub, token: &str) -> Result<Principal, ApiError
     principal_for_hash(hub, &token_hash(token)).await
 }
 
-/// The principal a token's hash stands for (a console session keeps only
-/// the hash); 401 when it stands for none, or no longer.
-pub async fn principal_for_hash(hub: &Hub, hash: &str) -> Result<Principal, ApiError> {
+/// The principal a token's hash stands for; 401 when it stands for none.
+async fn principal_for_hash(hub: &Hub, hash: &str) -> Result<Principal, ApiError> {
     // Comparing digests, not secrets: timing reveals nothing about the token.
     if hash == hub.admin_token_hash {
-        return Ok(Principal {
-            name: "bootstrap".into(),
-            scope: Scope::Admin,
-            role: Role::Write,
-        });
+        return Ok(bootstrap());
     }
     let stored = hub
         .store
@@ -164,19 +166,52 @@ pub async fn principal_for_hash(hub: &Hub, hash: &str) -> Result<Principal, ApiE
         .await
         .map_err(|e| ApiError::from(Error::from(e)))?
         .ok_or(ApiError::Unauthenticated)?;
-    let scope = parse_scope(&stored.scope).ok_or_else(|| {
+    principal_for_token(&stored)
+}
+
+/// The bootstrap admin token's principal.
+pub fn bootstrap() -> Principal {
+    Principal {
+        name: "bootstrap".into(),
+        scope: Scope::Admin,
+        role: Role::Write,
+        user: false,
+    }
+}
+
+/// The principal of a stored API token (checked unrevoked by the caller).
+pub fn principal_for_token(token: &crate::store::ApiToken) -> Result<Principal, ApiError> {
+    stored_principal(token.name.clone(), &token.scope, &token.role, false)
+}
+
+/// The principal of a console user (whose password was checked).
+pub fn principal_for_user(user: &crate::store::UiUser) -> Result<Principal, ApiError> {
+    stored_principal(user.name.clone(), &user.scope, &user.role, true)
+}
+
+fn stored_principal(
+    name: String,
+    scope: &str,
+    role: &str,
+    user: bool,
+) -> Result<Principal, ApiError> {
+    let scope = parse_scope(scope).ok_or_else(|| {
         ApiError::from(Error::internal(
-            "reading a token",
+            "reading a principal",
             "stored scope is invalid",
         ))
     })?;
-    let role = Role::parse(&stored.role).ok_or_else(|| {
-        ApiError::from(Error::internal("reading a token", "stored role is invalid"))
+    let role = Role::parse(role).ok_or_else(|| {
+        ApiError::from(Error::internal(
+            "reading a principal",
+            "stored role is invalid",
+        ))
     })?;
     Ok(Principal {
-        name: stored.name,
+        name,
         scope,
         role,
+        user,
     })
 }
 

@@ -40,6 +40,9 @@ pub enum AdminCommand {
     /// Admin API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Web console users (name and password).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +174,27 @@ pub enum TokenCommand {
     },
     Revoke {
         token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    List,
+    Create {
+        name: String,
+        /// `admin` or `instance:NAME`.
+        #[arg(long)]
+        scope: String,
+        /// `read` or `write`.
+        #[arg(long)]
+        role: String,
+        /// File whose first line is the password (12 characters at least);
+        /// `-` reads it from standard input.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    Delete {
+        user: String,
     },
 }
 
@@ -386,6 +410,7 @@ pub async fn run(
         AdminCommand::AccessKey(c) => access_key(&client, c).await?,
         AdminCommand::Cert(c) => cert(&client, c).await?,
         AdminCommand::Token(c) => token(&client, c).await?,
+        AdminCommand::User(c) => user(&client, c).await?,
     };
     Ok(if connection.json {
         serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -742,6 +767,55 @@ async fn token(client: &Client, command: &TokenCommand) -> Result<Output, String
                 .delete(&format!("/api/v1/tokens/{}", seg(token)))
                 .await?;
             Ok((json!({"revoked": token}), format!("token {token} revoked")))
+        }
+    }
+}
+
+const USER_FIELDS: [&str; 5] = ["name", "scope", "role", "created_at", "locked_until"];
+
+/// The first line of a password file (or of standard input for `-`).
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_line(&mut text)
+            .map_err(|e| format!("reading the password from standard input: {e}"))?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the password file {}: {e}", path.display()))?
+    };
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+async fn user(client: &Client, command: &UserCommand) -> Result<Output, String> {
+    match command {
+        UserCommand::List => {
+            let v = client.get("/api/v1/users").await?;
+            let t = table(&USER_FIELDS, &rows(&v, &USER_FIELDS));
+            Ok((v, t))
+        }
+        UserCommand::Create {
+            name,
+            scope,
+            role,
+            password_file,
+        } => {
+            let password = read_password(password_file)?;
+            let v = client
+                .post(
+                    "/api/v1/users",
+                    json!({"name": name, "scope": scope, "role": role, "password": password}),
+                )
+                .await?;
+            let t = format!("user {name} created ({scope}, {role}); sign in at /ui/");
+            Ok((v, t))
+        }
+        UserCommand::Delete { user } => {
+            client
+                .delete(&format!("/api/v1/users/{}", seg(user)))
+                .await?;
+            Ok((json!({"deleted": user}), format!("user {user} deleted")))
         }
     }
 }

@@ -8,12 +8,15 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::auth::{Principal, new_token, resolve_scope, token_hash};
-use super::views::{AccessKeyView, InstanceView, NewAccessKeyView, NewTokenView, TokenView};
+use super::views::{
+    AccessKeyView, InstanceView, NewAccessKeyView, NewTokenView, TokenView, UserView,
+};
 use super::{ApiJson, ApiResult, Created};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::orders::audit;
 use crate::orders::tenants::{self, AccessKeySettings, InstanceSettings};
+use crate::orders::users::{self, NewUser};
 use crate::store::{ApiToken, StoreError};
 use crate::util::{now, random_id};
 
@@ -332,6 +335,10 @@ pub async fn delete_token(
         }
         Err(e) => return Err(e.into()),
     }
+    // Its console sessions end with it (they would be refused anyway).
+    hub.store
+        .delete_ui_sessions_of(&format!("token:{}", token.id))
+        .await?;
     audit::record(
         &hub,
         token.scope.strip_prefix("instance:"),
@@ -341,5 +348,55 @@ pub async fn delete_token(
         serde_json::json!({"name": token.name}),
     )
     .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- console users ----
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, description = "Web console users (never their passwords)", body = Vec<UserView>),
+              (status = 403, description = "Not an admin token")))]
+pub async fn list_users(State(hub): Hub_, who: Principal) -> ApiResult<Json<Vec<UserView>>> {
+    who.require_admin()?;
+    let mut views = Vec::new();
+    for u in hub.store.ui_users().await? {
+        let label = scope_label(&hub, &u.scope).await;
+        views.push(UserView::new(&u, label));
+    }
+    Ok(Json(views))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, description = "Created; the password is not returned", body = UserView),
+              (status = 400, description = "A field is invalid (the password: 12 characters at least)"),
+              (status = 403, description = "Not an admin token"),
+              (status = 409, description = "The name is taken")))]
+pub async fn create_user(
+    State(hub): Hub_,
+    who: Principal,
+    ApiJson(request): ApiJson<NewUser>,
+) -> ApiResult<Created<UserView>> {
+    who.require_admin()?;
+    let (scope, label) = resolve_scope(&hub, &request.scope).await?;
+    let user = users::create_user(&hub, &who.actor(), &request, scope, &label).await?;
+    Ok(Created(UserView::new(&user, label)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id or name")),
+    responses((status = 204, description = "Deleted; its console sessions end"),
+              (status = 404, description = "No such user")))]
+pub async fn delete_user(
+    State(hub): Hub_,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require_admin()?;
+    let user = hub
+        .store
+        .ui_user(&id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("there is no user {id:?}")))?;
+    users::delete_user(&hub, &who.actor(), &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

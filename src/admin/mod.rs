@@ -196,7 +196,7 @@ impl Page {
 #[openapi(
     info(
         title = "acmehub admin API",
-        description = "Instances, access keys, tokens, the certificate inventory, orders and the audit log. Every request carries `Authorization: Bearer <token>`."
+        description = "Instances, access keys, tokens, console users, the certificate inventory, orders and the audit log. Every request carries `Authorization: Bearer <token>`."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -235,6 +235,8 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(delete_token))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(delete_user))
         .routes(routes!(list_orders))
         .routes(routes!(show_order))
         .routes(routes!(list_certificates, create_managed_certificate))

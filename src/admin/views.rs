@@ -163,6 +163,35 @@ pub struct NewTokenView {
     pub token: String,
 }
 
+/// A web console user: never its password or its hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    /// `admin` or `instance:NAME`.
+    pub scope: String,
+    /// `read` or `write`.
+    pub role: String,
+    pub created_by: String,
+    pub created_at: String,
+    /// Set while sign-ins are refused after too many failures.
+    pub locked_until: Option<String>,
+}
+
+impl UserView {
+    pub fn new(u: &crate::store::UiUser, scope_label: String) -> Self {
+        Self {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            scope: scope_label,
+            role: u.role.clone(),
+            created_by: u.created_by.clone(),
+            created_at: time(u.created_at),
+            locked_until: (u.locked_until > crate::util::now()).then(|| time(u.locked_until)),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CertificateView {
     pub id: String,

@@ -12,6 +12,8 @@ use crate::util::now;
 pub enum Actor {
     /// An admin API token, by name.
     Token(String),
+    /// A web console user, by name.
+    User(String),
     /// A downstream ACME account, by id.
     Account(String),
     /// Whoever holds a certificate's private key (revocation signed by it).
@@ -24,6 +26,7 @@ impl Actor {
     pub fn label(&self) -> String {
         match self {
             Self::Token(name) => format!("token:{name}"),
+            Self::User(name) => format!("user:{name}"),
             Self::Account(id) => format!("acme-account:{id}"),
             Self::CertificateKey => "certificate-key".into(),
             Self::Hub => "hub".into(),

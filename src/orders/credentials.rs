@@ -224,20 +224,12 @@ pub async fn referenced_credential(
     if let Some(c) = hub.store.credential(&instance.id, reference).await? {
         return Ok(c);
     }
-    let detail = if hub
-        .store
-        .credential_exists_elsewhere(&instance.id, reference)
-        .await?
-    {
-        format!(
-            "credential {reference:?} belongs to another instance; an instance can only use its own credentials"
-        )
-    } else {
-        format!(
-            "there is no credential {reference:?} in instance {:?}",
-            instance.name
-        )
-    };
+    // The same words whether or not another instance has a credential of
+    // that name: an instance's caller learns nothing of other instances.
+    let detail = format!(
+        "there is no credential {reference:?} in instance {:?}",
+        instance.name
+    );
     Err(Error::invalid(field, detail))
 }
 

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod managed;
 mod revoke;
 pub mod tenants;
+pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;

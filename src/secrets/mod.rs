@@ -4,6 +4,8 @@
 //! row or instance fails to open. This module never logs or formats a
 //! plaintext, and its errors never carry one.
 
+pub mod password;
+
 use std::io::Write;
 use std::path::Path;
 

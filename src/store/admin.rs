@@ -32,6 +32,20 @@ fn access_key_from_row(r: &AnyRow) -> Result<AccessKey> {
     })
 }
 
+fn ui_user_from_row(r: &AnyRow) -> Result<UiUser> {
+    Ok(UiUser {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        password_hash: r.try_get("password_hash")?,
+        scope: r.try_get("scope")?,
+        role: r.try_get("role")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        failed_logins: r.try_get("failed_logins")?,
+        locked_until: r.try_get("locked_until")?,
+    })
+}
+
 fn token_from_row(r: &AnyRow) -> Result<ApiToken> {
     Ok(ApiToken {
         id: r.try_get("id")?,
@@ -379,11 +393,11 @@ impl Store {
     /// Stores a console session (by the hash of its cookie secret).
     pub async fn insert_ui_session(&self, s: &UiSession) -> Result<()> {
         sqlx::query(
-            "INSERT INTO ui_sessions (id_hash, token_hash, csrf, created_at, expires_at) \
+            "INSERT INTO ui_sessions (id_hash, subject, csrf, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&s.id_hash)
-        .bind(&s.token_hash)
+        .bind(&s.subject)
         .bind(&s.csrf)
         .bind(s.created_at)
         .bind(s.expires_at)
@@ -403,7 +417,7 @@ impl Store {
         row.map(|r| {
             Ok(UiSession {
                 id_hash: r.try_get("id_hash")?,
-                token_hash: r.try_get("token_hash")?,
+                subject: r.try_get("subject")?,
                 csrf: r.try_get("csrf")?,
                 created_at: r.try_get("created_at")?,
                 expires_at: r.try_get("expires_at")?,
@@ -412,10 +426,110 @@ impl Store {
         .transpose()
     }
 
+    /// Moves a console session's idle deadline.
+    pub async fn touch_ui_session(&self, id_hash: &str, expires_at: i64) -> Result<()> {
+        sqlx::query("UPDATE ui_sessions SET expires_at = $2 WHERE id_hash = $1")
+            .bind(id_hash)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every console session of a subject (`token:<id>`, `user:<id>`).
+    pub async fn delete_ui_sessions_of(&self, subject: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM ui_sessions WHERE subject = $1")
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Ends a console session (signing out).
     pub async fn delete_ui_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1")
             .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- console users ----
+
+    /// Stores a console user; `Conflict` when the name is taken.
+    pub async fn insert_ui_user(&self, u: &UiUser) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO ui_users (id, name, password_hash, scope, role, created_by, created_at, failed_logins, locked_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0)",
+        )
+        .bind(&u.id)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(&u.scope)
+        .bind(&u.role)
+        .bind(&u.created_by)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await;
+        result.map_err(|e| conflict(e, format!("a user named {:?} already exists", u.name)))?;
+        Ok(())
+    }
+
+    pub async fn ui_users(&self) -> Result<Vec<UiUser>> {
+        let rows = sqlx::query("SELECT * FROM ui_users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ui_user_from_row).collect()
+    }
+
+    /// A console user by id or name.
+    pub async fn ui_user(&self, id_or_name: &str) -> Result<Option<UiUser>> {
+        let rows = sqlx::query("SELECT * FROM ui_users WHERE id = $1 OR name = $1")
+            .bind(id_or_name)
+            .fetch_all(&self.pool)
+            .await?;
+        pick_by_id(rows, id_or_name, ui_user_from_row, |u| &u.id)
+    }
+
+    /// Deletes a console user and ends its sessions, in one transaction;
+    /// `Guard` when there was no such user.
+    pub async fn delete_ui_user(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM ui_sessions WHERE subject = $1")
+            .bind(format!("user:{id}"))
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM ui_users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Guard);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts a failed sign-in; the `limit`th in a row locks the user until
+    /// `lock_until`.
+    pub async fn note_failed_login(&self, id: &str, limit: i64, lock_until: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE ui_users SET failed_logins = failed_logins + 1, \
+             locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(limit)
+        .bind(lock_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A good sign-in: the count of failures starts again.
+    pub async fn note_good_login(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE ui_users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
+            .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -109,23 +109,6 @@ impl Store {
         pick_by_id(rows, id_or_name, credential_from_row, |c| &c.id)
     }
 
-    /// Whether any instance holds a credential by this id or name (to say
-    /// "belongs to another instance" instead of "unknown").
-    pub async fn credential_exists_elsewhere(
-        &self,
-        instance_id: &str,
-        id_or_name: &str,
-    ) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM credentials WHERE instance_id <> $1 AND (id = $2 OR name = $2)",
-        )
-        .bind(instance_id)
-        .bind(id_or_name)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
-    }
-
     /// Writes description, config, sealed secret and fingerprint.
     pub async fn update_credential(&self, c: &Credential) -> Result<()> {
         let r = sqlx::query(

@@ -127,18 +127,38 @@ pub struct ApiToken {
 }
 
 /// A web console session. The cookie holds a secret; only its SHA-256 is
-/// stored, with the hash of the token it was opened with.
+/// stored, with who signed in.
 #[derive(Debug, Clone)]
 pub struct UiSession {
     pub id_hash: String,
-    pub token_hash: String,
+    /// `token:<SHA-256 of the token>` or `user:<id>`.
+    pub subject: String,
     /// The session's form token (CSRF).
     pub csrf: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
-/// One audit-log entry.
+/// A web console user: a name and an argon2id password, with the scope and
+/// role an API token would have.
+#[derive(Debug, Clone)]
+pub struct UiUser {
+    pub id: String,
+    pub name: String,
+    /// PHC string; never leaves the store and the sign-in check.
+    pub password_hash: String,
+    /// `admin` or `instance:ID`.
+    pub scope: String,
+    /// `read` or `write`.
+    pub role: String,
+    pub created_by: String,
+    pub created_at: i64,
+    /// Failed sign-ins since the last good one.
+    pub failed_logins: i64,
+    /// Sign-ins are refused until then (0: not locked).
+    pub locked_until: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub seq: i64,

@@ -1431,9 +1431,13 @@ pub async fn orders(
     let (rows, next) = match listing {
         Ok(l) => (
             l.0.items.into_iter().map(OrderRow::new).collect(),
-            l.0.next_offset.map(|o| match &status {
-                Some(s) => format!("status={s}&offset={o}"),
-                None => format!("offset={o}"),
+            l.0.next_offset.map(|o| {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(s) = &status {
+                    query.append_pair("status", s);
+                }
+                query.append_pair("offset", &o.to_string());
+                query.finish()
             }),
         ),
         Err(ApiError::Hub(e)) if e.field.is_some() => {

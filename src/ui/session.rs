@@ -1,6 +1,6 @@
-//! Console sessions: sign-in with a token, a `Secure; HttpOnly;
-//! SameSite=Strict` cookie whose secret is stored only as a hash, and the
-//! form token (CSRF) every post must carry.
+//! Console sessions: sign-in with a token or a console user's password, a
+//! `Secure; HttpOnly; SameSite=Strict` cookie whose secret is stored only
+//! as a hash, and the form token (CSRF) every post must carry.
 
 use std::sync::Arc;
 
@@ -10,19 +10,29 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Ctx, Form, UiError, UiResult, render, see_other};
-use crate::admin::auth::{Principal, Role, Scope, principal_for, principal_for_hash, token_hash};
+use crate::admin::auth::{
+    Principal, Role, Scope, bootstrap, principal_for_token, principal_for_user, token_hash,
+};
 use crate::hub::Hub;
+use crate::secrets::password;
 use crate::store::UiSession;
 use crate::util::{b64, now, random_bytes};
 
-/// The session cookie.
-const COOKIE: &str = "acmehub_session";
+/// The session cookie. `__Host-`: the browser takes it only from this
+/// host, over HTTPS, for path `/`, so a sibling domain cannot plant one.
+const COOKIE: &str = "__Host-acmehub_session";
 /// The sign-in form's own token, before there is a session.
-const LOGIN_COOKIE: &str = "acmehub_login";
-/// A session lasts a working day; signing in again starts a new one.
+const LOGIN_COOKIE: &str = "__Host-acmehub_login";
+/// A session lasts a working day at most...
 const SESSION_SECS: i64 = 12 * 3600;
+/// ...and ends after an hour without a request.
+const IDLE_SECS: i64 = 3600;
+/// The idle deadline moves at most this often (one write a minute).
+const TOUCH_SECS: i64 = 60;
 /// Largest form the console accepts (a CA's PEM roots fit).
 const MAX_FORM: usize = 256 * 1024;
+/// Largest sign-in form.
+const MAX_LOGIN_FORM: usize = 8 * 1024;
 
 /// A signed-in operator.
 #[derive(Debug, Clone)]
@@ -52,21 +62,24 @@ impl Session {
     }
 }
 
+/// A cookie's value; none when the request carries it more than once
+/// (one of them was planted).
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string());
+    let value = values.next()?;
+    (values.next().is_none() && !value.is_empty()).then_some(value)
 }
 
 fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     let text =
-        format!("{name}={value}; Path=/ui; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict");
+        format!("{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict");
     // Names and values are ours: base64url and fixed ASCII.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -87,13 +100,17 @@ impl FromRequestParts<Arc<Hub>> for Session {
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> UiResult<Self> {
         let secret = cookie(&parts.headers, COOKIE).ok_or(UiError::SignIn)?;
         let id_hash = token_hash(&secret);
+        let at = now();
         let stored = hub
             .store
-            .ui_session(&id_hash, now())
+            .ui_session(&id_hash, at)
             .await?
             .ok_or(UiError::SignIn)?;
-        // The token is checked on every request: revoking it ends its sessions.
-        let who = principal_for_hash(hub, &stored.token_hash).await?;
+        let who = subject_principal(hub, &stored.subject).await?;
+        let idle_deadline = (at + IDLE_SECS).min(stored.created_at + SESSION_SECS);
+        if idle_deadline - stored.expires_at >= TOUCH_SECS {
+            hub.store.touch_ui_session(&id_hash, idle_deadline).await?;
+        }
         Ok(Self {
             who,
             csrf: stored.csrf,
@@ -116,14 +133,21 @@ impl Post {
     }
 }
 
-async fn read_form(request: Request) -> UiResult<(Parts, Form)> {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM)
+async fn read_form(body: axum::body::Body, limit: usize) -> UiResult<Form> {
+    let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| UiError::Refused("the form is too large".into()))?;
-    let form =
-        Form::parse(&bytes).map_err(|_| UiError::Refused("the form could not be read".into()))?;
-    Ok((parts, form))
+    Form::parse(&bytes).map_err(|_| UiError::Refused("the form could not be read".into()))
+}
+
+/// The session of a post, checked before its body is read (so that no one
+/// without a session makes the hub buffer a form), and the form.
+async fn session_form(request: Request, hub: &Arc<Hub>) -> UiResult<(Session, Form)> {
+    let (mut parts, body) = request.into_parts();
+    let session = Session::from_request_parts(&mut parts, hub).await?;
+    let form = read_form(body, MAX_FORM).await?;
+    check_csrf(&session, &form)?;
+    Ok((session, form))
 }
 
 fn check_csrf(session: &Session, form: &Form) -> UiResult<()> {
@@ -140,9 +164,7 @@ impl FromRequest<Arc<Hub>> for Post {
     type Rejection = UiError;
 
     async fn from_request(request: Request, hub: &Arc<Hub>) -> UiResult<Self> {
-        let (mut parts, form) = read_form(request).await?;
-        let session = Session::from_request_parts(&mut parts, hub).await?;
-        check_csrf(&session, &form)?;
+        let (session, form) = session_form(request, hub).await?;
         session
             .who
             .require_write()
@@ -178,10 +200,104 @@ pub async fn login_page() -> Response {
     login_form(None, StatusCode::OK)
 }
 
-/// Signs in with a token: the form's token must match the sign-in cookie
-/// (so another site cannot sign a browser in as someone else).
+/// Failed password sign-ins in a row that lock a user...
+const LOGIN_FAILURES: i64 = 5;
+/// ...for this long.
+const LOCK_SECS: i64 = 15 * 60;
+
+/// Who a session's `subject` stands for now: the token must still be valid
+/// and the user must still exist, so revoking or deleting ends the session.
+async fn subject_principal(hub: &Hub, subject: &str) -> UiResult<Principal> {
+    if subject == "bootstrap" {
+        return Ok(bootstrap());
+    }
+    if let Some(id) = subject.strip_prefix("token:") {
+        let token = hub
+            .store
+            .token(id)
+            .await?
+            .filter(|t| t.id == id && t.revoked_at.is_none())
+            .ok_or(UiError::SignIn)?;
+        return Ok(principal_for_token(&token)?);
+    }
+    let id = subject.strip_prefix("user:").ok_or(UiError::SignIn)?;
+    let user = hub
+        .store
+        .ui_user(id)
+        .await?
+        .filter(|u| u.id == id)
+        .ok_or(UiError::SignIn)?;
+    Ok(principal_for_user(&user)?)
+}
+
+/// The session subject of a token (`bootstrap` or `token:<id>`): the
+/// database keeps which token, never a digest of its secret.
+async fn token_subject(hub: &Hub, token: &str) -> UiResult<Option<(Principal, String)>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let hash = token_hash(token);
+    if hash == hub.admin_token_hash {
+        return Ok(Some((bootstrap(), "bootstrap".into())));
+    }
+    match hub.store.token_by_hash(&hash).await? {
+        Some(t) => Ok(Some((principal_for_token(&t)?, format!("token:{}", t.id)))),
+        None => Ok(None),
+    }
+}
+
+/// A refused sign-in: the same words whatever was wrong, so the page does
+/// not tell which user names exist.
+fn refused_sign_in(why: &str) -> Response {
+    login_form(Some(why.into()), StatusCode::UNAUTHORIZED)
+}
+
+/// Checks a user's password; `Err` is the page to answer with.
+async fn password_sign_in(
+    hub: &Hub,
+    name: &str,
+    password: &str,
+) -> UiResult<Result<(Principal, String), Response>> {
+    let user = hub.store.ui_user(name).await?.filter(|u| u.name == name);
+    let at = now();
+    if let Some(u) = &user {
+        if u.locked_until > at {
+            tracing::info!(user = %u.name, "console sign-in refused: user locked");
+            return Ok(Err(refused_sign_in(
+                "Too many failed sign-ins: this user is locked for a while. Try again later.",
+            )));
+        }
+    }
+    let matched = password::verify(
+        password.to_string(),
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    match user {
+        Some(u) if matched => {
+            hub.store.note_good_login(&u.id).await?;
+            Ok(Ok((principal_for_user(&u)?, format!("user:{}", u.id))))
+        }
+        Some(u) => {
+            hub.store
+                .note_failed_login(&u.id, LOGIN_FAILURES, at + LOCK_SECS)
+                .await?;
+            tracing::info!(user = %u.name, "console sign-in refused: wrong password");
+            Ok(Err(refused_sign_in("Wrong user name or password.")))
+        }
+        None => {
+            tracing::info!("console sign-in refused: unknown user");
+            Ok(Err(refused_sign_in("Wrong user name or password.")))
+        }
+    }
+}
+
+/// Signs in with a token, or a console user's name and password. The form's
+/// token must match the sign-in cookie (so another site cannot sign a
+/// browser in as someone else).
 pub async fn login(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Response> {
-    let (parts, form) = read_form(request).await?;
+    let (parts, body) = request.into_parts();
+    let form = read_form(body, MAX_LOGIN_FORM).await?;
     let expected = cookie(&parts.headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !same(form.get("csrf"), &expected) {
         return Ok(login_form(
@@ -189,30 +305,35 @@ pub async fn login(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Re
             StatusCode::FORBIDDEN,
         ));
     }
-    let token = form.get("token").trim();
-    let who = match principal_for(&hub, token).await {
-        Ok(who) if !token.is_empty() => who,
-        Ok(_) | Err(crate::admin::ApiError::Unauthenticated) => {
-            tracing::info!("console sign-in refused: unknown token");
-            return Ok(login_form(
-                Some("That token is not valid (unknown or revoked).".into()),
-                StatusCode::UNAUTHORIZED,
-            ));
+    let name = form.get("user").trim();
+    let (who, subject) = if name.is_empty() {
+        match token_subject(&hub, form.get("token").trim()).await? {
+            Some(signed_in) => signed_in,
+            None => {
+                tracing::info!("console sign-in refused: unknown token");
+                return Ok(refused_sign_in(
+                    "That token is not valid (unknown or revoked).",
+                ));
+            }
         }
-        Err(crate::admin::ApiError::Hub(e)) => return Err(UiError::Hub(e)),
+    } else {
+        match password_sign_in(&hub, name, form.get("password")).await? {
+            Ok(signed_in) => signed_in,
+            Err(page) => return Ok(page),
+        }
     };
     let secret = secret();
     let at = now();
     hub.store
         .insert_ui_session(&UiSession {
             id_hash: token_hash(&secret),
-            token_hash: token_hash(token),
+            subject,
             csrf: crate::util::b64(&random_bytes::<24>()),
             created_at: at,
-            expires_at: at + SESSION_SECS,
+            expires_at: at + IDLE_SECS,
         })
         .await?;
-    tracing::info!(token = %who.name, "console sign-in");
+    tracing::info!(who = %who.actor().label(), "console sign-in");
     let home = match &who.scope {
         Scope::Admin => "/ui/instances".to_string(),
         Scope::Instance(id) => match hub.store.instance_by_ref(id).await? {
@@ -232,9 +353,7 @@ pub async fn login(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Re
 
 /// Signs out: the session ends on the server, not only in this browser.
 pub async fn logout(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Response> {
-    let (mut parts, form) = read_form(request).await?;
-    let session = Session::from_request_parts(&mut parts, &hub).await?;
-    check_csrf(&session, &form)?;
+    let (session, _) = session_form(request, &hub).await?;
     hub.store.delete_ui_session(&session.id_hash).await?;
     let mut response = see_other("/ui/login");
     response

@@ -129,7 +129,7 @@ async fn credentials_are_write_only_sealed_and_checked() {
             r.body["error"]
                 .as_str()
                 .unwrap()
-                .contains("another instance"),
+                .contains("there is no credential \"bind-main\" in instance \"other\""),
             "{}",
             r.body
         );
@@ -491,5 +491,47 @@ async fn delegations_need_a_technical_zone() {
         .await;
     assert_eq!(r.status, 409);
     assert!(r.body["error"].as_str().unwrap().contains("technical_zone"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_learns_nothing_of_another_instance_credentials() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let admin = Api::admin(&t);
+    admin
+        .expect(201, "/api/v1/instances", json!({"name": "other"}))
+        .await;
+    admin
+        .expect(
+            201,
+            "/api/v1/instances/other/credentials",
+            json!({"name": "bind-other", "kind": "rfc2136",
+                "config": {"server": "127.0.0.1:53", "key_name": "k"},
+                "secret": {"key": "c2VjcmV0LXNlY3JldC1zZWNyZXQ="}}),
+        )
+        .await;
+    let made = admin
+        .expect(
+            201,
+            "/api/v1/tokens",
+            json!({"name": "tenant", "scope": "instance:default", "role": "write"}),
+        )
+        .await;
+    let tenant = Api::new(&t, made["token"].as_str());
+    let mut answers = Vec::new();
+    for name in ["bind-other", "no-such-credential"] {
+        let r = tenant
+            .post(
+                "/api/v1/instances/default/dns-zones",
+                json!({"zone": "x.test", "credential": name}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        answers.push(r.body["error"].as_str().unwrap().replace(name, "NAME"));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "another instance's credential is told apart"
+    );
     t.stop().await;
 }

@@ -137,7 +137,7 @@ async fn signing_in_and_out_and_the_form_token_on_every_post() {
         let page = b.sign_in("ahk_not-a-token").await;
         assert_eq!(page.status, 401);
         assert!(page.body.contains("not valid"), "{}", page.body);
-        assert!(!b.cookies.contains_key("acmehub_session"));
+        assert!(!b.cookies.contains_key("__Host-acmehub_session"));
         // A sign-in post without the sign-in form's token is refused, even
         // with the right token: another site cannot sign this browser in.
         let mut other = Browser::new(&t);
@@ -148,7 +148,7 @@ async fn signing_in_and_out_and_the_form_token_on_every_post() {
             )
             .await;
         assert_eq!(page.status, 403);
-        assert!(!other.cookies.contains_key("acmehub_session"));
+        assert!(!other.cookies.contains_key("__Host-acmehub_session"));
 
         let page = b.sign_in(&t.admin_token()).await;
         assert_eq!(
@@ -158,9 +158,9 @@ async fn signing_in_and_out_and_the_form_token_on_every_post() {
         let session = page
             .set_cookies
             .iter()
-            .find(|c| c.starts_with("acmehub_session="))
+            .find(|c| c.starts_with("__Host-acmehub_session="))
             .unwrap();
-        for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/;"] {
             assert!(session.contains(attribute), "{session}");
         }
 
@@ -212,10 +212,10 @@ async fn signing_in_and_out_and_the_form_token_on_every_post() {
         assert_eq!(listed.body.as_array().unwrap().len(), 2);
 
         // Signing out ends the session on the server: the old cookie is dead.
-        let cookie = b.cookies["acmehub_session"].clone();
+        let cookie = b.cookies["__Host-acmehub_session"].clone();
         let page = b.post("/ui/logout", &[("csrf", &csrf)]).await;
         assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
-        b.cookies.insert("acmehub_session".into(), cookie);
+        b.cookies.insert("__Host-acmehub_session".into(), cookie);
         let page = b.get("/ui/instances").await;
         assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
         t.stop().await;
@@ -593,4 +593,148 @@ fn askama_escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failures() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let password = "correct horse battery staple";
+    for (body, field) in [
+        (
+            json!({"name": "alice", "password": "short", "scope": "instance:default", "role": "write"}),
+            "password",
+        ),
+        (
+            json!({"name": "a b", "password": password, "scope": "instance:default", "role": "write"}),
+            "name",
+        ),
+        (
+            json!({"name": "alice", "password": password, "scope": "instance:nowhere", "role": "write"}),
+            "scope",
+        ),
+        (
+            json!({"name": "alice", "password": password, "scope": "admin", "role": "root"}),
+            "role",
+        ),
+    ] {
+        let r = api.post("/api/v1/users", body.clone()).await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = api
+        .post(
+            "/api/v1/users",
+            json!({"name": "alice", "password": password, "scope": "instance:default", "role": "write"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let listed = api.get("/api/v1/users").await;
+    let text = listed.body.to_string();
+    assert!(text.contains("alice") && text.contains("instance:default"));
+    assert!(
+        !text.contains(password) && !text.contains("argon2"),
+        "{text}"
+    );
+    assert_eq!(
+        api.post(
+            "/api/v1/users",
+            json!({"name": "alice", "password": password, "scope": "admin", "role": "read"})
+        )
+        .await
+        .status,
+        409
+    );
+
+    let mut b = Browser::new(&t);
+    let csrf = b.get("/ui/login").await.csrf();
+    let page = b
+        .post(
+            "/ui/login",
+            &[("csrf", &csrf), ("user", "alice"), ("password", password)],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/ui/i/default")
+    );
+    // What the user does is recorded as the user's.
+    let csrf = b.get("/ui/i/default/keys").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/default/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "by-alice"),
+                ("allowed_identifiers", "a.test"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let events = api.get("/api/v1/events?action=access-key.create").await;
+    assert_eq!(
+        events.body["items"][0]["actor"], "user:alice",
+        "{}",
+        events.body
+    );
+    // An instance user sees its instance only.
+    assert_eq!(b.get("/ui/i/other").await.status, 404);
+
+    // An unknown user and a wrong password get the same words.
+    let mut other = Browser::new(&t);
+    for (name, pw) in [("mallory", password), ("alice", "wrong password 1")] {
+        let csrf = other.get("/ui/login").await.csrf();
+        let page = other
+            .post(
+                "/ui/login",
+                &[("csrf", &csrf), ("user", name), ("password", pw)],
+            )
+            .await;
+        assert_eq!(page.status, 401);
+        assert!(
+            page.body.contains("Wrong user name or password."),
+            "{}",
+            page.body
+        );
+    }
+    // Five failures in a row lock the user, even against the right password.
+    for _ in 0..4 {
+        let csrf = other.get("/ui/login").await.csrf();
+        other
+            .post(
+                "/ui/login",
+                &[
+                    ("csrf", &csrf),
+                    ("user", "alice"),
+                    ("password", "wrong again!!"),
+                ],
+            )
+            .await;
+    }
+    let csrf = other.get("/ui/login").await.csrf();
+    let page = other
+        .post(
+            "/ui/login",
+            &[("csrf", &csrf), ("user", "alice"), ("password", password)],
+        )
+        .await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("locked"), "{}", page.body);
+    assert!(!other.cookies.contains_key("__Host-acmehub_session"));
+    let listed = api.get("/api/v1/users").await;
+    assert!(
+        listed.body[0]["locked_until"].is_string(),
+        "{}",
+        listed.body
+    );
+
+    // Deleting the user ends its session.
+    assert_eq!(api.delete("/api/v1/users/alice").await.status, 204);
+    let page = b.get("/ui/i/default").await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
+    t.stop().await;
 }
