@@ -1359,8 +1359,11 @@ fn plain(problem: &Value) -> Plain {
 pub struct OrderRow {
     pub order: OrderView,
     pub names: String,
-    /// The order's failure, then each failed challenge's.
+    /// The order's failure, each failed challenge's, and each upstream
+    /// CA account's that failed it.
     pub problems: Vec<(String, Plain)>,
+    /// The CA account a relayed order went to.
+    pub ca_account: Option<String>,
 }
 
 impl OrderRow {
@@ -1382,10 +1385,31 @@ impl OrderRow {
                 }
             }
         }
+        // A relayed order: each CA account that failed it, and why.
+        let upstream = order.upstream.as_ref();
+        for attempt in upstream
+            .and_then(|u| u["attempts"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            let account = attempt["account"].as_str().unwrap_or("a CA account");
+            problems.push((
+                format!("upstream {account}"),
+                Plain {
+                    what: "The upstream CA failed this order".into(),
+                    detail: attempt["error"].as_str().unwrap_or("").to_string(),
+                    fix: "Press Save and Test on that CA account; with failover on, the next account was tried.",
+                },
+            ));
+        }
+        let ca_account = upstream
+            .and_then(|u| u["ca_account"].as_str())
+            .map(str::to_string);
         Self {
             order,
             names,
             problems,
+            ca_account,
         }
     }
 }

@@ -738,3 +738,49 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
     assert_eq!((page.status, page.location.as_str()), (303, "/ui/login"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_order_is_told_in_plain_words_with_its_fix() {
+    use instant_acme::{ChallengeType, Identifier, NewOrder, RetryPolicy};
+    let t = TestHub::start(Db::Sqlite).await;
+    let account = t.account().await;
+    let identifiers = [Identifier::Dns("wrong.console.test".into())];
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .unwrap();
+    t.dns.set_a(
+        "wrong.console.test",
+        &[std::net::Ipv4Addr::LOCALHOST.into()],
+    );
+    let http = Http01Responder::start(t.http01_port).await;
+    let mut authorizations = order.authorizations();
+    let mut authz = authorizations.next().await.unwrap().unwrap();
+    let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
+    http.set(&challenge.token, "not-the-key-authorization");
+    let _ = challenge.set_ready().await;
+    drop(authorizations);
+    let retry = RetryPolicy::new().initial_delay(std::time::Duration::from_millis(50));
+    assert!(order.poll_ready(&retry).await.is_err());
+
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let page = b.get("/ui/i/default/orders?status=invalid").await;
+    assert!(page.body.contains("wrong.console.test"), "{}", page.body);
+    assert!(page.body.contains("status-invalid"));
+    assert!(
+        page.body.contains("The host answered with something else"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Fix:</em> Check that the client serves"));
+    assert!(
+        !page.body.contains("not-the-key-authorization"),
+        "the body is echoed"
+    );
+    // A filter the API refuses is said, not a blank page.
+    let page = b.get("/ui/i/default/orders?status=lost").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("status must be"), "{}", page.body);
+    t.stop().await;
+}
