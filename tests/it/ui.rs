@@ -759,7 +759,6 @@ async fn a_failed_order_is_told_in_plain_words_with_its_fix() {
     let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
     http.set(&challenge.token, "not-the-key-authorization");
     let _ = challenge.set_ready().await;
-    drop(authorizations);
     let retry = RetryPolicy::new().initial_delay(std::time::Duration::from_millis(50));
     assert!(order.poll_ready(&retry).await.is_err());
 
