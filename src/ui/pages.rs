@@ -869,6 +869,16 @@ pub async fn check_delegation(
     post: Post,
 ) -> UiResult<Response> {
     let result = dns::show_delegation(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
+    if post.form.get("live") == "1" {
+        // The page's script asking for the current status of one row.
+        let d = result?.0;
+        return Ok(axum::Json(serde_json::json!({
+            "status": d.status,
+            "detail": d.detail,
+            "checked_at": d.checked_at,
+        }))
+        .into_response());
+    }
     dns_outcome(hub, &post, &i, result, "checked").await
 }
 

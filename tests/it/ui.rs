@@ -783,3 +783,54 @@ async fn a_failed_order_is_told_in_plain_words_with_its_fix() {
     assert!(page.body.contains("status must be"), "{}", page.body);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_delegation_shows_the_cname_to_create_and_its_live_status() {
+    let t = crate::managed::hub_with_zone(Db::Sqlite).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let csrf = b.get("/ui/i/default/dns").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/default/dns/delegations",
+            &[("csrf", &csrf), ("domain", "shop.console.test")],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/ui/i/default/dns?done=created",
+        "{}",
+        page.body
+    );
+    let api = Api::admin(&t);
+    let d = api
+        .get("/api/v1/instances/default/delegations/shop.console.test")
+        .await;
+    let (name, target) = (
+        d.body["cname_name"].as_str().unwrap().to_string(),
+        d.body["cname_target"].as_str().unwrap().to_string(),
+    );
+    let page = b.get("/ui/i/default/dns").await;
+    let record = format!("{name}. CNAME {target}.");
+    assert!(
+        page.body.contains(&format!("data-copy=\"{record}\"")),
+        "{}",
+        page.body
+    );
+    let at = page.body.find("data-live-check=\"").unwrap() + "data-live-check=\"".len();
+    let live = page.body[at..at + page.body[at..].find('"').unwrap()].to_string();
+
+    let form = [("csrf", csrf.as_str()), ("live", "1")];
+    let r = b.post(&live, &form).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["status"], "missing", "{v}");
+    // The customer creates the record: the next look says so.
+    t.dns.add_ns("console.test", "ns1.console.test");
+    t.dns
+        .set_a("ns1.console.test", &["127.0.0.1".parse().unwrap()]);
+    t.dns.set_cname(&name, &target);
+    let r = b.post(&live, &form).await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    t.stop().await;
+}
