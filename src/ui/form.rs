@@ -38,7 +38,7 @@ pub enum Field {
 
 /// Form fields that hold secrets: never drawn back into a page.
 fn is_secret(name: &str) -> bool {
-    name.starts_with("secret.") || matches!(name, "eab_hmac_key" | "token" | "csrf")
+    name.starts_with("secret.") || matches!(name, "eab_hmac_key" | "token" | "password" | "csrf")
 }
 
 impl Form {
@@ -199,6 +199,13 @@ impl Values {
     /// A select or radio has this value.
     pub fn is(&self, name: &str, value: &str) -> bool {
         self.get(name) == value
+    }
+
+    /// A select has the value `prefix` + `value` (`instance:` + a name).
+    pub fn is_joined(&self, name: &str, prefix: &str, value: &str) -> bool {
+        self.get(name)
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest == value)
     }
 
     /// A checkbox group or list holds this item.

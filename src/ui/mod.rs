@@ -124,6 +124,11 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/instances", get(instances).post(create_instance))
         .route("/ui/events", get(events))
+        .route("/ui/access", get(access))
+        .route("/ui/access/tokens", post(create_token))
+        .route("/ui/access/tokens/{id}/revoke", post(revoke_token))
+        .route("/ui/access/users", post(create_user))
+        .route("/ui/access/users/{id}/delete", post(delete_user))
         .route("/ui/i/{i}", get(instance).post(update_instance))
         .route("/ui/i/{i}/delete", post(delete_instance))
         .route(

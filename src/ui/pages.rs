@@ -1569,3 +1569,126 @@ pub async fn events(
         next,
     }))
 }
+
+// ---- access: API tokens and console users (admin tokens only) ----
+
+#[derive(Template)]
+#[template(path = "ui/access.html")]
+struct AccessPage {
+    ctx: Ctx,
+    tokens: Vec<crate::admin::views::TokenView>,
+    users: Vec<crate::admin::views::UserView>,
+    instances: Vec<InstanceView>,
+    v: Values,
+    /// A token just made: shown this once.
+    created: Option<crate::admin::views::NewTokenView>,
+}
+
+async fn access_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    mut ctx: Ctx,
+    v: Values,
+    created: Option<crate::admin::views::NewTokenView>,
+) -> UiResult<Response> {
+    let who = session.who.clone();
+    let tokens = handlers::list_tokens(State(hub.clone()), who.clone())
+        .await?
+        .0;
+    let users = handlers::list_users(State(hub.clone()), who.clone())
+        .await?
+        .0;
+    let instances = handlers::list_instances(State(hub), who).await?.0;
+    if ctx.notice.is_none() && created.is_some() {
+        ctx.notice = Some("Token created. Copy it now: it is not shown again.".into());
+    }
+    Ok(render(&AccessPage {
+        ctx,
+        tokens,
+        users,
+        instances,
+        v,
+        created,
+    }))
+}
+
+pub async fn access(
+    session: Session,
+    State(hub): Hub_,
+    Query(done): Query<Done>,
+) -> UiResult<Response> {
+    let ctx = with_notice(session.ctx(None, "access"), &done);
+    let v = Values::default().or(&[("role", "read"), ("scope", "admin")]);
+    access_page(hub, &session, ctx, v, None).await
+}
+
+const WHO: &[(&str, Field)] = &[("name", Text), ("scope", Text), ("role", Text)];
+
+pub async fn create_token(State(hub): Hub_, post: Post) -> UiResult<Response> {
+    let made = match post.form.json(WHO).and_then(Form::settings) {
+        Ok(request) => {
+            handlers::create_token(State(hub.clone()), post.who(), ApiJson(request)).await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(Created(token)) => {
+            let ctx = post.session.ctx(None, "access");
+            access_page(hub, &post.session, ctx, Values::default(), Some(token)).await
+        }
+        Err(e) => {
+            let ctx = refused(post.session.ctx(None, "access"), &e);
+            access_page(hub, &post.session, ctx, Values::posted(&post.form), None).await
+        }
+    }
+}
+
+pub async fn revoke_token(
+    State(hub): Hub_,
+    Path(id): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    match handlers::delete_token(State(hub.clone()), post.who(), Path(id)).await {
+        Ok(_) => Ok(see_other("/ui/access?done=revoked")),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(None, "access"), &e);
+            access_page(hub, &post.session, ctx, Values::default(), None).await
+        }
+    }
+}
+
+pub async fn create_user(State(hub): Hub_, post: Post) -> UiResult<Response> {
+    let body = post.form.json(&[
+        ("name", Text),
+        ("password", Text),
+        ("scope", Text),
+        ("role", Text),
+    ]);
+    let made = match body.and_then(Form::settings) {
+        Ok(request) => {
+            handlers::create_user(State(hub.clone()), post.who(), ApiJson(request)).await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(_) => Ok(see_other("/ui/access?done=created")),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(None, "access"), &e);
+            access_page(hub, &post.session, ctx, Values::posted(&post.form), None).await
+        }
+    }
+}
+
+pub async fn delete_user(
+    State(hub): Hub_,
+    Path(id): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    match handlers::delete_user(State(hub.clone()), post.who(), Path(id)).await {
+        Ok(_) => Ok(see_other("/ui/access?done=deleted")),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(None, "access"), &e);
+            access_page(hub, &post.session, ctx, Values::default(), None).await
+        }
+    }
+}

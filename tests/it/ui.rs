@@ -834,3 +834,95 @@ async fn a_delegation_shows_the_cname_to_create_and_its_live_status() {
     assert_eq!(v["status"], "ok", "{v}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn tokens_and_users_are_made_and_revoked_on_the_access_page() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let page = b.get("/ui/access").await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf();
+    let page = b
+        .post(
+            "/ui/access/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "monitor"),
+                ("scope", "instance:default"),
+                ("role", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = page.element("new-token");
+    let reader = Api::new(&t, Some(&token));
+    assert_eq!(reader.get("/api/v1/instances/default").await.status, 200);
+    assert_eq!(
+        reader
+            .post(
+                "/api/v1/instances/default/access-keys",
+                json!({"name": "x"})
+            )
+            .await
+            .status,
+        403,
+        "the token is read-only"
+    );
+    // Shown once.
+    assert!(!b.get("/ui/access").await.body.contains(&token));
+
+    let password = "another long passphrase";
+    let page = b
+        .post(
+            "/ui/access/users",
+            &[
+                ("csrf", &csrf),
+                ("name", "bob"),
+                ("password", "short"),
+                ("scope", "admin"),
+                ("role", "read"),
+            ],
+        )
+        .await;
+    assert!(page.body.contains("12 to 1024 characters"), "{}", page.body);
+    assert!(
+        !page.body.contains("value=\"short\""),
+        "a refused password is echoed"
+    );
+    let page = b
+        .post(
+            "/ui/access/users",
+            &[
+                ("csrf", &csrf),
+                ("name", "bob"),
+                ("password", password),
+                ("scope", "admin"),
+                ("role", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location, "/ui/access?done=created", "{}", page.body);
+    let page = b.get("/ui/access").await;
+    assert!(page.body.contains(">bob<") && !page.body.contains(password));
+
+    // An instance token may not see this page, and is not shown the link.
+    let mut viewer = Browser::new(&t);
+    viewer.sign_in(&token).await;
+    let page = viewer.get("/ui/i/default").await;
+    assert!(!page.body.contains("/ui/access"));
+    assert_eq!(viewer.get("/ui/access").await.status, 403);
+
+    let tokens = api.get("/api/v1/tokens").await;
+    let id = tokens.body[0]["id"].as_str().unwrap().to_string();
+    let page = b
+        .post(
+            &format!("/ui/access/tokens/{id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(page.location, "/ui/access?done=revoked");
+    assert_eq!(reader.get("/api/v1/instances/default").await.status, 401);
+    t.stop().await;
+}
