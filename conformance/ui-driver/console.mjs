@@ -312,7 +312,7 @@ await flow("accessibility", async () => {
   await run("/ui/login");
   await audit.addCookies(await context.cookies());
   for (const path of ["/ui/instances", "/ui/i/web", "/ui/i/web/ca-accounts", "/ui/i/web/credentials?kind=rfc2136",
-    "/ui/i/web/dns", "/ui/i/web/keys", "/ui/i/web/certificates", "/ui/i/web/orders", "/ui/events"]) {
+    "/ui/i/web/dns", "/ui/i/web/keys", "/ui/i/web/certificates", "/ui/i/web/orders", "/ui/events", "/ui/access"]) {
     pages.push(path);
     await p.goto(`${HUB}${path}`);
     check(!p.url().endsWith("/ui/login"), `${path} asked to sign in`);
