@@ -307,9 +307,24 @@ async fn find_delegation(
 #[utoipa::path(get, path = "/api/v1/instances/{i}/delegations/{id}", tag = "dns",
     params(("i" = String, Path, description = "Instance id or name"),
            ("id" = String, Path, description = "Delegation id or domain")),
-    responses((status = 200, description = "The delegation, checked again now", body = DelegationView),
+    responses((status = 200, description = "The delegation and its status at the last check", body = DelegationView),
               (status = 404, description = "No such delegation")))]
 pub async fn show_delegation(
+    State(hub): Hub_,
+    who: Principal,
+    Path((i, id)): Path<(String, String)>,
+) -> ApiResult<Json<DelegationView>> {
+    let d = find_delegation(&hub, &who, &i, &id).await?;
+    Ok(Json(DelegationView::new(&hub, &d)))
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{i}/delegations/{id}/check", tag = "dns",
+    params(("i" = String, Path, description = "Instance id or name"),
+           ("id" = String, Path, description = "Delegation id or domain")),
+    responses((status = 200, description = "The delegation, its CNAME checked again now", body = DelegationView),
+              (status = 403, description = "A read-only token (the check stores its outcome)"),
+              (status = 404, description = "No such delegation")))]
+pub async fn check_delegation(
     State(hub): Hub_,
     who: Principal,
     Path((i, id)): Path<(String, String)>,

@@ -267,6 +267,7 @@ pub fn router() -> (axum::Router<Arc<Hub>>, utoipa::openapi::OpenApi) {
         .routes(routes!(test_zone))
         .routes(routes!(list_delegations, create_delegation))
         .routes(routes!(show_delegation, delete_delegation))
+        .routes(routes!(check_delegation))
         .routes(routes!(list_ca_accounts, create_ca_account))
         .routes(routes!(
             show_ca_account,

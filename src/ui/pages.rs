@@ -868,7 +868,7 @@ pub async fn check_delegation(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    let result = dns::show_delegation(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
+    let result = dns::check_delegation(State(hub.clone()), post.who(), Path((i.clone(), id))).await;
     if post.form.get("live") == "1" {
         // The page's script asking for the current status of one row.
         let d = result?.0;

@@ -1115,6 +1115,7 @@ async fn openapi_document_lists_every_route() {
         ("post", "/api/v1/instances/{i}/delegations"),
         ("get", "/api/v1/instances/{i}/delegations/{id}"),
         ("delete", "/api/v1/instances/{i}/delegations/{id}"),
+        ("post", "/api/v1/instances/{i}/delegations/{id}/check"),
         ("get", "/api/v1/instances/{i}/ca-accounts"),
         ("post", "/api/v1/instances/{i}/ca-accounts"),
         ("get", "/api/v1/instances/{i}/ca-accounts/{id}"),

@@ -301,7 +301,10 @@ async fn the_technical_zone_serves_delegations_and_httpreq_publishes_into_it() {
         t.dns
             .set_cname("_acme-challenge.shop.customer.test", "wrong.example.test");
         let checked = api
-            .get("/api/v1/instances/default/delegations/shop.customer.test")
+            .post(
+                "/api/v1/instances/default/delegations/shop.customer.test/check",
+                json!({}),
+            )
             .await
             .body;
         assert_eq!(checked["status"], "mismatch", "{checked}");
@@ -314,7 +317,10 @@ async fn the_technical_zone_serves_delegations_and_httpreq_publishes_into_it() {
         t.dns
             .set_cname("_acme-challenge.shop.customer.test", &target);
         let checked = api
-            .get("/api/v1/instances/default/delegations/shop.customer.test")
+            .post(
+                "/api/v1/instances/default/delegations/shop.customer.test/check",
+                json!({}),
+            )
             .await
             .body;
         assert_eq!(checked["status"], "ok", "{checked}");

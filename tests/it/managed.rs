@@ -538,8 +538,11 @@ async fn webhooks_are_signed_and_tell_of_issuance_renewal_expiry_and_delegation_
     // The delegation CNAME disappears.
     t.dns
         .set_cname("_acme-challenge.n.customer.test", "elsewhere.test");
-    api.get("/api/v1/instances/default/delegations/n.customer.test")
-        .await;
+    api.post(
+        "/api/v1/instances/default/delegations/n.customer.test/check",
+        json!({}),
+    )
+    .await;
     let drift = wait_event(&receiver, &secret, "delegation.drift").await;
     assert_eq!(drift["data"]["domain"], "n.customer.test");
     assert_eq!(drift["data"]["status"], "mismatch");

@@ -556,21 +556,27 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
         .await
         .unwrap();
     let order_id = order.url().rsplit('/').next().unwrap().to_string();
-    // Wait for the upstream side to be ready (the job started at newOrder).
+    // Wait for the upstream side to be ready (the job started at newOrder),
+    // then hold the order's lease as a worker that is about to crash: the
+    // real worker has let go, and cannot come back while the edits below
+    // stand for what the crashed one left.
     let store = &t.hub.store;
-    for _ in 0..100 {
-        if store
-            .upstream_order(&order_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-            == "ready"
+    let now = acmehub::util::now;
+    let mut held = false;
+    for _ in 0..200 {
+        let u = store.upstream_order(&order_id).await.unwrap().unwrap();
+        if u.state == "ready"
+            && store
+                .lease_upstream_order(&order_id, now(), now() + 900, "crashed")
+                .await
+                .unwrap()
         {
+            held = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert!(held, "the relay worker never let go of a ready order");
     // A crash right after the CSR was recorded: the order is processing, the
     // job that would have sent it upstream never ran.
     let key = rcgen::KeyPair::generate().unwrap();
@@ -584,6 +590,10 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
     let mut u = store.upstream_order(&order_id).await.unwrap().unwrap();
     u.state = "finalizing".into();
     store.update_upstream_order(&u).await.unwrap();
+    store
+        .release_upstream_order(&order_id, "crashed")
+        .await
+        .unwrap();
     // What a restart does.
     acmehub::orders::resume(&t.hub).await.unwrap();
     let mut done = None;

@@ -832,6 +832,24 @@ async fn a_delegation_shows_the_cname_to_create_and_its_live_status() {
     let r = b.post(&live, &form).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["status"], "ok", "{v}");
+    // Checking stores its outcome: a read token may look, not check.
+    let made = api
+        .expect(
+            201,
+            "/api/v1/tokens",
+            json!({"name": "looker", "scope": "instance:default", "role": "read"}),
+        )
+        .await;
+    let reader = Api::new(&t, made["token"].as_str());
+    let path = "/api/v1/instances/default/delegations/shop.console.test";
+    assert_eq!(reader.get(path).await.body["status"], "ok");
+    assert_eq!(
+        reader
+            .post(&format!("{path}/check"), json!({}))
+            .await
+            .status,
+        403
+    );
     t.stop().await;
 }
 
