@@ -944,3 +944,47 @@ async fn tokens_and_users_are_made_and_revoked_on_the_access_page() {
     assert_eq!(reader.get("/api/v1/instances/default").await.status, 401);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_instance_is_deleted_only_when_its_name_is_typed_and_it_is_empty() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(201, "/api/v1/instances", json!({"name": "old"}))
+        .await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&t.admin_token()).await;
+    let page = b.get("/ui/i/old").await;
+    assert!(
+        page.body.contains("no limit"),
+        "rate limits of 0 read as none"
+    );
+    let csrf = page.csrf();
+    let page = b
+        .post("/ui/i/old/delete", &[("csrf", &csrf), ("confirm", "od")])
+        .await;
+    assert!(page.body.contains("type its name"), "{}", page.body);
+    assert_eq!(api.get("/api/v1/instances/old").await.status, 200);
+    // Not empty: the API's refusal, drawn on the page.
+    api.expect(
+        201,
+        "/api/v1/instances/old/access-keys",
+        json!({"name": "k", "allowed_identifiers": ["a.test"]}),
+    )
+    .await;
+    let page = b
+        .post("/ui/i/old/delete", &[("csrf", &csrf), ("confirm", "old")])
+        .await;
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert_eq!(api.get("/api/v1/instances/old").await.status, 200);
+    api.expect(201, "/api/v1/instances", json!({"name": "empty"}))
+        .await;
+    let page = b
+        .post(
+            "/ui/i/empty/delete",
+            &[("csrf", &csrf), ("confirm", "empty")],
+        )
+        .await;
+    assert_eq!(page.location, "/ui/instances?done=deleted");
+    assert_eq!(api.get("/api/v1/instances/empty").await.status, 404);
+    t.stop().await;
+}
