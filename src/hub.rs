@@ -64,6 +64,9 @@ pub struct Hub {
     /// Seconds added to the clock of the managed-certificate job (renewal
     /// windows, reminders, backoff): 0 except when a test moves time on.
     clock_offset: std::sync::atomic::AtomicI64,
+    /// Set while this hub delivers notifications: one sweep at a time per
+    /// hub (replicas coordinate through each notification's lease).
+    pub notify_sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -138,6 +141,7 @@ impl Hub {
             admin_token_hash,
             instances,
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            notify_sweeping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

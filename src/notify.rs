@@ -254,14 +254,17 @@ pub async fn emit(hub: &Hub, instance_id: &str, event: &str, data: Value) {
     }
 }
 
-/// Delivers every due notification (the housekeeping sweep).
+/// Delivers every due notification (the housekeeping sweep), one sweep at
+/// a time per hub. The guard is the hub's own, not the process's: a sweep
+/// of one hub waiting on a slow webhook must not hold back another hub in
+/// the same process (the integration tests run many).
 pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
-    static SWEEPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if SWEEPING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+    use std::sync::atomic::Ordering;
+    if hub.notify_sweeping.swap(true, Ordering::AcqRel) {
         return Ok(0);
     }
     let outcome = deliver_due(hub).await;
-    SWEEPING.store(false, std::sync::atomic::Ordering::Release);
+    hub.notify_sweeping.store(false, Ordering::Release);
     outcome
 }
 
