@@ -175,6 +175,7 @@ pub fn router() -> Router<Arc<Hub>> {
             "/ui/i/{i}/certificates/{id}/chain.pem",
             get(download_certificate),
         )
+        .route("/ui/i/{i}/managed", post(create_managed))
         .route("/ui/i/{i}/managed/{id}/renew", post(renew_managed))
         .route("/ui/i/{i}/orders", get(orders))
         .layer(axum::middleware::from_fn(security_headers))

@@ -1081,6 +1081,9 @@ struct CertificatesPage {
     ctx: Ctx,
     /// Certificates the hub obtains and renews itself.
     managed: Vec<ManagedView>,
+    key_types: &'static [&'static str],
+    /// The values of the form that adds one.
+    m: Values,
     rows: Vec<CertRow>,
     v: Values,
     /// The query string of the next page, when there is one.
@@ -1141,13 +1144,26 @@ pub async fn certificates(
     let done = Done {
         done: q.done.clone(),
     };
-    let mut ctx = with_notice(session.ctx(Some(&i), "certificates"), &done);
+    let ctx = with_notice(session.ctx(Some(&i), "certificates"), &done);
+    let m = Values::default().or(&[("key_type", "ec-p256"), ("auto_renew", "on")]);
+    certificates_page(hub, &session, &i, ctx, &q, m).await
+}
+
+/// The inventory page; `m` is what the "manage a certificate" form shows.
+async fn certificates_page(
+    hub: Arc<Hub>,
+    session: &Session,
+    i: &str,
+    mut ctx: Ctx,
+    q: &CertificateFilter,
+    m: Values,
+) -> UiResult<Response> {
     let v = Values::of(&serde_json::json!({
         "status": non_empty(&q.status),
         "identifier": non_empty(&q.identifier),
         "expiring_within_days": non_empty(&q.expiring_within_days),
     }));
-    let (rows, next) = match certificate_listing(&hub, &session, &i, &q).await {
+    let (rows, next) = match certificate_listing(&hub, session, i, q).await {
         Ok(found) => found,
         Err(ApiError::Hub(e)) if e.field.is_some() => {
             ctx.error = Some(e.detail);
@@ -1165,20 +1181,58 @@ pub async fn certificates(
         query.append_pair("offset", &offset.to_string());
         query.finish()
     });
-    let managed = managed::list_managed_certificates(
-        State(hub.clone()),
-        session.who.clone(),
-        Path(i.clone()),
-    )
-    .await?
-    .0;
+    let managed =
+        managed::list_managed_certificates(State(hub.clone()), session.who.clone(), Path(i.into()))
+            .await?
+            .0;
     Ok(render(&CertificatesPage {
         ctx,
         managed,
+        key_types: crate::orders::managed::KEY_TYPES,
+        m,
         rows,
         v,
         next,
     }))
+}
+
+const MANAGED: &[(&str, Field)] = &[
+    ("name", Text),
+    ("identifiers", Lines),
+    ("key_type", Keep),
+    ("profile", Keep),
+    ("auto_renew", Check),
+    ("renew_before_days", Number),
+    ("keep_key", Check),
+    ("tags", Lines),
+];
+
+/// "Manage a certificate": the hub orders it now and renews it itself.
+pub async fn create_managed(
+    State(hub): Hub_,
+    Path(i): Path<String>,
+    post: Post,
+) -> UiResult<Response> {
+    let made = match post.form.json(MANAGED).and_then(Form::settings) {
+        Ok(s) => {
+            managed::create_managed_certificate(
+                State(hub.clone()),
+                post.who(),
+                Path(i.clone()),
+                ApiJson(s),
+            )
+            .await
+        }
+        Err(e) => Err(form_error(e)),
+    };
+    match made {
+        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/certificates?done=created"))),
+        Err(e) => {
+            let ctx = refused(post.session.ctx(Some(&i), "certificates"), &e);
+            let q = CertificateFilter::default();
+            certificates_page(hub, &post.session, &i, ctx, &q, Values::posted(&post.form)).await
+        }
+    }
 }
 
 #[derive(Template)]

@@ -550,16 +550,47 @@ async fn the_inventory_lists_what_the_hub_manages_with_its_step_and_renews_it() 
         json!({"domain": "m.console.test"}),
     )
     .await;
-    api.expect(
-        201,
-        "/api/v1/instances/default/certificates",
-        json!({"name": "shop", "identifiers": ["m.console.test"]}),
-    )
-    .await;
-    let path = "/api/v1/instances/default/managed-certificates/shop";
-    let pending = crate::managed::wait_for(&api, path, |m| m["status"] == "pending").await;
     let mut b = Browser::new(&t);
     b.sign_in(&t.admin_token()).await;
+    let csrf = b.get("/ui/i/default/certificates").await.csrf();
+    // An IP address is refused (DNS names only), and nothing is made.
+    let page = b
+        .post(
+            "/ui/i/default/managed",
+            &[
+                ("csrf", &csrf),
+                ("name", "shop"),
+                ("identifiers", "192.0.2.1"),
+                ("key_type", "ec-p256"),
+                ("auto_renew", "on"),
+            ],
+        )
+        .await;
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert!(page.body.contains("192.0.2.1"), "what was typed is kept");
+    let path = "/api/v1/instances/default/managed-certificates/shop";
+    assert_eq!(api.get(path).await.status, 404);
+    let page = b
+        .post(
+            "/ui/i/default/managed",
+            &[
+                ("csrf", &csrf),
+                ("name", "shop"),
+                ("identifiers", "m.console.test"),
+                ("key_type", "ec-p384"),
+                ("auto_renew", "on"),
+                ("tags", "lb\nweb"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/ui/i/default/certificates?done=created",
+        "{}",
+        page.body
+    );
+    let pending = crate::managed::wait_for(&api, path, |m| m["status"] == "pending").await;
+    assert_eq!(pending["key_type"], "ec-p384");
+    assert_eq!(pending["tags"], json!(["lb", "web"]));
     let page = b.get("/ui/i/default/certificates").await;
     assert!(page.body.contains(">shop<"), "{}", page.body);
     assert!(page.body.contains("status-pending"));
