@@ -151,22 +151,32 @@ async fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, ApiError> {
 
 /// The principal a token stands for; 401 when it stands for none.
 pub async fn principal_for(hub: &Hub, token: &str) -> Result<Principal, ApiError> {
-    principal_for_hash(hub, &token_hash(token)).await
+    identify(hub, token)
+        .await?
+        .map(|(principal, _)| principal)
+        .ok_or(ApiError::Unauthenticated)
 }
 
-/// The principal a token's hash stands for; 401 when it stands for none.
-async fn principal_for_hash(hub: &Hub, hash: &str) -> Result<Principal, ApiError> {
+/// Who a token is: its principal, and the stored token's id (none for the
+/// bootstrap token); none when it stands for no unrevoked token.
+pub async fn identify(
+    hub: &Hub,
+    token: &str,
+) -> Result<Option<(Principal, Option<String>)>, ApiError> {
+    let hash = token_hash(token);
     // Comparing digests, not secrets: timing reveals nothing about the token.
     if hash == hub.admin_token_hash {
-        return Ok(bootstrap());
+        return Ok(Some((bootstrap(), None)));
     }
     let stored = hub
         .store
-        .token_by_hash(hash)
+        .token_by_hash(&hash)
         .await
-        .map_err(|e| ApiError::from(Error::from(e)))?
-        .ok_or(ApiError::Unauthenticated)?;
-    principal_for_token(&stored)
+        .map_err(|e| ApiError::from(Error::from(e)))?;
+    match stored {
+        Some(t) => Ok(Some((principal_for_token(&t)?, Some(t.id)))),
+        None => Ok(None),
+    }
 }
 
 /// The bootstrap admin token's principal.

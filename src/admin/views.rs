@@ -411,7 +411,7 @@ impl CredentialView {
 }
 
 /// A credential kind and its fields.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KindView {
     pub name: &'static str,
     pub title: &'static str,

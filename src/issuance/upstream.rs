@@ -17,6 +17,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy)]
 pub struct KnownCa {
     pub name: &'static str,
+    /// What operators call it (the console's CA list).
+    pub title: &'static str,
     pub directory_url: &'static str,
     pub environment: &'static str,
     /// Issuer domain names in CAA records (RFC 8659 §4.2) that allow this CA.
@@ -28,6 +30,7 @@ pub struct KnownCa {
 pub static KNOWN_CAS: &[KnownCa] = &[
     KnownCa {
         name: "letsencrypt",
+        title: "Let's Encrypt",
         directory_url: "https://acme-v02.api.letsencrypt.org/directory",
         environment: "production",
         caa_identities: &["letsencrypt.org"],
@@ -35,6 +38,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "letsencrypt-staging",
+        title: "Let's Encrypt (staging)",
         directory_url: "https://acme-staging-v02.api.letsencrypt.org/directory",
         environment: "staging",
         caa_identities: &["letsencrypt.org"],
@@ -42,6 +46,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "zerossl",
+        title: "ZeroSSL",
         directory_url: "https://acme.zerossl.com/v2/DV90",
         environment: "production",
         caa_identities: &["sectigo.com", "zerossl.com"],
@@ -49,6 +54,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "google",
+        title: "Google Trust Services",
         directory_url: "https://dv.acme-v02.api.pki.goog/directory",
         environment: "production",
         caa_identities: &["pki.goog"],
@@ -56,6 +62,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "google-staging",
+        title: "Google Trust Services (staging)",
         directory_url: "https://dv.acme-v02.test-api.pki.goog/directory",
         environment: "staging",
         caa_identities: &["pki.goog"],
@@ -63,6 +70,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "buypass",
+        title: "Buypass",
         directory_url: "https://api.buypass.com/acme/directory",
         environment: "production",
         caa_identities: &["buypass.com"],
@@ -70,6 +78,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
     },
     KnownCa {
         name: "sslcom",
+        title: "SSL.com",
         directory_url: "https://acme.ssl.com/sslcom-dv-ecc",
         environment: "production",
         caa_identities: &["ssl.com"],

@@ -22,6 +22,7 @@ use crate::admin::views::{
 use crate::admin::{ApiError, ApiJson, Created, Page, dns, handlers, inventory, managed, relay};
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::issuance::upstream::{KNOWN_CAS, KnownCa};
 
 type Hub_ = State<Arc<Hub>>;
 
@@ -61,12 +62,6 @@ fn refused(mut ctx: Ctx, e: &ApiError) -> Ctx {
     ctx
 }
 
-/// An error found before the API was called (a form field that is not a
-/// number), as the API would have said it.
-fn form_error(e: Error) -> ApiError {
-    ApiError::Hub(e)
-}
-
 #[derive(Template)]
 #[template(path = "ui/error.html")]
 pub struct ErrorPage {
@@ -75,13 +70,9 @@ pub struct ErrorPage {
 }
 
 pub async fn home(session: Session, State(hub): Hub_) -> UiResult<Response> {
-    Ok(match &session.who.scope {
-        crate::admin::auth::Scope::Admin => see_other("/ui/instances"),
-        crate::admin::auth::Scope::Instance(id) => match hub.store.instance_by_ref(id).await? {
-            Some(i) => see_other(&format!("/ui/i/{}", i.name)),
-            None => see_other("/ui/instances"),
-        },
-    })
+    Ok(see_other(
+        &super::session::home_of(&hub, &session.who).await?,
+    ))
 }
 
 // ---- instances ----
@@ -127,7 +118,7 @@ const INSTANCE_NEW: &[(&str, Field)] = &[
 pub async fn create_instance(State(hub): Hub_, post: Post) -> UiResult<Response> {
     let made = match post.form.json(INSTANCE_NEW).and_then(Form::settings) {
         Ok(s) => handlers::create_instance(State(hub.clone()), post.who(), ApiJson(s)).await,
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(Created(i)) => Ok(see_other(&format!("/ui/i/{}?done=created", i.name))),
@@ -283,7 +274,8 @@ pub async fn delete_instance(
 #[template(path = "ui/ca_accounts.html")]
 struct CaAccountsPage {
     ctx: Ctx,
-    cas: &'static [(&'static str, &'static str)],
+    /// The CAs the form offers by name (besides a custom directory).
+    known: &'static [KnownCa],
     accounts: Vec<CaAccountView>,
     v: Values,
 }
@@ -292,25 +284,14 @@ struct CaAccountsPage {
 #[template(path = "ui/ca_account.html")]
 struct CaAccountPage {
     ctx: Ctx,
-    cas: &'static [(&'static str, &'static str)],
+    /// The CAs the form offers by name (besides a custom directory).
+    known: &'static [KnownCa],
     account: CaAccountView,
     v: Values,
     test: Option<CaTestView>,
     /// The directory's endpoints from the test, name and URL.
     endpoints: Vec<(String, String)>,
 }
-
-/// The named CAs the form offers, with what the select shows.
-pub const CAS: &[(&str, &str)] = &[
-    ("custom", "Custom (any ACME directory)"),
-    ("letsencrypt", "Let's Encrypt"),
-    ("letsencrypt-staging", "Let's Encrypt (staging)"),
-    ("zerossl", "ZeroSSL"),
-    ("google", "Google Trust Services"),
-    ("google-staging", "Google Trust Services (staging)"),
-    ("buypass", "Buypass"),
-    ("sslcom", "SSL.com"),
-];
 
 const CA_COMMON: &[(&str, Field)] = &[
     ("description", Text),
@@ -351,7 +332,7 @@ async fn ca_accounts_page(
         .0;
     Ok(render(&CaAccountsPage {
         ctx,
-        cas: CAS,
+        known: KNOWN_CAS,
         accounts,
         v,
     }))
@@ -394,7 +375,7 @@ async fn tested(
     let v = Values::of(&account);
     Ok(render(&CaAccountPage {
         ctx,
-        cas: CAS,
+        known: KNOWN_CAS,
         account,
         v,
         test: Some(test),
@@ -412,7 +393,7 @@ pub async fn create_ca_account(
             relay::create_ca_account(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
                 .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(Created(a)) if post.form.get("action") == "test" => {
@@ -445,7 +426,7 @@ async fn ca_account_page(
     let v = posted.unwrap_or_else(|| Values::of(&account));
     Ok(render(&CaAccountPage {
         ctx,
-        cas: CAS,
+        known: KNOWN_CAS,
         account,
         v,
         test: None,
@@ -478,7 +459,7 @@ pub async fn update_ca_account(
             )
             .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     let ctx = post.session.ctx(Some(&i), "ca-accounts");
     match saved {
@@ -574,11 +555,7 @@ async fn credentials_page(
         .await?
         .0;
     let kinds = kinds(session).await;
-    let kind = dns::list_kinds(session.who.clone())
-        .await
-        .0
-        .into_iter()
-        .find(|k| k.name == kind);
+    let kind = kinds.iter().find(|k| k.name == kind).cloned();
     Ok(render(&CredentialsPage {
         ctx,
         credentials,
@@ -629,7 +606,7 @@ pub async fn create_credential(
             dns::create_credential(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
                 .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(_) => Ok(see_other(&format!("/ui/i/{i}/credentials?done=created"))),
@@ -700,7 +677,7 @@ pub async fn update_credential(
             )
             .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match saved {
         Ok(_) => Ok(see_other(&format!(
@@ -821,7 +798,7 @@ pub async fn create_zone(
         Ok(s) => {
             dns::create_zone(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s)).await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     dns_outcome(hub, &post, &i, result, "created").await
 }
@@ -858,7 +835,7 @@ pub async fn create_delegation(
             dns::create_delegation(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
                 .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     dns_outcome(hub, &post, &i, result, "created").await
 }
@@ -992,7 +969,7 @@ pub async fn create_access_key(
             handlers::create_access_key(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
                 .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(Created(key)) => {
@@ -1035,6 +1012,15 @@ pub async fn revoke_access_key(
 
 // ---- certificates ----
 
+/// An order's or certificate's names, as a list reads.
+fn names(identifiers: &[crate::policy::Identifier]) -> String {
+    identifiers
+        .iter()
+        .map(|i| i.value.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A certificate as a row: its names and how urgent its expiry is.
 pub struct CertRow {
     pub cert: CertificateView,
@@ -1046,12 +1032,7 @@ pub struct CertRow {
 
 impl CertRow {
     fn new(cert: CertificateView) -> Self {
-        let names = cert
-            .identifiers
-            .iter()
-            .map(|i| i.value.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = names(&cert.identifiers);
         let urgency = match (cert.status.as_str(), cert.days_remaining) {
             ("active", d) if d >= 30 => "ok",
             ("active", d) if d >= 7 => "soon",
@@ -1088,6 +1069,32 @@ struct CertificatesPage {
     v: Values,
     /// The query string of the next page, when there is one.
     next: Option<String>,
+}
+
+/// The query string of a listing's next page: the filters that are set,
+/// and the cursor (`offset` or `before`).
+fn next_page(v: &Values, filters: &[&str], cursor: &str, at: i64) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for name in filters {
+        if !v.get(name).is_empty() {
+            query.append_pair(name, v.get(name));
+        }
+    }
+    query.append_pair(cursor, &at.to_string());
+    query.finish()
+}
+
+/// A listing whose filter the API refused: the page says why and lists
+/// nothing; any other failure is the page's.
+fn or_filter_error<T: Default>(listed: Result<T, ApiError>, ctx: &mut Ctx) -> UiResult<T> {
+    match listed {
+        Ok(found) => Ok(found),
+        Err(ApiError::Hub(e)) if e.field.is_some() => {
+            ctx.error = Some(e.detail);
+            Ok(T::default())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -1163,24 +1170,9 @@ async fn certificates_page(
         "identifier": non_empty(&q.identifier),
         "expiring_within_days": non_empty(&q.expiring_within_days),
     }));
-    let (rows, next) = match certificate_listing(&hub, session, i, q).await {
-        Ok(found) => found,
-        Err(ApiError::Hub(e)) if e.field.is_some() => {
-            ctx.error = Some(e.detail);
-            (Vec::new(), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let next = next.map(|offset| {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for name in ["status", "identifier", "expiring_within_days"] {
-            if !v.get(name).is_empty() {
-                query.append_pair(name, v.get(name));
-            }
-        }
-        query.append_pair("offset", &offset.to_string());
-        query.finish()
-    });
+    let (rows, next) = or_filter_error(certificate_listing(&hub, session, i, q).await, &mut ctx)?;
+    let filters = ["status", "identifier", "expiring_within_days"];
+    let next = next.map(|offset| next_page(&v, &filters, "offset", offset));
     let managed =
         managed::list_managed_certificates(State(hub.clone()), session.who.clone(), Path(i.into()))
             .await?
@@ -1223,7 +1215,7 @@ pub async fn create_managed(
             )
             .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(_) => Ok(see_other(&format!("/ui/i/{i}/certificates?done=created"))),
@@ -1296,7 +1288,7 @@ pub async fn revoke_certificate(
             )
             .await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(_) => Ok(see_other(&format!(
@@ -1432,12 +1424,7 @@ pub struct OrderRow {
 
 impl OrderRow {
     fn new(order: OrderView) -> Self {
-        let names = order
-            .identifiers
-            .iter()
-            .map(|i| i.value.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = names(&order.identifiers);
         let mut problems = Vec::new();
         if let Some(e) = &order.error {
             problems.push(("order".to_string(), plain(e)));
@@ -1516,24 +1503,16 @@ pub async fn orders(
         }),
     )
     .await;
-    let (rows, next) = match listing {
-        Ok(l) => (
-            l.0.items.into_iter().map(OrderRow::new).collect(),
-            l.0.next_offset.map(|o| {
-                let mut query = url::form_urlencoded::Serializer::new(String::new());
-                if let Some(s) = &status {
-                    query.append_pair("status", s);
-                }
-                query.append_pair("offset", &o.to_string());
-                query.finish()
-            }),
-        ),
-        Err(ApiError::Hub(e)) if e.field.is_some() => {
-            ctx.error = Some(e.detail);
-            (Vec::new(), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (rows, next) = or_filter_error(
+        listing.map(|l| {
+            (
+                l.0.items.into_iter().map(OrderRow::new).collect(),
+                l.0.next_offset
+                    .map(|o| next_page(&v, &["status"], "offset", o)),
+            )
+        }),
+        &mut ctx,
+    )?;
     Ok(render(&OrdersPage { ctx, rows, v, next }))
 }
 
@@ -1584,18 +1563,12 @@ pub async fn events(
         }),
     )
     .await;
-    let (events, next) = match listing {
-        Ok(l) => {
-            let next = l.0.next_before.map(|before| {
-                let mut query = url::form_urlencoded::Serializer::new(String::new());
-                for name in ["instance", "action", "object"] {
-                    if !v.get(name).is_empty() {
-                        query.append_pair(name, v.get(name));
-                    }
-                }
-                query.append_pair("before", &before.to_string());
-                query.finish()
-            });
+    let (events, next) = or_filter_error(
+        listing.map(|l| {
+            let next = l
+                .0
+                .next_before
+                .map(|before| next_page(&v, &["instance", "action", "object"], "before", before));
             let events =
                 l.0.items
                     .into_iter()
@@ -1608,13 +1581,9 @@ pub async fn events(
                     })
                     .collect();
             (events, next)
-        }
-        Err(ApiError::Hub(e)) if e.field.is_some() => {
-            ctx.error = Some(e.detail);
-            (Vec::new(), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
+        }),
+        &mut ctx,
+    )?;
     Ok(render(&EventsPage {
         ctx,
         events,
@@ -1683,7 +1652,7 @@ pub async fn create_token(State(hub): Hub_, post: Post) -> UiResult<Response> {
         Ok(request) => {
             handlers::create_token(State(hub.clone()), post.who(), ApiJson(request)).await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(Created(token)) => {
@@ -1722,7 +1691,7 @@ pub async fn create_user(State(hub): Hub_, post: Post) -> UiResult<Response> {
         Ok(request) => {
             handlers::create_user(State(hub.clone()), post.who(), ApiJson(request)).await
         }
-        Err(e) => Err(form_error(e)),
+        Err(e) => Err(e.into()),
     };
     match made {
         Ok(_) => Ok(see_other("/ui/access?done=created")),

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Ctx, Form, UiError, UiResult, render, see_other};
 use crate::admin::auth::{
-    Principal, Role, Scope, bootstrap, principal_for_token, principal_for_user, token_hash,
+    Principal, Role, Scope, bootstrap, identify, principal_for_token, principal_for_user,
+    token_hash,
 };
 use crate::hub::Hub;
 use crate::secrets::password;
@@ -233,17 +234,22 @@ async fn subject_principal(hub: &Hub, subject: &str) -> UiResult<Principal> {
 /// The session subject of a token (`bootstrap` or `token:<id>`): the
 /// database keeps which token, never a digest of its secret.
 async fn token_subject(hub: &Hub, token: &str) -> UiResult<Option<(Principal, String)>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let hash = token_hash(token);
-    if hash == hub.admin_token_hash {
-        return Ok(Some((bootstrap(), "bootstrap".into())));
-    }
-    match hub.store.token_by_hash(&hash).await? {
-        Some(t) => Ok(Some((principal_for_token(&t)?, format!("token:{}", t.id)))),
-        None => Ok(None),
-    }
+    Ok(identify(hub, token).await?.map(|(who, id)| {
+        let subject = id.map_or_else(|| "bootstrap".to_string(), |id| format!("token:{id}"));
+        (who, subject)
+    }))
+}
+
+/// Where a principal lands: the instance list, or an instance token's own
+/// instance.
+pub(super) async fn home_of(hub: &Hub, who: &Principal) -> UiResult<String> {
+    Ok(match &who.scope {
+        Scope::Admin => "/ui/instances".to_string(),
+        Scope::Instance(id) => match hub.store.instance_by_ref(id).await? {
+            Some(i) => format!("/ui/i/{}", i.name),
+            None => "/ui/instances".to_string(),
+        },
+    })
 }
 
 /// A refused sign-in: the same words whatever was wrong, so the page does
@@ -328,20 +334,13 @@ pub async fn login(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Re
         .insert_ui_session(&UiSession {
             id_hash: token_hash(&secret),
             subject,
-            csrf: crate::util::b64(&random_bytes::<24>()),
+            csrf: b64(&random_bytes::<24>()),
             created_at: at,
             expires_at: at + IDLE_SECS,
         })
         .await?;
     tracing::info!(who = %who.actor().label(), "console sign-in");
-    let home = match &who.scope {
-        Scope::Admin => "/ui/instances".to_string(),
-        Scope::Instance(id) => match hub.store.instance_by_ref(id).await? {
-            Some(i) => format!("/ui/i/{}", i.name),
-            None => "/ui/instances".to_string(),
-        },
-    };
-    let mut response = see_other(&home);
+    let mut response = see_other(&home_of(&hub, &who).await?);
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
