@@ -282,6 +282,19 @@ crl_url() {
 
 # ---------------------------------------------------------------- the hub
 
+# write_hub_config FILE [LINE...]: a hub config validating against the mock
+# DNS (DNS_ADDR) and the clients' challenge ports (HTTP01_PORT,
+# TLSALPN01_PORT), one attempt each; LINEs go under [validation] too.
+write_hub_config() {
+	local file=$1
+	shift
+	{
+		printf '[validation]\nresolvers = ["%s"]\nhttp01_port = %s\ntlsalpn01_port = %s\nattempts = 1\n' \
+			"$DNS_ADDR" "$HTTP01_PORT" "$TLSALPN01_PORT"
+		[ $# -eq 0 ] || printf '%s\n' "$@"
+	} >"$file"
+}
+
 # launch_hub NAME CONFIG [PORT]: runs `acmehub serve` with CONFIG and a data
 # dir of its own (kept across launches of one NAME), on PORT or a free port;
 # sets HUB_URL, HUB_DATA and HUB_BIN (the binary, built once). Needs REPO,
