@@ -1,10 +1,11 @@
 //! Queries for the ACME objects: instances, nonces, accounts, orders,
 //! authorizations, challenges and certificates.
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use super::records::*;
+use super::writer::Statement;
 use super::{Store, StoreError, unique_violation};
 use crate::policy::Identifier;
 use crate::util::{now, random_id};
@@ -430,7 +431,6 @@ impl Store {
         new: &NewOrder,
         event: impl FnOnce(&Order) -> Option<Event>,
     ) -> Result<Order> {
-        let id = random_id();
         let created_at = now();
         let all_valid = new.authorizations.iter().all(|a| match a {
             NewAuthz::Reuse(_) => true,
@@ -441,100 +441,16 @@ impl Store {
         } else {
             OrderStatus::Pending
         };
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
-             expires_at, error, certificate_id, replaces, profile, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $11)",
-        )
-        .bind(&id)
-        .bind(&new.instance_id)
-        .bind(&new.account_id)
-        .bind(status.as_str())
-        .bind(identifiers_to_json(&new.identifiers))
-        .bind(new.not_before)
-        .bind(new.not_after)
-        .bind(new.expires_at)
-        .bind(&new.replaces)
-        .bind(&new.profile)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?;
-        let mut authz_ids = Vec::with_capacity(new.authorizations.len());
-        for (position, authz) in new.authorizations.iter().enumerate() {
-            let authz_id = match authz {
+        let authz_ids: Vec<String> = new
+            .authorizations
+            .iter()
+            .map(|authz| match authz {
                 NewAuthz::Reuse(existing) => existing.clone(),
-                NewAuthz::Create {
-                    identifier,
-                    wildcard,
-                    expires_at,
-                    challenges,
-                    valid,
-                } => {
-                    let authz_id = random_id();
-                    sqlx::query(
-                        "INSERT INTO authorizations (id, instance_id, account_id, identifier_type, \
-                         identifier_value, wildcard, status, expires_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&authz_id)
-                    .bind(&new.instance_id)
-                    .bind(&new.account_id)
-                    .bind(identifier.kind.as_str())
-                    .bind(&identifier.value)
-                    .bind(i64::from(*wildcard))
-                    .bind(if *valid { "valid" } else { "pending" })
-                    .bind(*expires_at)
-                    .bind(created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if !challenges.is_empty() {
-                        // One statement for all of them: $1 authz, $2 time, then id, kind, token per row.
-                        let rows: Vec<String> = (0..challenges.len())
-                            .map(|i| {
-                                let at = 3 + 3 * i;
-                                format!(
-                                    "(${at}, $1, ${}, ${}, 'pending', NULL, NULL, $2)",
-                                    at + 1,
-                                    at + 2
-                                )
-                            })
-                            .collect();
-                        let sql = format!(
-                            "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at, error, updated_at) VALUES {}",
-                            rows.join(", ")
-                        );
-                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .bind(&authz_id)
-                            .bind(created_at);
-                        for (kind, token) in challenges {
-                            query = query.bind(random_id()).bind(kind).bind(token);
-                        }
-                        query.execute(&mut *tx).await?;
-                    }
-                    authz_id
-                }
-            };
-            sqlx::query("INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)")
-                .bind(&id)
-                .bind(&authz_id)
-                .bind(position as i64)
-                .execute(&mut *tx)
-                .await?;
-            authz_ids.push(authz_id);
-        }
-        if new.relayed {
-            sqlx::query(
-                "INSERT INTO upstream_orders (order_id, instance_id, state, updated_at) VALUES ($1, $2, 'new', $3)",
-            )
-            .bind(&id)
-            .bind(&new.instance_id)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+                NewAuthz::Create { .. } => random_id(),
+            })
+            .collect();
         let order = Order {
-            id,
+            id: random_id(),
             instance_id: new.instance_id.clone(),
             account_id: new.account_id.clone(),
             status,
@@ -550,10 +466,9 @@ impl Store {
             updated_at: created_at,
             authz_ids,
         };
-        if let Some(event) = event(&order) {
-            super::admin::event_insert(&event).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let mut statements = order_statements(new, &order);
+        statements.extend(event(&order).map(|e| super::admin::event_statement(&e)));
+        self.write(statements).await?;
         Ok(order)
     }
 
@@ -681,16 +596,15 @@ impl Store {
     /// `processing`. False when another request got there first or the
     /// authorization is no longer pending.
     pub async fn start_challenge(&self, challenge_id: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE challenges SET status = 'processing', updated_at = $1 \
-             WHERE id = $2 AND status = 'pending' AND authz_id IN \
-             (SELECT id FROM authorizations WHERE status = 'pending' AND expires_at > $1)",
-        )
-        .bind(now)
-        .bind(challenge_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .write(vec![Statement::new(
+                "UPDATE challenges SET status = 'processing', updated_at = $1 \
+                 WHERE id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM authorizations a \
+                 WHERE a.id = challenges.authz_id AND a.status = 'pending' AND a.expires_at > $1)",
+                vec![now.into(), challenge_id.into()],
+            )])
+            .await?;
+        Ok(changed == [1])
     }
 
     /// Records a validation outcome and carries it to the authorization and
@@ -705,41 +619,36 @@ impl Store {
         authz_valid_until: i64,
     ) -> Result<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
         let status = if error.is_some() { "invalid" } else { "valid" };
-        let r = sqlx::query(
+        let challenge = Statement::new(
             "UPDATE challenges SET status = $1, validated_at = $2, error = $3, updated_at = $4 \
              WHERE id = $5 AND authz_id = $6 AND status = 'processing'",
+            vec![
+                status.into(),
+                error.is_none().then_some(now).into(),
+                error.into(),
+                now.into(),
+                challenge_id.into(),
+                authz_id.into(),
+            ],
         )
-        .bind(status)
-        .bind(if error.is_none() { Some(now) } else { None })
-        .bind(error)
-        .bind(now)
-        .bind(challenge_id)
-        .bind(authz_id)
-        .execute(&mut *tx)
-        .await?;
-        guard(r.rows_affected())?;
-        let r = if error.is_some() {
-            sqlx::query(
+        .guard();
+        let authz = match error {
+            Some(_) => Statement::new(
                 "UPDATE authorizations SET status = 'invalid' WHERE id = $1 AND status = 'pending'",
-            )
-            .bind(authz_id)
-            .execute(&mut *tx)
-            .await?
-        } else {
-            sqlx::query(
+                vec![authz_id.into()],
+            ),
+            None => Statement::new(
                 "UPDATE authorizations SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'",
-            )
-            .bind(authz_valid_until)
-            .bind(authz_id)
-            .execute(&mut *tx)
-            .await?
+                vec![authz_valid_until.into(), authz_id.into()],
+            ),
         };
-        if r.rows_affected() == 1 {
-            update_orders_of_authz(&mut tx, authz_id, error, now).await?;
-        }
-        tx.commit().await?;
+        self.write(vec![
+            challenge,
+            authz.or_stop(),
+            orders_of_authz(authz_id, error, now),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -754,7 +663,9 @@ impl Store {
         .await?;
         guard(r.rows_affected())?;
         let error = r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"an authorization of this order was deactivated"}"#;
-        update_orders_of_authz(&mut tx, authz_id, Some(error), now()).await?;
+        orders_of_authz(authz_id, Some(error), now())
+            .execute(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -813,38 +724,9 @@ impl Store {
     /// crash after this point resumes with the same serial instead of losing
     /// or duplicating the certificate. `Guard` when the order was not ready.
     pub async fn begin_issuance(&self, intent: &CertificateIntent) -> Result<Certificate> {
-        let id = random_id();
         let now = now();
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE orders SET status = 'processing', updated_at = $1 WHERE id = $2 AND status = 'ready' AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(&intent.order_id)
-        .execute(&mut *tx)
-        .await?;
-        guard(r.rows_affected())?;
-        sqlx::query(
-            "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
-             identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'signing', $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL, NULL, $11)",
-        )
-        .bind(&id)
-        .bind(&intent.instance_id)
-        .bind(&intent.account_id)
-        .bind(&intent.order_id)
-        .bind(&intent.serial)
-        .bind(&intent.issuer)
-        .bind(identifiers_to_json(&intent.identifiers))
-        .bind(intent.spki.clone())
-        .bind(intent.not_before)
-        .bind(intent.not_after)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Certificate {
-            id,
+        let cert = Certificate {
+            id: random_id(),
             instance_id: intent.instance_id.clone(),
             account_id: intent.account_id.clone(),
             order_id: intent.order_id.clone(),
@@ -861,7 +743,34 @@ impl Store {
             ari_id: None,
             revoked_at: None,
             revocation_reason: None,
-        })
+        };
+        self.write(vec![
+            Statement::new(
+                "UPDATE orders SET status = 'processing', updated_at = $1 WHERE id = $2 AND status = 'ready' AND expires_at > $1",
+                vec![now.into(), (&cert.order_id).into()],
+            )
+            .guard(),
+            Statement::new(
+                "INSERT INTO certificates (id, instance_id, account_id, order_id, serial, status, issuer, \
+                 identifiers, spki, not_before, not_after, der, chain_pem, ari_id, revoked_at, revocation_reason, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'signing', $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL, NULL, $11)",
+                vec![
+                    (&cert.id).into(),
+                    (&cert.instance_id).into(),
+                    (&cert.account_id).into(),
+                    (&cert.order_id).into(),
+                    (&cert.serial).into(),
+                    (&cert.issuer).into(),
+                    identifiers_to_json(&cert.identifiers).into(),
+                    cert.spki.clone().into(),
+                    cert.not_before.into(),
+                    cert.not_after.into(),
+                    now.into(),
+                ],
+            ),
+        ])
+        .await?;
+        Ok(cert)
     }
 
     /// Stores the signed certificate, makes its order valid and appends the
@@ -877,31 +786,27 @@ impl Store {
         event: Option<&Event>,
     ) -> Result<bool> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE certificates SET status = 'valid', der = $1, chain_pem = $2, ari_id = $3 \
-             WHERE id = $4 AND status = 'signing'",
-        )
-        .bind(der.to_vec())
-        .bind(chain_pem)
-        .bind(ari_id)
-        .bind(cert_id)
-        .execute(&mut *tx)
-        .await?;
-        guard(r.rows_affected())?;
-        let order = sqlx::query(
-            "UPDATE orders SET status = 'valid', certificate_id = $1, updated_at = $2 \
-             WHERE id = (SELECT order_id FROM certificates WHERE id = $1) AND status = 'processing'",
-        )
-        .bind(cert_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(event) = event {
-            super::admin::event_insert(event).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(order.rows_affected() == 1)
+        let mut statements = vec![
+            Statement::new(
+                "UPDATE certificates SET status = 'valid', der = $1, chain_pem = $2, ari_id = $3 \
+                 WHERE id = $4 AND status = 'signing'",
+                vec![
+                    der.to_vec().into(),
+                    chain_pem.into(),
+                    ari_id.into(),
+                    cert_id.into(),
+                ],
+            )
+            .guard(),
+            Statement::new(
+                "UPDATE orders SET status = 'valid', certificate_id = $1, updated_at = $2 \
+                 WHERE id = (SELECT order_id FROM certificates WHERE id = $1) AND status = 'processing'",
+                vec![cert_id.into(), now.into()],
+            ),
+        ];
+        statements.extend(event.map(super::admin::event_statement));
+        let changed = self.write(statements).await?;
+        Ok(changed[1] == 1)
     }
 
     /// Marks an order invalid after issuance failed for good.
@@ -1037,35 +942,108 @@ pub(super) fn guard(rows: u64) -> Result<()> {
     }
 }
 
+/// The statements that write a new order (`order`, made from `new`), its
+/// new authorizations with their challenges, and the links between them.
+fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
+    let (id, created_at) = (&order.id, order.created_at);
+    let mut statements = vec![Statement::new(
+        "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
+         expires_at, error, certificate_id, replaces, profile, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $11)",
+        vec![
+            id.into(),
+            (&new.instance_id).into(),
+            (&new.account_id).into(),
+            order.status.as_str().into(),
+            identifiers_to_json(&new.identifiers).into(),
+            new.not_before.into(),
+            new.not_after.into(),
+            new.expires_at.into(),
+            (&new.replaces).into(),
+            (&new.profile).into(),
+            created_at.into(),
+        ],
+    )];
+    for (position, (authz, authz_id)) in new.authorizations.iter().zip(&order.authz_ids).enumerate()
+    {
+        if let NewAuthz::Create {
+            identifier,
+            wildcard,
+            expires_at,
+            challenges,
+            valid,
+        } = authz
+        {
+            statements.push(Statement::new(
+                "INSERT INTO authorizations (id, instance_id, account_id, identifier_type, \
+                 identifier_value, wildcard, status, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    authz_id.into(),
+                    (&new.instance_id).into(),
+                    (&new.account_id).into(),
+                    identifier.kind.as_str().into(),
+                    (&identifier.value).into(),
+                    i64::from(*wildcard).into(),
+                    (if *valid { "valid" } else { "pending" }).into(),
+                    (*expires_at).into(),
+                    created_at.into(),
+                ],
+            ));
+            if !challenges.is_empty() {
+                // One statement for all of them: $1 authz, $2 time, then id, kind, token per row.
+                let rows: Vec<String> = (0..challenges.len())
+                    .map(|i| {
+                        let at = 3 + 3 * i;
+                        format!(
+                            "(${at}, $1, ${}, ${}, 'pending', NULL, NULL, $2)",
+                            at + 1,
+                            at + 2
+                        )
+                    })
+                    .collect();
+                let mut args = vec![authz_id.into(), created_at.into()];
+                for (kind, token) in challenges {
+                    args.extend([random_id().into(), kind.into(), token.into()]);
+                }
+                statements.push(Statement::new(
+                    format!(
+                        "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at, error, updated_at) VALUES {}",
+                        rows.join(", ")
+                    ),
+                    args,
+                ));
+            }
+        }
+        statements.push(Statement::new(
+            "INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)",
+            vec![id.into(), authz_id.into(), (position as i64).into()],
+        ));
+    }
+    if new.relayed {
+        statements.push(Statement::new(
+            "INSERT INTO upstream_orders (order_id, instance_id, state, updated_at) VALUES ($1, $2, 'new', $3)",
+            vec![id.into(), (&new.instance_id).into(), created_at.into()],
+        ));
+    }
+    statements
+}
+
 /// After an authorization changed, moves the pending orders that use it:
 /// all authorizations valid -> `ready`; this one failed -> `invalid`.
-async fn update_orders_of_authz(
-    tx: &mut Transaction<'_, Any>,
-    authz_id: &str,
-    error: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    if let Some(error) = error {
-        sqlx::query(
+fn orders_of_authz(authz_id: &str, error: Option<&str>, now: i64) -> Statement {
+    match error {
+        Some(error) => Statement::new(
             "UPDATE orders SET status = 'invalid', error = $1, updated_at = $2 WHERE status IN ('pending', 'ready') \
              AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $3)",
-        )
-        .bind(error)
-        .bind(now)
-        .bind(authz_id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(());
+            vec![error.into(), now.into(), authz_id.into()],
+        ),
+        None => Statement::new(
+            "UPDATE orders SET status = 'ready', updated_at = $1 WHERE status = 'pending' \
+             AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2) \
+             AND NOT EXISTS (SELECT 1 FROM order_authorizations oa JOIN authorizations a ON a.id = oa.authz_id \
+                             WHERE oa.order_id = orders.id AND a.status <> 'valid')",
+            vec![now.into(), authz_id.into()],
+        ),
     }
-    sqlx::query(
-        "UPDATE orders SET status = 'ready', updated_at = $1 WHERE status = 'pending' \
-         AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2) \
-         AND NOT EXISTS (SELECT 1 FROM order_authorizations oa JOIN authorizations a ON a.id = oa.authz_id \
-                         WHERE oa.order_id = orders.id AND a.status <> 'valid')",
-    )
-    .bind(now)
-    .bind(authz_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -799,15 +799,31 @@ impl Store {
 pub(super) fn event_insert(
     e: &Event,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(
-        "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(e.at)
-    .bind(&e.instance_id)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.object_type)
-    .bind(&e.object_id)
-    .bind(&e.detail)
+    sqlx::query(EVENT_INSERT)
+        .bind(e.at)
+        .bind(&e.instance_id)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.object_type)
+        .bind(&e.object_id)
+        .bind(&e.detail)
 }
+
+/// [`event_insert`] as a statement of a write (see [`super::writer`]).
+pub(super) fn event_statement(e: &Event) -> super::writer::Statement {
+    super::writer::Statement::new(
+        EVENT_INSERT,
+        vec![
+            e.at.into(),
+            (&e.instance_id).into(),
+            e.actor.as_str().into(),
+            e.action.as_str().into(),
+            e.object_type.as_str().into(),
+            e.object_id.as_str().into(),
+            e.detail.as_str().into(),
+        ],
+    )
+}
+
+const EVENT_INSERT: &str = "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";

@@ -11,6 +11,7 @@ mod managed;
 mod notify;
 mod records;
 mod relay;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write to SQLite through the group-commit writer failed.
+    #[error("writing to the database: {0}")]
+    Write(String),
     /// The database URL asks for something the store does not offer.
     #[error("{0}")]
     Config(String),
@@ -78,6 +82,8 @@ pub struct Store {
     /// drops its entry. On PostgreSQL another replica may write, so each
     /// read goes to the database.
     accounts: Option<std::sync::Arc<AccountCache>>,
+    /// The hot writes: group-committed on SQLite (see [`writer`]).
+    writer: writer::Writer,
 }
 
 /// Accounts by id; emptied when it grows past [`AccountCache::MAX`]. A
@@ -247,6 +253,7 @@ impl Store {
         let accounts = (backend == Backend::Sqlite).then(Default::default);
         let mut store = Self {
             reader: pool.clone(),
+            writer: writer::Writer::direct(pool.clone()),
             pool,
             backend,
             accounts,
@@ -254,6 +261,16 @@ impl Store {
         store.migrate().await?;
         if backend == Backend::Sqlite {
             store.reader = sqlite_readers(&url).await?;
+            // The file the pool opened (none for an in-memory database,
+            // which another connection could not share).
+            let file: String =
+                sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&store.pool)
+                    .await?
+                    .try_get("file")?;
+            if !file.is_empty() {
+                store.writer = writer::Writer::sqlite(store.pool.clone(), &file, synchronous)?;
+            }
         }
         Ok(store)
     }
@@ -276,6 +293,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Runs `statements` as one write (one transaction) and returns, once
+    /// it is committed, the rows each changed: on SQLite together with the
+    /// other writes queued meanwhile (group commit, see [`writer`]), on
+    /// PostgreSQL alone.
+    pub(crate) async fn write(
+        &self,
+        statements: Vec<writer::Statement>,
+    ) -> Result<writer::Changed, StoreError> {
+        self.writer.write(statements).await
     }
 
     /// A cheap round trip for `/readyz`.

@@ -553,3 +553,125 @@ async fn an_account_write_whose_caller_went_away_still_drops_the_cached_account(
         assert_eq!(status, AccountStatus::Deactivated);
     }
 }
+
+/// Writes that land in one group commit are each saved or refused alone:
+/// one whose second statement breaks a constraint leaves nothing of its
+/// first, and the others are kept.
+#[tokio::test]
+async fn a_failed_write_is_undone_alone_and_the_others_are_kept() {
+    use super::writer::Statement;
+    for (store, _dir) in backends().await {
+        let insert = |name: &str| {
+            Statement::new(
+                "INSERT INTO settings (name, value) VALUES ($1, $2)",
+                vec![name.into(), b"v".to_vec().into()],
+            )
+        };
+        store.write(vec![insert("taken")]).await.unwrap();
+        let (kept, failed, also_kept) = tokio::join!(
+            store.write(vec![insert("first")]),
+            store.write(vec![insert("half"), insert("taken")]),
+            store.write(vec![insert("last")]),
+        );
+        assert_eq!(kept.unwrap(), [1]);
+        assert_eq!(also_kept.unwrap(), [1]);
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        for (name, there) in [
+            ("first", true),
+            ("half", false),
+            ("last", true),
+            ("taken", true),
+        ] {
+            assert_eq!(
+                store.setting(name).await.unwrap().is_some(),
+                there,
+                "{name}"
+            );
+        }
+        // A guard that matches no row refuses its write, and undoes it.
+        let guarded = store
+            .write(vec![
+                insert("guarded"),
+                Statement::new(
+                    "UPDATE settings SET value = $1 WHERE name = 'nowhere'",
+                    vec![b"x".to_vec().into()],
+                )
+                .guard(),
+            ])
+            .await;
+        assert!(matches!(guarded, Err(StoreError::Guard)), "{guarded:?}");
+        assert!(store.setting("guarded").await.unwrap().is_none());
+    }
+}
+
+/// Many orders made and finalized at once, with the group-commit writer and
+/// the pool's own writes interleaved: none is refused as busy, each order is
+/// finalized exactly once, and all of it is on disk for the next process.
+#[tokio::test]
+async fn concurrent_writes_are_all_saved_once_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/g.db", dir.path().display());
+    let store = Store::connect(&url).await.unwrap();
+    let (instance, account) = account(&store).await;
+    let orders = futures::future::join_all((0..100).map(|i| {
+        let (store, instance, account) = (store.clone(), instance.clone(), account.clone());
+        async move {
+            let mut new = new_order(&instance, &account, &[&format!("n{i}.example.com")]);
+            if let NewAuthz::Create { valid, .. } = &mut new.authorizations[0] {
+                *valid = true;
+            }
+            // a write of the pool's between the writer's
+            store
+                .setting_or_insert(&format!("s{i}"), b"1")
+                .await
+                .unwrap();
+            store.create_order(&new, |_| None).await.unwrap()
+        }
+    }))
+    .await;
+    let finalized = futures::future::join_all(orders.iter().flat_map(|order| {
+        let intent = CertificateIntent {
+            instance_id: instance.id.clone(),
+            account_id: account.id.clone(),
+            order_id: order.id.clone(),
+            serial: random_id(),
+            issuer: "local".into(),
+            identifiers: order.identifiers.clone(),
+            spki: vec![1],
+            not_before: now(),
+            not_after: now() + 86400,
+        };
+        let store = store.clone();
+        // twice each: exactly one of the two may win
+        [intent.clone(), intent].map(move |intent| {
+            let store = store.clone();
+            async move { store.begin_issuance(&intent).await }
+        })
+    }))
+    .await;
+    let won = finalized.iter().filter(|r| r.is_ok()).count();
+    let refused = finalized
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Guard)))
+        .count();
+    assert_eq!((won, refused), (100, 100));
+    drop(store);
+    let reopened = Store::connect(&url).await.unwrap();
+    for order in &orders {
+        let order = reopened
+            .order(&instance.id, &order.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(order.status, OrderStatus::Processing);
+    }
+    assert_eq!(
+        reopened
+            .unsigned_certificates(i64::MAX, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+    assert!(reopened.setting("s99").await.unwrap().is_some());
+}

@@ -1,0 +1,359 @@
+//! The hot writes of the ACME flow (new orders, challenge and issuance
+//! state), as lists of statements that either backend runs.
+//!
+//! On PostgreSQL, which has many connections and commits concurrently, a
+//! write is a transaction of its own.
+//!
+//! On SQLite a write is queued to one thread with a connection of its own,
+//! which runs whatever has queued up inside one transaction (group commit)
+//! and commits once for all of them. That matters twice over. A durable
+//! commit waits for an fsync of the write-ahead log, and SQLite has one
+//! writer, so one transaction per write is bounded by the disk's sync
+//! rate. And each statement through sqlx's SQLite driver is a round trip to
+//! its worker thread; on a loaded machine each such wake-up waits for a
+//! core, so a write of a few statements took about half a millisecond.
+//! Here the statements of a batch run one after another on one thread.
+//!
+//! Each write in a batch has a savepoint, so one that fails (a guard that
+//! matched no row, a constraint) is undone alone. No caller hears of its
+//! write until the commit that holds it is durable. While a batch runs,
+//! the writer holds the pool's one writing connection, so sqlx's writes
+//! and these never overlap (no `SQLITE_BUSY` on either side).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, AnyPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A value bound to a statement parameter (typed, so that a NULL has the
+/// column's type on PostgreSQL).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Blob(Option<Vec<u8>>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_string))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Self {
+        Arg::Blob(Some(v))
+    }
+}
+
+/// What a statement that changed no row means for its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfNone {
+    /// Nothing: go on.
+    Continue,
+    /// The write fails with [`StoreError::Guard`] and is undone.
+    Guard,
+    /// The write's remaining statements are skipped; what ran is kept.
+    Stop,
+}
+
+/// One statement with `$N` placeholders and its arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+    if_none: IfNone,
+}
+
+impl Statement {
+    pub(crate) fn new(sql: impl Into<Cow<'static, str>>, args: Vec<Arg>) -> Self {
+        Self {
+            sql: sql.into(),
+            args,
+            if_none: IfNone::Continue,
+        }
+    }
+
+    /// The write fails with [`StoreError::Guard`] (and is undone) when
+    /// this statement changes no row.
+    pub(crate) fn guard(mut self) -> Self {
+        self.if_none = IfNone::Guard;
+        self
+    }
+
+    /// The write's later statements run only if this one changed a row.
+    pub(crate) fn or_stop(mut self) -> Self {
+        self.if_none = IfNone::Stop;
+        self
+    }
+
+    /// Runs it through sqlx (PostgreSQL, or inside a transaction of the
+    /// pool's) and returns the rows it changed.
+    pub(crate) async fn execute(&self, conn: &mut AnyConnection) -> Result<u64> {
+        let mut query = match &self.sql {
+            Cow::Borrowed(sql) => sqlx::query(*sql),
+            Cow::Owned(sql) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
+        };
+        for arg in &self.args {
+            query = match arg {
+                Arg::Int(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.clone()),
+                Arg::Blob(v) => query.bind(v.clone()),
+            };
+        }
+        match query.execute(conn).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) => {
+                let what = e.to_string();
+                Err(super::conflict(e, what))
+            }
+        }
+    }
+
+    /// Runs it on a SQLite connection; `$N` parameters are bound by name.
+    fn execute_sqlite(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+        use rusqlite::types::Value;
+        let mut stmt = conn.prepare_cached(&self.sql)?;
+        for (i, arg) in self.args.iter().enumerate() {
+            let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? else {
+                continue;
+            };
+            let value = match arg {
+                Arg::Int(v) => v.map_or(Value::Null, Value::Integer),
+                Arg::Text(v) => v.clone().map_or(Value::Null, Value::Text),
+                Arg::Blob(v) => v.clone().map_or(Value::Null, Value::Blob),
+            };
+            stmt.raw_bind_parameter(index, value)?;
+        }
+        Ok(stmt.raw_execute()? as u64)
+    }
+}
+
+/// The rows each statement that ran changed, in order (fewer than the
+/// statements when one stopped the write).
+pub(crate) type Changed = Vec<u64>;
+
+/// The most writes one transaction takes, so that a long queue still
+/// commits (and answers) in steps.
+const MAX_BATCH: usize = 128;
+
+struct Job {
+    statements: Vec<Statement>,
+    answer: oneshot::Sender<Result<Changed>>,
+}
+
+/// Where writes go: the group-commit thread on a SQLite file, else the pool.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pool: AnyPool,
+    queue: Option<mpsc::UnboundedSender<Job>>,
+}
+
+impl Writer {
+    /// Each write a transaction of its own on `pool`.
+    pub(crate) fn direct(pool: AnyPool) -> Self {
+        Self { pool, queue: None }
+    }
+
+    /// Group commit on the SQLite file at `path`, which `pool` (its one
+    /// writing connection) has created and migrated; `synchronous` is the
+    /// PRAGMA that the pool's connection uses. The thread ends when the
+    /// last `Writer` is dropped.
+    pub(crate) fn sqlite(pool: AnyPool, path: &str, synchronous: &str) -> Result<Self> {
+        let fail = |e: &dyn std::fmt::Display| StoreError::Write(format!("opening {path}: {e}"));
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail(&e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| fail(&e))?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; {synchronous}; PRAGMA foreign_keys = ON;"
+        ))
+        .map_err(|e| fail(&e))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(&e))?;
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let lock = pool.clone();
+        std::thread::Builder::new()
+            .name("acmehub-db-writer".into())
+            .spawn(move || runtime.block_on(commit_batches(lock, conn, jobs)))
+            .map_err(|e| fail(&e))?;
+        Ok(Self {
+            pool,
+            queue: Some(queue),
+        })
+    }
+
+    /// Runs `statements` as one write and returns, once it is committed,
+    /// the rows each changed. Once queued, the write runs to its end even
+    /// if the caller goes away (as a statement sent to a database would).
+    pub(crate) async fn write(&self, statements: Vec<Statement>) -> Result<Changed> {
+        let Some(queue) = &self.queue else {
+            let mut tx = self.pool.begin().await?;
+            let mut changed = Vec::with_capacity(statements.len());
+            for statement in &statements {
+                let rows = statement.execute(&mut tx).await?;
+                changed.push(rows);
+                if rows == 0 {
+                    match statement.if_none {
+                        IfNone::Continue => {}
+                        IfNone::Guard => return Err(StoreError::Guard),
+                        IfNone::Stop => break,
+                    }
+                }
+            }
+            tx.commit().await?;
+            return Ok(changed);
+        };
+        let (answer, answered) = oneshot::channel();
+        let gone = || StoreError::Write("the database writer has stopped".into());
+        queue.send(Job { statements, answer }).map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+/// The group-commit loop: takes the writes queued since the last commit.
+async fn commit_batches(
+    pool: AnyPool,
+    conn: rusqlite::Connection,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(first) = jobs.recv().await {
+        // The pool's writing connection, held so that no sqlx write runs
+        // meanwhile.
+        let held = match pool.acquire().await {
+            Ok(held) => held,
+            Err(e) => {
+                let _ = first.answer.send(Err(e.into()));
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut answers = Vec::new();
+        let outcome = commit_batch(&conn, first, &mut jobs, &mut answers);
+        if outcome.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        drop(held);
+        metrics::histogram!("acmehub_db_commit_writes").record(answers.len() as f64);
+        metrics::histogram!("acmehub_db_commit_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &outcome {
+            tracing::error!(writes = answers.len(), error = %e, "a batch of database writes was not saved");
+        }
+        for (answer, result) in answers {
+            let result = match (&outcome, result) {
+                (Err(e), Ok(_)) => Err(StoreError::Write(e.to_string())),
+                (_, result) => result,
+            };
+            let _ = answer.send(result);
+        }
+    }
+}
+
+type Answer = (oneshot::Sender<Result<Changed>>, Result<Changed>);
+
+/// Runs `first` and what else is queued (up to [`MAX_BATCH`]) in one
+/// transaction, each under a savepoint, and commits. `Err` when nothing of
+/// it was saved.
+fn commit_batch(
+    conn: &rusqlite::Connection,
+    first: Job,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    answers: &mut Vec<Answer>,
+) -> rusqlite::Result<()> {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        answers.push((first.answer, Err(StoreError::Write(e.to_string()))));
+        return Ok(());
+    }
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        let ran = conn.execute_batch("SAVEPOINT w").and_then(|()| {
+            let result = run(conn, &job.statements);
+            if result.is_err() {
+                conn.execute_batch("ROLLBACK TO w")?;
+            }
+            conn.execute_batch("RELEASE w")?;
+            Ok(result)
+        });
+        match ran {
+            Ok(result) => answers.push((job.answer, result)),
+            Err(e) => {
+                answers.push((job.answer, Err(StoreError::Write(e.to_string()))));
+                return Err(e);
+            }
+        }
+        if answers.len() < MAX_BATCH {
+            next = jobs.try_recv().ok();
+        }
+    }
+    conn.execute_batch("COMMIT")
+}
+
+/// One write's statements; what they changed, or why the write is undone.
+fn run(conn: &rusqlite::Connection, statements: &[Statement]) -> Result<Changed> {
+    let mut changed = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let rows = statement.execute_sqlite(conn).map_err(sqlite_error)?;
+        changed.push(rows);
+        if rows == 0 {
+            match statement.if_none {
+                IfNone::Continue => {}
+                IfNone::Guard => return Err(StoreError::Guard),
+                IfNone::Stop => break,
+            }
+        }
+    }
+    Ok(changed)
+}
+
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    const UNIQUE: [std::ffi::c_int; 2] = [
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+        rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+    ];
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _) if UNIQUE.contains(&failure.extended_code) => {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => StoreError::Write(e.to_string()),
+    }
+}
