@@ -121,6 +121,16 @@ impl Statement {
         self
     }
 
+    /// After it changed `rows`: whether the write's next statements run,
+    /// or [`StoreError::Guard`] when its guard refuses the write.
+    fn goes_on(&self, rows: u64) -> Result<bool> {
+        match (rows, self.if_none) {
+            (0, IfNone::Guard) => Err(StoreError::Guard),
+            (0, IfNone::Stop) => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
     /// Runs it through sqlx (PostgreSQL, or inside a transaction of the
     /// pool's) and returns the rows it changed.
     pub(crate) async fn execute(&self, conn: &mut AnyConnection) -> Result<u64> {
@@ -233,12 +243,8 @@ impl Writer {
             for statement in &statements {
                 let rows = statement.execute(&mut tx).await?;
                 changed.push(rows);
-                if rows == 0 {
-                    match statement.if_none {
-                        IfNone::Continue => {}
-                        IfNone::Guard => return Err(StoreError::Guard),
-                        IfNone::Stop => break,
-                    }
+                if !statement.goes_on(rows)? {
+                    break;
                 }
             }
             tx.commit().await?;
@@ -334,12 +340,8 @@ fn run(conn: &rusqlite::Connection, statements: &[Statement]) -> Result<Changed>
     for statement in statements {
         let rows = statement.execute_sqlite(conn).map_err(sqlite_error)?;
         changed.push(rows);
-        if rows == 0 {
-            match statement.if_none {
-                IfNone::Continue => {}
-                IfNone::Guard => return Err(StoreError::Guard),
-                IfNone::Stop => break,
-            }
+        if !statement.goes_on(rows)? {
+            break;
         }
     }
     Ok(changed)
