@@ -806,7 +806,7 @@ impl Store {
         ];
         statements.extend(event.map(super::admin::event_statement));
         let changed = self.write(statements).await?;
-        Ok(changed[1] == 1)
+        Ok(changed.get(1) == Some(&1))
     }
 
     /// Marks an order invalid after issuance failed for good.

@@ -309,7 +309,7 @@ impl Store {
     /// A cheap round trip for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.writer.check()
     }
 
     /// Takes periodic job `job` for `owner` until `until`: true when no

@@ -145,22 +145,25 @@ impl Statement {
                 Arg::Blob(v) => query.bind(v.clone()),
             };
         }
-        match query.execute(conn).await {
-            Ok(done) => Ok(done.rows_affected()),
-            Err(e) => {
-                let what = e.to_string();
-                Err(super::conflict(e, what))
-            }
-        }
+        Ok(query.execute(conn).await?.rows_affected())
     }
 
     /// Runs it on a SQLite connection; `$N` parameters are bound by name.
     fn execute_sqlite(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
         use rusqlite::types::Value;
         let mut stmt = conn.prepare_cached(&self.sql)?;
+        // As PostgreSQL would: every argument has its `$N`, and every `$N`
+        // an argument (a missing one would bind NULL).
+        if stmt.parameter_count() != self.args.len() {
+            return Err(rusqlite::Error::InvalidParameterCount(
+                self.args.len(),
+                stmt.parameter_count(),
+            ));
+        }
         for (i, arg) in self.args.iter().enumerate() {
-            let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? else {
-                continue;
+            let name = format!("${}", i + 1);
+            let Some(index) = stmt.parameter_index(&name)? else {
+                return Err(rusqlite::Error::InvalidParameterName(name));
             };
             let value = match arg {
                 Arg::Int(v) => v.map_or(Value::Null, Value::Integer),
@@ -231,6 +234,17 @@ impl Writer {
             pool,
             queue: Some(queue),
         })
+    }
+
+    /// An error once the SQLite writer thread has stopped (it never should),
+    /// so that `/readyz` tells.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.queue {
+            Some(queue) if queue.is_closed() => {
+                Err(StoreError::Write("the database writer has stopped".into()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Runs `statements` as one write and returns, once it is committed,
@@ -306,6 +320,10 @@ fn commit_batch(
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     answers: &mut Vec<Answer>,
 ) -> rusqlite::Result<()> {
+    // A transaction left open by a failed rollback would refuse every BEGIN.
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         answers.push((first.answer, Err(StoreError::Write(e.to_string()))));
         return Ok(());
@@ -314,8 +332,10 @@ fn commit_batch(
     while let Some(job) = next.take() {
         let ran = conn.execute_batch("SAVEPOINT w").and_then(|()| {
             let result = run(conn, &job.statements);
-            if result.is_err() {
-                conn.execute_batch("ROLLBACK TO w")?;
+            if let Err(failed) = &result {
+                conn.execute_batch("ROLLBACK TO w").inspect_err(|e| {
+                    tracing::error!(write = %failed, error = %e, "undoing a failed database write");
+                })?;
             }
             conn.execute_batch("RELEASE w")?;
             Ok(result)
@@ -347,15 +367,7 @@ fn run(conn: &rusqlite::Connection, statements: &[Statement]) -> Result<Changed>
     Ok(changed)
 }
 
+/// Like a database error through sqlx: internal, never shown to a client.
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
-    const UNIQUE: [std::ffi::c_int; 2] = [
-        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
-        rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
-    ];
-    match &e {
-        rusqlite::Error::SqliteFailure(failure, _) if UNIQUE.contains(&failure.extended_code) => {
-            StoreError::Conflict(e.to_string())
-        }
-        _ => StoreError::Write(e.to_string()),
-    }
+    StoreError::Write(e.to_string())
 }
