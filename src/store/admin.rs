@@ -585,7 +585,9 @@ impl Store {
 
     /// Appends an event (the log is append-only: nothing updates or deletes it).
     pub async fn insert_event(&self, e: &Event) -> Result<()> {
-        event_insert(e).execute(&self.pool).await?;
+        event_statement(e)
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
         Ok(())
     }
 
@@ -794,25 +796,12 @@ impl Store {
     }
 }
 
-/// The INSERT of one audit event, to run on the pool or inside the
-/// transaction of the change it records.
-pub(super) fn event_insert(
-    e: &Event,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(EVENT_INSERT)
-        .bind(e.at)
-        .bind(&e.instance_id)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.object_type)
-        .bind(&e.object_id)
-        .bind(&e.detail)
-}
-
-/// [`event_insert`] as a statement of a write (see [`super::writer`]).
+/// The INSERT of one audit event: a statement of the write that makes the
+/// change it records (see [`super::writer`]), or alone.
 pub(super) fn event_statement(e: &Event) -> super::writer::Statement {
     super::writer::Statement::new(
-        EVENT_INSERT,
+        "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         vec![
             e.at.into(),
             (&e.instance_id).into(),
@@ -824,6 +813,3 @@ pub(super) fn event_statement(e: &Event) -> super::writer::Statement {
         ],
     )
 }
-
-const EVENT_INSERT: &str = "INSERT INTO events (at, instance_id, actor, action, object_type, object_id, detail) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";

@@ -179,6 +179,17 @@ fn sqlite_synchronous(url: &str) -> Result<(String, &'static str), StoreError> {
     Ok((with_params(base, &rest), pragma))
 }
 
+/// What every writing SQLite connection runs first (sqlx's and the
+/// group-commit writer's alike); `synchronous` from [`sqlite_synchronous`].
+fn sqlite_pragmas(synchronous: &'static str) -> [&'static str; 4] {
+    [
+        "PRAGMA journal_mode = WAL",
+        synchronous,
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA busy_timeout = 5000",
+    ]
+}
+
 /// Read-only connections to the SQLite file behind `url` (which exists:
 /// the writer created and migrated it).
 async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreError> {
@@ -240,10 +251,9 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(synchronous).await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        for pragma in sqlite_pragmas(synchronous) {
+                            conn.execute(pragma).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -269,7 +279,11 @@ impl Store {
                     .await?
                     .try_get("file")?;
             if !file.is_empty() {
-                store.writer = writer::Writer::sqlite(store.pool.clone(), &file, synchronous)?;
+                store.writer = writer::Writer::sqlite(
+                    store.pool.clone(),
+                    &file,
+                    &sqlite_pragmas(synchronous),
+                )?;
             }
         }
         Ok(store)

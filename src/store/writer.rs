@@ -21,7 +21,6 @@
 //! and these never overlap (no `SQLITE_BUSY` on either side).
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
@@ -141,8 +140,8 @@ impl Statement {
         for arg in &self.args {
             query = match arg {
                 Arg::Int(v) => query.bind(*v),
-                Arg::Text(v) => query.bind(v.clone()),
-                Arg::Blob(v) => query.bind(v.clone()),
+                Arg::Text(v) => query.bind(v.as_deref()),
+                Arg::Blob(v) => query.bind(v.as_deref()),
             };
         }
         Ok(query.execute(conn).await?.rows_affected())
@@ -150,7 +149,6 @@ impl Statement {
 
     /// Runs it on a SQLite connection; `$N` parameters are bound by name.
     fn execute_sqlite(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
-        use rusqlite::types::Value;
         let mut stmt = conn.prepare_cached(&self.sql)?;
         // As PostgreSQL would: every argument has its `$N`, and every `$N`
         // an argument (a missing one would bind NULL).
@@ -165,12 +163,11 @@ impl Statement {
             let Some(index) = stmt.parameter_index(&name)? else {
                 return Err(rusqlite::Error::InvalidParameterName(name));
             };
-            let value = match arg {
-                Arg::Int(v) => v.map_or(Value::Null, Value::Integer),
-                Arg::Text(v) => v.clone().map_or(Value::Null, Value::Text),
-                Arg::Blob(v) => v.clone().map_or(Value::Null, Value::Blob),
-            };
-            stmt.raw_bind_parameter(index, value)?;
+            match arg {
+                Arg::Int(v) => stmt.raw_bind_parameter(index, v)?,
+                Arg::Text(v) => stmt.raw_bind_parameter(index, v.as_deref())?,
+                Arg::Blob(v) => stmt.raw_bind_parameter(index, v.as_deref())?,
+            }
         }
         Ok(stmt.raw_execute()? as u64)
     }
@@ -203,22 +200,19 @@ impl Writer {
     }
 
     /// Group commit on the SQLite file at `path`, which `pool` (its one
-    /// writing connection) has created and migrated; `synchronous` is the
-    /// PRAGMA that the pool's connection uses. The thread ends when the
-    /// last `Writer` is dropped.
-    pub(crate) fn sqlite(pool: AnyPool, path: &str, synchronous: &str) -> Result<Self> {
+    /// writing connection) has created and migrated; `pragmas` are those
+    /// the pool's connections run. The thread ends when the last `Writer`
+    /// is dropped.
+    pub(crate) fn sqlite(pool: AnyPool, path: &str, pragmas: &[&str]) -> Result<Self> {
         let fail = |e: &dyn std::fmt::Display| StoreError::Write(format!("opening {path}: {e}"));
         let conn = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| fail(&e))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| fail(&e))?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; {synchronous}; PRAGMA foreign_keys = ON;"
-        ))
-        .map_err(|e| fail(&e))?;
+        for pragma in pragmas {
+            conn.execute_batch(pragma).map_err(|e| fail(&e))?;
+        }
         conn.set_prepared_statement_cache_capacity(64);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -248,8 +242,9 @@ impl Writer {
     }
 
     /// Runs `statements` as one write and returns, once it is committed,
-    /// the rows each changed. Once queued, the write runs to its end even
-    /// if the caller goes away (as a statement sent to a database would).
+    /// the rows each changed. On SQLite a queued write runs to its end even
+    /// if the caller goes away (as a statement sent to a database would);
+    /// on PostgreSQL it is rolled back with the caller's transaction.
     pub(crate) async fn write(&self, statements: Vec<Statement>) -> Result<Changed> {
         let Some(queue) = &self.queue else {
             let mut tx = self.pool.begin().await?;
@@ -290,7 +285,10 @@ async fn commit_batches(
         let started = std::time::Instant::now();
         let mut answers = Vec::new();
         let outcome = commit_batch(&conn, first, &mut jobs, &mut answers);
-        if outcome.is_err() && !conn.is_autocommit() {
+        // Whatever failed, no transaction stays open: it would hold SQLite's
+        // write lock against sqlx's writes. (Should this ROLLBACK fail too,
+        // the next batch's BEGIN fails, and this runs again after it.)
+        if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         drop(held);
@@ -320,10 +318,6 @@ fn commit_batch(
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     answers: &mut Vec<Answer>,
 ) -> rusqlite::Result<()> {
-    // A transaction left open by a failed rollback would refuse every BEGIN.
-    if !conn.is_autocommit() {
-        conn.execute_batch("ROLLBACK")?;
-    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         answers.push((first.answer, Err(StoreError::Write(e.to_string()))));
         return Ok(());
