@@ -144,9 +144,9 @@ impl Store {
     }
 
     pub async fn instance_by_name(&self, name: &str) -> Result<Option<Instance>> {
-        let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
+        let row = self
+            .reader
+            .fetch_optional(sqlx::query("SELECT * FROM instances WHERE name = $1").bind(name))
             .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
@@ -155,16 +155,14 @@ impl Store {
 
     /// Records a nonce as used. False when it was used before (a replay).
     pub async fn redeem_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        let result = sqlx::query("INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2)")
-            .bind(nonce)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let changed = self
+            .write(vec![Statement::new(
+                "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (nonce) DO NOTHING",
+                vec![nonce.into(), expires_at.into()],
+            )])
+            .await?;
+        Ok(changed == [1])
     }
 
     /// Forgets used nonces that could no longer be accepted anyway.
@@ -229,12 +227,16 @@ impl Store {
         instance_id: &str,
         thumbprint: &str,
     ) -> Result<Option<Account>> {
-        let row =
-            sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2")
+        let row = self
+            .reader
+            .fetch_optional(
+                sqlx::query(
+                    "SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2",
+                )
                 .bind(instance_id)
-                .bind(thumbprint)
-                .fetch_optional(&self.reader)
-                .await?;
+                .bind(thumbprint),
+            )
+            .await?;
         row.as_ref().map(account_from_row).transpose()
     }
 
@@ -244,10 +246,13 @@ impl Store {
             Some(Err(generation)) => generation,
             None => 0,
         };
-        let row = sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
-            .bind(instance_id)
-            .bind(id)
-            .fetch_optional(&self.reader)
+        let row = self
+            .reader
+            .fetch_optional(
+                sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
+                    .bind(instance_id)
+                    .bind(id),
+            )
             .await?;
         let account = row.as_ref().map(account_from_row).transpose()?;
         if let (Some(cache), Some(account)) = (&self.accounts, &account) {
@@ -401,7 +406,7 @@ impl Store {
         valid_until: i64,
         kinds: &[&str],
     ) -> Result<Option<String>> {
-        let rows = sqlx::query(
+        let rows = self.reader.fetch_all(sqlx::query(
             "SELECT a.id, c.kind FROM authorizations a JOIN challenges c ON c.authz_id = a.id \
              WHERE a.account_id = $1 AND a.identifier_type = $2 AND a.identifier_value = $3 \
              AND a.wildcard = $4 AND a.status = 'valid' AND a.expires_at > $5 AND c.status = 'valid' \
@@ -412,7 +417,7 @@ impl Store {
         .bind(&identifier.value)
         .bind(i64::from(wildcard))
         .bind(valid_until)
-        .fetch_all(&self.pool)
+        )
         .await?;
         for row in rows {
             let kind: String = row.try_get("kind")?;
@@ -474,15 +479,18 @@ impl Store {
 
     /// An order with its authorizations' ids, in one query.
     pub async fn order(&self, instance_id: &str, id: &str) -> Result<Option<Order>> {
-        let rows = sqlx::query(
-            "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
+        let rows = self
+            .reader
+            .fetch_all(
+                sqlx::query(
+                    "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
              LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
              WHERE o.instance_id = $1 AND o.id = $2 ORDER BY oa.position",
-        )
-        .bind(instance_id)
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?;
+                )
+                .bind(instance_id)
+                .bind(id),
+            )
+            .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -537,10 +545,13 @@ impl Store {
              FROM authorizations a LEFT JOIN challenges c ON c.authz_id = a.id \
              WHERE a.instance_id = $1 AND {condition} ORDER BY c.kind"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(instance_id)
-            .bind(key)
-            .fetch_all(&self.reader)
+        let rows = self
+            .reader
+            .fetch_all(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(instance_id)
+                    .bind(key),
+            )
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -564,12 +575,12 @@ impl Store {
 
     /// The latest order an authorization belongs to.
     pub async fn order_of_authz(&self, authz_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
+        let row = self.reader.fetch_optional(sqlx::query(
             "SELECT oa.order_id FROM order_authorizations oa JOIN orders o ON o.id = oa.order_id \
              WHERE oa.authz_id = $1 ORDER BY o.created_at DESC, o.id LIMIT 1",
         )
         .bind(authz_id)
-        .fetch_optional(&self.pool)
+        )
         .await?;
         row.map(|r| Ok(r.try_get("order_id")?)).transpose()
     }
@@ -863,18 +874,23 @@ impl Store {
     }
 
     pub async fn certificate(&self, instance_id: &str, id: &str) -> Result<Option<Certificate>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND id = $2")
-            .bind(instance_id)
-            .bind(id)
-            .fetch_optional(&self.reader)
+        let row = self
+            .reader
+            .fetch_optional(
+                sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND id = $2")
+                    .bind(instance_id)
+                    .bind(id),
+            )
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }
 
     pub async fn certificate_by_serial(&self, serial: &str) -> Result<Option<Certificate>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
-            .bind(serial)
-            .fetch_optional(&self.reader)
+        let row = self
+            .reader
+            .fetch_optional(
+                sqlx::query("SELECT * FROM certificates WHERE serial = $1").bind(serial),
+            )
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }

@@ -7,6 +7,7 @@
 mod acme;
 mod admin;
 mod dns;
+mod held;
 mod managed;
 mod notify;
 mod records;
@@ -17,7 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 
 pub use admin::{CertificateFilter, EventFilter, InstanceUsage, OrderFilter};
 pub use records::*;
@@ -71,11 +72,11 @@ pub struct Store {
     /// has one writer, and a single writing connection never waits on a
     /// lock (no SQLITE_BUSY on lock upgrades inside transactions).
     pool: AnyPool,
-    /// The hot reads of the ACME flow. On SQLite two read-only connections,
-    /// so these reads do not queue behind a commit's fsync on the writer
-    /// (WAL readers see every commit made before they start); on
-    /// PostgreSQL the same pool.
-    reader: AnyPool,
+    /// The ACME flow's hot reads (see [`held`]). On SQLite two read-only
+    /// connections, so these reads do not queue behind a commit's fsync on
+    /// the writer (WAL readers see every commit made before they start); on
+    /// PostgreSQL the connections the flow's writes use too.
+    reader: held::Connections,
     backend: Backend,
     /// Accounts read by id, kept in memory where one process owns the
     /// database (SQLite): every account write goes through this store and
@@ -192,24 +193,33 @@ fn sqlite_pragmas(synchronous: &'static str) -> [&'static str; 4] {
 
 /// Read-only connections to the SQLite file behind `url` (which exists:
 /// the writer created and migrated it).
-async fn sqlite_readers(url: &str) -> Result<AnyPool, StoreError> {
+fn sqlite_readers(url: &str) -> Result<held::Connections, StoreError> {
     let (base, mut params) = url_params(url);
     params.retain(|p| !p.starts_with("mode="));
     params.push("mode=ro");
     let options =
         AnyConnectOptions::from_str(&with_params(base, &params))?.disable_statement_logging();
-    Ok(AnyPoolOptions::new()
-        .max_connections(2)
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute("PRAGMA busy_timeout = 5000").await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await?)
+    Ok(held::Connections::new(
+        options,
+        vec!["PRAGMA busy_timeout = 5000"],
+        2,
+    ))
+}
+
+/// On PostgreSQL, the connections of the ACME flow's hot path (reads and
+/// writes), and those of everything else (sqlx's pool).
+const POSTGRES_FLOW_CONNECTIONS: usize = 10;
+const POSTGRES_POOL_CONNECTIONS: u32 = 10;
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_IDLE: Duration = Duration::from_secs(2);
+
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+    }
+    Ok(())
 }
 
 impl Store {
@@ -243,10 +253,24 @@ impl Store {
                         .test_before_acquire(false),
                 )
             }
-            Backend::Postgres => (url.to_string(), AnyPoolOptions::new().max_connections(16)),
+            Backend::Postgres => (
+                url.to_string(),
+                AnyPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS),
+            ),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        // sqlx pings a connection as it takes it back; another ping as it
+        // hands it out is only worth it after a while idle.
         let pool = pool_options
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -258,51 +282,39 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let accounts = (backend == Backend::Sqlite).then(Default::default);
-        let mut store = Self {
-            reader: pool.clone(),
-            writer: writer::Writer::direct(pool.clone()),
-            pool,
-            backend,
-            accounts,
-        };
-        store.migrate().await?;
-        if backend == Backend::Sqlite {
-            store.reader = sqlite_readers(&url).await?;
-            // The file the pool opened (none for an in-memory database,
-            // which another connection could not share).
-            let file: String =
-                sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                    .fetch_one(&store.pool)
-                    .await?
-                    .try_get("file")?;
-            if !file.is_empty() {
-                store.writer = writer::Writer::sqlite(
-                    store.pool.clone(),
-                    &file,
-                    &sqlite_pragmas(synchronous),
-                )?;
-            }
-        }
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
+        migrate(&pool, backend).await?;
+        let (reader, writer) = match backend {
             Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
+                // The file the pool opened (none for an in-memory database,
+                // which the writer's and readers' connections could not share).
+                let file: String =
+                    sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(&pool)
+                        .await?
+                        .try_get("file")?;
+                if file.is_empty() {
+                    return Err(StoreError::Config(
+                        "an in-memory SQLite database is not supported: name a file".into(),
+                    ));
+                }
+                let writer =
+                    writer::Writer::sqlite(pool.clone(), &file, &sqlite_pragmas(synchronous))?;
+                (sqlite_readers(&url)?, writer)
             }
             Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await?
+                let flow = held::Connections::new(options, Vec::new(), POSTGRES_FLOW_CONNECTIONS);
+                (flow.clone(), writer::Writer::direct(flow))
             }
-        }
-        Ok(())
+        };
+        Ok(Self {
+            accounts: (backend == Backend::Sqlite).then(Default::default),
+            pool,
+            reader,
+            writer,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -511,13 +511,18 @@ async fn sqlite_commits_are_durable_unless_asked_otherwise() {
         assert_eq!(row.try_get::<i64, _>(0).unwrap(), expected, "{url}");
         // the readers see the writer's commits and cannot write themselves
         store.setting_or_insert("probe", b"1").await.unwrap();
-        let seen = sqlx::query("SELECT value FROM settings WHERE name = 'probe'")
-            .fetch_one(&store.reader)
+        let seen = store
+            .reader
+            .fetch_optional(sqlx::query(
+                "SELECT value FROM settings WHERE name = 'probe'",
+            ))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the probe setting");
         assert_eq!(seen.try_get::<Vec<u8>, _>(0).unwrap(), b"1");
-        let write = sqlx::query("DELETE FROM settings")
-            .execute(&store.reader)
+        let write = store
+            .reader
+            .fetch_optional(sqlx::query("DELETE FROM settings"))
             .await;
         assert!(write.is_err(), "a reader wrote");
     }
@@ -686,4 +691,52 @@ async fn concurrent_writes_are_all_saved_once_and_survive_a_restart() {
         100
     );
     assert!(reopened.setting("s99").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_connection_whose_caller_went_away_mid_query_is_closed_not_reused() {
+    for (store, _dir) in backends().await {
+        let slow = match store.backend() {
+            Backend::Postgres => "SELECT 1 FROM pg_sleep(2)",
+            Backend::Sqlite => {
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100000000) \
+                 SELECT count(*) FROM c"
+            }
+        };
+        // a connection that finished its query is reused
+        let row = store
+            .reader
+            .fetch_optional(sqlx::query("SELECT 7 AS n"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 7);
+        assert_eq!(store.reader.idle(), 1);
+        let mut held = store.reader.get().await.unwrap();
+        assert_eq!(store.reader.idle(), 0);
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            held.fetch_optional(sqlx::query(slow)),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the slow query finished: {slow}");
+        drop(held);
+        assert_eq!(store.reader.idle(), 0, "a connection mid-query was kept");
+        // the next caller gets a fresh connection that answers its own query
+        let row = store
+            .reader
+            .fetch_optional(sqlx::query("SELECT 8 AS n"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 8);
+    }
+}
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused() {
+    let Err(e) = Store::connect("sqlite::memory:").await else {
+        panic!("an in-memory database was accepted");
+    };
+    assert!(e.to_string().contains("in-memory"), "{e}");
 }

@@ -26,6 +26,7 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::held::Connections;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -122,7 +123,7 @@ impl Statement {
 
     /// After it changed `rows`: whether the write's next statements run,
     /// or [`StoreError::Guard`] when its guard refuses the write.
-    fn goes_on(&self, rows: u64) -> Result<bool> {
+    pub(super) fn goes_on(&self, rows: u64) -> Result<bool> {
         match (rows, self.if_none) {
             (0, IfNone::Guard) => Err(StoreError::Guard),
             (0, IfNone::Stop) => Ok(false),
@@ -186,17 +187,21 @@ struct Job {
     answer: oneshot::Sender<Result<Changed>>,
 }
 
-/// Where writes go: the group-commit thread on a SQLite file, else the pool.
+/// Where writes go: the group-commit thread on a SQLite file, else a
+/// transaction of their own on PostgreSQL.
 #[derive(Clone)]
-pub(crate) struct Writer {
-    pool: AnyPool,
-    queue: Option<mpsc::UnboundedSender<Job>>,
+pub(crate) struct Writer(Route);
+
+#[derive(Clone)]
+enum Route {
+    Direct(Connections),
+    Queue(mpsc::UnboundedSender<Job>),
 }
 
 impl Writer {
-    /// Each write a transaction of its own on `pool`.
-    pub(crate) fn direct(pool: AnyPool) -> Self {
-        Self { pool, queue: None }
+    /// Each write a transaction of its own on one of `connections`.
+    pub(crate) fn direct(connections: Connections) -> Self {
+        Self(Route::Direct(connections))
     }
 
     /// Group commit on the SQLite file at `path`, which `pool` (its one
@@ -219,22 +224,19 @@ impl Writer {
             .build()
             .map_err(|e| fail(&e))?;
         let (queue, jobs) = mpsc::unbounded_channel();
-        let lock = pool.clone();
+        let lock = pool;
         std::thread::Builder::new()
             .name("acmehub-db-writer".into())
             .spawn(move || runtime.block_on(commit_batches(lock, conn, jobs)))
             .map_err(|e| fail(&e))?;
-        Ok(Self {
-            pool,
-            queue: Some(queue),
-        })
+        Ok(Self(Route::Queue(queue)))
     }
 
     /// An error once the SQLite writer thread has stopped (it never should),
     /// so that `/readyz` tells.
     pub(crate) fn check(&self) -> Result<()> {
-        match &self.queue {
-            Some(queue) if queue.is_closed() => {
+        match &self.0 {
+            Route::Queue(queue) if queue.is_closed() => {
                 Err(StoreError::Write("the database writer has stopped".into()))
             }
             _ => Ok(()),
@@ -246,18 +248,11 @@ impl Writer {
     /// if the caller goes away (as a statement sent to a database would);
     /// on PostgreSQL it is rolled back with the caller's transaction.
     pub(crate) async fn write(&self, statements: Vec<Statement>) -> Result<Changed> {
-        let Some(queue) = &self.queue else {
-            let mut tx = self.pool.begin().await?;
-            let mut changed = Vec::with_capacity(statements.len());
-            for statement in &statements {
-                let rows = statement.execute(&mut tx).await?;
-                changed.push(rows);
-                if !statement.goes_on(rows)? {
-                    break;
-                }
+        let queue = match &self.0 {
+            Route::Direct(connections) => {
+                return connections.get().await?.transaction(&statements).await;
             }
-            tx.commit().await?;
-            return Ok(changed);
+            Route::Queue(queue) => queue,
         };
         let (answer, answered) = oneshot::channel();
         let gone = || StoreError::Write("the database writer has stopped".into());

@@ -1,0 +1,226 @@
+//! A few long-lived connections for the ACME flow's hot path, handed out
+//! without the round trips sqlx's pool spends on each checkout.
+//!
+//! sqlx's pool pings a connection every time one goes back to it (and,
+//! by default, again when it is taken), to catch a connection left in an
+//! unknown state by a caller that went away mid-command. An issuance takes
+//! a connection some twenty-five times, so on PostgreSQL those pings were
+//! as many round trips as the queries themselves. Here the same hazard is
+//! handled where it arises: a [`Held`] connection knows whether a command
+//! is in flight, and one dropped meanwhile is closed, never reused. A
+//! connection idle for more than [`TRUSTED_IDLE`] is pinged before reuse
+//! (the server may have dropped it); one that fails at the transport level
+//! is closed.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Executor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::StoreError;
+use super::writer::{Changed, Statement};
+
+/// How long a caller waits for a connection, and for a new one to open.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A connection idle for less than this is reused without a ping.
+const TRUSTED_IDLE: Duration = Duration::from_secs(2);
+
+/// Up to `max` connections to one database, opened when first needed.
+#[derive(Clone)]
+pub(crate) struct Connections(Arc<Inner>);
+
+struct Inner {
+    options: AnyConnectOptions,
+    /// Statements each new connection runs first.
+    setup: Vec<&'static str>,
+    /// Connections not in use, with when each was last given back.
+    idle: Mutex<Vec<(AnyConnection, Instant)>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Connections {
+    pub(crate) fn new(options: AnyConnectOptions, setup: Vec<&'static str>, max: usize) -> Self {
+        Self(Arc::new(Inner {
+            options,
+            setup,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max)),
+        }))
+    }
+
+    /// A connection of its own for the caller until the [`Held`] drops.
+    pub(crate) async fn get(&self) -> Result<Held, sqlx::Error> {
+        let permit = tokio::time::timeout(WAIT, self.0.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let held = |conn| Held {
+            conn: Some(conn),
+            busy: false,
+            pool: self.0.clone(),
+            _permit: permit,
+        };
+        loop {
+            let idle = self.0.idle.lock().expect("idle connections").pop();
+            let Some((mut conn, since)) = idle else { break };
+            if since.elapsed() < TRUSTED_IDLE || conn.ping().await.is_ok() {
+                return Ok(held(conn));
+            }
+        }
+        let conn = tokio::time::timeout(WAIT, self.open())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        Ok(held(conn))
+    }
+
+    /// How many connections wait to be reused.
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.0.idle.lock().expect("idle connections").len()
+    }
+
+    async fn open(&self) -> Result<AnyConnection, sqlx::Error> {
+        let mut conn = self.0.options.connect().await?;
+        for statement in &self.0.setup {
+            conn.execute(*statement).await?;
+        }
+        Ok(conn)
+    }
+
+    pub(crate) async fn fetch_optional(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        Ok(self.get().await?.fetch_optional(query).await?)
+    }
+
+    pub(crate) async fn fetch_all(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(self.get().await?.fetch_all(query).await?)
+    }
+}
+
+/// A connection taken from [`Connections`]; given back when dropped.
+pub(crate) struct Held {
+    /// `None` once it is known broken.
+    conn: Option<AnyConnection>,
+    /// A command is in flight: should this be dropped now (its caller went
+    /// away), the connection's state is unknown, so it is closed.
+    busy: bool,
+    pool: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Held {
+    fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        self.busy = true;
+        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// After a command: the connection is at rest again, unless it failed
+    /// below the SQL level, when it is closed.
+    fn settle<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        self.busy = false;
+        if let Err(e) = &result
+            && !matches!(e, sqlx::Error::Database(_))
+        {
+            self.conn = None;
+        }
+        result
+    }
+
+    pub(crate) async fn fetch_optional(
+        &mut self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        let result = match self.conn() {
+            Ok(conn) => query.fetch_optional(conn).await,
+            Err(e) => Err(e),
+        };
+        self.settle(result)
+    }
+
+    pub(crate) async fn fetch_all(
+        &mut self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let result = match self.conn() {
+            Ok(conn) => query.fetch_all(conn).await,
+            Err(e) => Err(e),
+        };
+        self.settle(result)
+    }
+
+    /// Runs `statements` as one transaction (see [`super::writer`]).
+    pub(crate) async fn transaction(
+        &mut self,
+        statements: &[Statement],
+    ) -> Result<Changed, StoreError> {
+        let result = match self.conn() {
+            Ok(conn) => transaction(conn, statements).await,
+            Err(e) => Err(e.into()),
+        };
+        self.busy = false;
+        if let Err(StoreError::Database(e)) = &result
+            && !matches!(e, sqlx::Error::Database(_))
+        {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// One statement alone runs without BEGIN and COMMIT around it (two round
+/// trips fewer): on its own it is atomic, and changing no row undoes nothing.
+async fn transaction(
+    conn: &mut AnyConnection,
+    statements: &[Statement],
+) -> Result<Changed, StoreError> {
+    if let [statement] = statements {
+        let rows = statement.execute(conn).await?;
+        statement.goes_on(rows)?;
+        return Ok(vec![rows]);
+    }
+    let mut tx = conn.begin().await?;
+    let mut changed = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let rows = match statement.execute(&mut tx).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
+        changed.push(rows);
+        match statement.goes_on(rows) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !self.busy
+        {
+            self.pool
+                .idle
+                .lock()
+                .expect("idle connections")
+                .push((conn, Instant::now()));
+        }
+    }
+}
