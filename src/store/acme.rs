@@ -155,13 +155,21 @@ impl Store {
 
     /// Records a nonce as used. False when it was used before (a replay).
     pub async fn redeem_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        let changed = self
-            .write(vec![Statement::new(
-                "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) \
-                 ON CONFLICT (nonce) DO NOTHING",
-                vec![nonce.into(), expires_at.into()],
-            )])
-            .await?;
+        const SQL: &str = "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) \
+                           ON CONFLICT (nonce) DO NOTHING";
+        let changed = match &self.nonces {
+            Some(connections) => {
+                let insert = sqlx::query(SQL).bind(nonce).bind(expires_at);
+                vec![connections.execute(insert).await?]
+            }
+            None => {
+                self.write(vec![Statement::new(
+                    SQL,
+                    vec![nonce.into(), expires_at.into()],
+                )])
+                .await?
+            }
+        };
         Ok(changed == [1])
     }
 
@@ -241,10 +249,9 @@ impl Store {
     }
 
     pub async fn account(&self, instance_id: &str, id: &str) -> Result<Option<Account>> {
-        let generation = match self.accounts.as_ref().map(|c| c.get(id)) {
-            Some(Ok(account)) => return Ok((account.instance_id == instance_id).then_some(account)),
-            Some(Err(generation)) => generation,
-            None => 0,
+        let generation = match self.accounts.get(id) {
+            Ok(account) => return Ok((account.instance_id == instance_id).then_some(account)),
+            Err(generation) => generation,
         };
         let row = self
             .reader
@@ -255,8 +262,8 @@ impl Store {
             )
             .await?;
         let account = row.as_ref().map(account_from_row).transpose()?;
-        if let (Some(cache), Some(account)) = (&self.accounts, &account) {
-            cache.put(account, generation);
+        if let Some(account) = &account {
+            self.accounts.put(account, generation);
         }
         Ok(account)
     }
@@ -288,16 +295,12 @@ impl Store {
 
     /// Drops a cached account once its row changed (or may have).
     fn forget_account(&self, id: &str) {
-        if let Some(cache) = &self.accounts {
-            cache.forget(id);
-        }
+        self.accounts.forget(id);
     }
 
     /// Drops every cached account (an instance went away).
     pub(super) fn forget_accounts(&self) {
-        if let Some(cache) = &self.accounts {
-            cache.clear();
-        }
+        self.accounts.clear();
     }
 
     /// Binds an account registered without EAB to an access key (a later

@@ -104,6 +104,14 @@ impl Connections {
     ) -> Result<Vec<AnyRow>, StoreError> {
         Ok(self.get().await?.fetch_all(query).await?)
     }
+
+    /// Runs `query` and returns the rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        Ok(self.get().await?.execute(query).await?)
+    }
 }
 
 /// A connection taken from [`Connections`]; given back when dropped.
@@ -152,6 +160,17 @@ impl Held {
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let result = match self.conn() {
             Ok(conn) => query.fetch_all(conn).await,
+            Err(e) => Err(e),
+        };
+        self.settle(result)
+    }
+
+    pub(crate) async fn execute(
+        &mut self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<u64, sqlx::Error> {
+        let result = match self.conn() {
+            Ok(conn) => query.execute(conn).await.map(|r| r.rows_affected()),
             Err(e) => Err(e),
         };
         self.settle(result)

@@ -4,6 +4,7 @@
 //! (`UPDATE ... WHERE status = ...`), so two requests or replicas can never
 //! both perform it. It never decides policy and never talks to the network.
 
+mod account_cache;
 mod acme;
 mod admin;
 mod dns;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub(crate) use account_cache::AccountCache;
 pub use admin::{CertificateFilter, EventFilter, InstanceUsage, OrderFilter};
 pub use records::*;
 
@@ -77,63 +79,15 @@ pub struct Store {
     /// the writer (WAL readers see every commit made before they start); on
     /// PostgreSQL the connections the flow's writes use too.
     reader: held::Connections,
+    /// Where used nonces are recorded on PostgreSQL (see
+    /// [`POSTGRES_NONCE_CONNECTIONS`]); on SQLite nonces are redeemed in
+    /// memory (`acme::nonce`), and the writer records them if asked.
+    nonces: Option<held::Connections>,
     backend: Backend,
-    /// Accounts read by id, kept in memory where one process owns the
-    /// database (SQLite): every account write goes through this store and
-    /// drops its entry. On PostgreSQL another replica may write, so each
-    /// read goes to the database.
-    accounts: Option<std::sync::Arc<AccountCache>>,
+    /// Accounts read by id, kept in memory (see [`account_cache`]).
+    accounts: std::sync::Arc<AccountCache>,
     /// The hot writes: group-committed on SQLite (see [`writer`]).
     writer: writer::Writer,
-}
-
-/// Accounts by id; emptied when it grows past [`AccountCache::MAX`]. A
-/// write bumps the generation after it commits, and a read stores what it
-/// fetched only if no write came in between, so a stale row never lingers.
-#[derive(Default)]
-pub(crate) struct AccountCache(std::sync::Mutex<CachedAccounts>);
-
-#[derive(Default)]
-pub(crate) struct CachedAccounts {
-    generation: u64,
-    by_id: std::collections::HashMap<String, Account>,
-}
-
-impl AccountCache {
-    const MAX: usize = 100_000;
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedAccounts> {
-        self.0.lock().expect("account cache")
-    }
-
-    /// The cached account, or the generation to hand to [`Self::put`].
-    fn get(&self, id: &str) -> Result<Account, u64> {
-        let cached = self.lock();
-        cached.by_id.get(id).cloned().ok_or(cached.generation)
-    }
-
-    fn put(&self, account: &Account, generation: u64) {
-        let mut cached = self.lock();
-        if cached.generation != generation {
-            return;
-        }
-        if cached.by_id.len() >= Self::MAX {
-            cached.by_id.clear();
-        }
-        cached.by_id.insert(account.id.clone(), account.clone());
-    }
-
-    fn forget(&self, id: &str) {
-        let mut cached = self.lock();
-        cached.generation += 1;
-        cached.by_id.remove(id);
-    }
-
-    fn clear(&self) {
-        let mut cached = self.lock();
-        cached.generation += 1;
-        cached.by_id.clear();
-    }
 }
 
 /// A URL's part before `?`, and its `name=value` parameters.
@@ -211,6 +165,16 @@ fn sqlite_readers(url: &str) -> Result<held::Connections, StoreError> {
 const POSTGRES_FLOW_CONNECTIONS: usize = 10;
 const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 
+/// On PostgreSQL, the connections that record used nonces: about seven a
+/// issuance, each its own commit. They commit asynchronously (no wait for
+/// the WAL's fsync; the commit is visible to every replica at once). A
+/// crash of PostgreSQL itself can forget the last fraction of a second of
+/// redemptions, so a nonce redeemed then could be accepted once more
+/// within its lifetime: a replay of a request its signer already made,
+/// which only someone who saw the request inside TLS could send. Boulder
+/// keeps its nonces in memory, with the same trade.
+const POSTGRES_NONCE_CONNECTIONS: usize = 4;
+
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE: Duration = Duration::from_secs(2);
 
@@ -285,7 +249,7 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         migrate(&pool, backend).await?;
-        let (reader, writer) = match backend {
+        let (reader, writer, nonces) = match backend {
             Backend::Sqlite => {
                 // The file the pool opened (none for an in-memory database,
                 // which the writer's and readers' connections could not share).
@@ -301,17 +265,27 @@ impl Store {
                 }
                 let writer =
                     writer::Writer::sqlite(pool.clone(), &file, &sqlite_pragmas(synchronous))?;
-                (sqlite_readers(&url)?, writer)
+                (sqlite_readers(&url)?, writer, None)
             }
             Backend::Postgres => {
+                let nonces = held::Connections::new(
+                    options.clone(),
+                    vec!["SET synchronous_commit = off"],
+                    POSTGRES_NONCE_CONNECTIONS,
+                );
                 let flow = held::Connections::new(options, Vec::new(), POSTGRES_FLOW_CONNECTIONS);
-                (flow.clone(), writer::Writer::direct(flow))
+                (flow.clone(), writer::Writer::direct(flow), Some(nonces))
             }
         };
+        let accounts = match backend {
+            Backend::Sqlite => AccountCache::live(),
+            Backend::Postgres => account_cache::follow_postgres(&url),
+        };
         Ok(Self {
-            accounts: (backend == Backend::Sqlite).then(Default::default),
+            accounts,
             pool,
             reader,
+            nonces,
             writer,
             backend,
         })

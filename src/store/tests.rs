@@ -22,6 +22,13 @@ pub(crate) async fn backends() -> Vec<(Store, Option<tempfile::TempDir>)> {
 
 /// Creates a throwaway schema and connects with it as the search path.
 async fn postgres_schema(url: &str) -> Store {
+    Store::connect(&postgres_schema_url(url).await)
+        .await
+        .unwrap()
+}
+
+/// The URL of a throwaway schema of the database at `url`.
+async fn postgres_schema_url(url: &str) -> String {
     use sqlx::Connection;
     let schema = format!("t_{}", random_id().to_lowercase().replace('-', "_"));
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -30,9 +37,7 @@ async fn postgres_schema(url: &str) -> Store {
         .await
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
-    Store::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"))
-        .await
-        .unwrap()
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 async fn account(store: &Store) -> (Instance, Account) {
@@ -457,7 +462,7 @@ async fn account_reads_see_every_account_write() {
 
 #[test]
 fn a_cached_account_read_from_before_a_write_is_not_kept() {
-    let cache = AccountCache::default();
+    let cache = AccountCache::live();
     let account = Account {
         id: "a1".into(),
         instance_id: "i".into(),
@@ -477,6 +482,23 @@ fn a_cached_account_read_from_before_a_write_is_not_kept() {
     let generation = cache.get("a1").unwrap_err();
     cache.put(&account, generation);
     assert_eq!(cache.get("a1").unwrap().id, "a1");
+    // emptied (an instance went away), it stays in use
+    cache.clear();
+    assert!(cache.get("a1").is_err());
+    let generation = cache.get("a1").unwrap_err();
+    cache.put(&account, generation);
+    assert!(
+        cache.get("a1").is_ok(),
+        "a cleared cache stopped keeping accounts"
+    );
+    // a cache that is off (its notices are lost) keeps nothing
+    let off = AccountCache::default();
+    let generation = off.get("a1").unwrap_err();
+    off.put(&account, generation);
+    assert!(
+        off.get("a1").is_err(),
+        "a cache that is off kept an account"
+    );
 }
 
 #[test]
@@ -739,4 +761,67 @@ async fn an_in_memory_sqlite_database_is_refused() {
         panic!("an in-memory database was accepted");
     };
     assert!(e.to_string().contains("in-memory"), "{e}");
+}
+
+/// Waits up to 10 s for `done`.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not after 10 s");
+}
+
+#[tokio::test]
+async fn a_replica_stops_using_an_account_another_replica_or_an_operator_changed() {
+    let Ok(url) = std::env::var("ACMEHUB_TEST_DATABASE_URL") else {
+        eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; test skipped");
+        return;
+    };
+    let url = postgres_schema_url(&url).await;
+    let (a, b) = (
+        Store::connect(&url).await.unwrap(),
+        Store::connect(&url).await.unwrap(),
+    );
+    let (instance, acct) = account(&a).await;
+    eventually("replica b's cache is on", async || b.accounts.is_live()).await;
+    let read = async |store: &Store| {
+        store
+            .account(&instance.id, &acct.id)
+            .await
+            .unwrap()
+            .expect("the account")
+    };
+    assert_eq!(read(&b).await.status, AccountStatus::Valid);
+    assert!(
+        b.accounts.get(&acct.id).is_ok(),
+        "replica b did not cache the account"
+    );
+    // replica a deactivates it: b stops accepting it
+    a.deactivate_account(&acct.id).await.unwrap();
+    eventually("replica b sees the deactivation", async || {
+        read(&b).await.status == AccountStatus::Deactivated
+    })
+    .await;
+    // an operator's SQL, through neither store, is seen as well
+    let (_, other) = account(&a).await;
+    let cached = b.account(&instance.id, &other.id).await.unwrap().unwrap();
+    assert!(b.accounts.get(&other.id).is_ok());
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE accounts SET contact = '[\"mailto:ops@example.com\"]' WHERE id = $1")
+        .bind(&cached.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    eventually("replica b sees the operator's change", async || {
+        b.account(&instance.id, &other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .contact
+            == ["mailto:ops@example.com"]
+    })
+    .await;
 }
