@@ -143,37 +143,39 @@ impl Held {
         result
     }
 
+    /// Runs `command` on the connection, marked busy meanwhile.
+    async fn run<T>(
+        &mut self,
+        command: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let result = match self.conn() {
+            Ok(conn) => command(conn).await,
+            Err(e) => Err(e),
+        };
+        self.settle(result)
+    }
+
     pub(crate) async fn fetch_optional(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        let result = match self.conn() {
-            Ok(conn) => query.fetch_optional(conn).await,
-            Err(e) => Err(e),
-        };
-        self.settle(result)
+        self.run(async |conn| query.fetch_optional(conn).await)
+            .await
     }
 
     pub(crate) async fn fetch_all(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let result = match self.conn() {
-            Ok(conn) => query.fetch_all(conn).await,
-            Err(e) => Err(e),
-        };
-        self.settle(result)
+        self.run(async |conn| query.fetch_all(conn).await).await
     }
 
     pub(crate) async fn execute(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<u64, sqlx::Error> {
-        let result = match self.conn() {
-            Ok(conn) => query.execute(conn).await.map(|r| r.rows_affected()),
-            Err(e) => Err(e),
-        };
-        self.settle(result)
+        self.run(async |conn| Ok(query.execute(conn).await?.rows_affected()))
+            .await
     }
 
     /// Runs `statements` as one transaction (see [`super::writer`]).

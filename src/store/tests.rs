@@ -725,14 +725,17 @@ async fn a_connection_whose_caller_went_away_mid_query_is_closed_not_reused() {
                  SELECT count(*) FROM c"
             }
         };
+        let answers = async |n: i64| {
+            let row = store
+                .reader
+                .fetch_optional(sqlx::query("SELECT $1 AS n").bind(n))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.try_get::<i64, _>("n").unwrap(), n);
+        };
         // a connection that finished its query is reused
-        let row = store
-            .reader
-            .fetch_optional(sqlx::query("SELECT 7 AS n"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 7);
+        answers(7).await;
         assert_eq!(store.reader.idle(), 1);
         let mut held = store.reader.get().await.unwrap();
         assert_eq!(store.reader.idle(), 0);
@@ -745,13 +748,7 @@ async fn a_connection_whose_caller_went_away_mid_query_is_closed_not_reused() {
         drop(held);
         assert_eq!(store.reader.idle(), 0, "a connection mid-query was kept");
         // the next caller gets a fresh connection that answers its own query
-        let row = store
-            .reader
-            .fetch_optional(sqlx::query("SELECT 8 AS n"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 8);
+        answers(8).await;
     }
 }
 
