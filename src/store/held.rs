@@ -26,8 +26,12 @@ use super::writer::{Changed, Statement};
 /// How long a caller waits for a connection, and for a new one to open.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A connection idle for less than this is reused without a ping.
-const TRUSTED_IDLE: Duration = Duration::from_secs(2);
+/// A connection idle for less than this is reused without a ping. Under
+/// load connections come back within milliseconds, so this costs nothing
+/// then; a connection the database (or a proxy) dropped while it sat idle
+/// is caught before a request uses it, unless it went in the last tenth of
+/// a second, which is as likely as losing one mid-command.
+const TRUSTED_IDLE: Duration = Duration::from_millis(100);
 
 /// Up to `max` connections to one database, opened when first needed.
 #[derive(Clone)]
@@ -135,12 +139,20 @@ impl Held {
     /// below the SQL level, when it is closed.
     fn settle<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         self.busy = false;
-        if let Err(e) = &result
-            && !matches!(e, sqlx::Error::Database(_))
-        {
-            self.conn = None;
+        if let Err(e) = &result {
+            self.after_error(e);
         }
         result
+    }
+
+    /// A connection that failed below the SQL level is closed, and so are
+    /// the idle ones: they were opened to the same server, and are likely
+    /// gone with it.
+    fn after_error(&mut self, e: &sqlx::Error) {
+        if !matches!(e, sqlx::Error::Database(_)) {
+            self.conn = None;
+            self.pool.idle.lock().expect("idle connections").clear();
+        }
     }
 
     /// Runs `command` on the connection, marked busy meanwhile.
@@ -188,10 +200,8 @@ impl Held {
             Err(e) => Err(e.into()),
         };
         self.busy = false;
-        if let Err(StoreError::Database(e)) = &result
-            && !matches!(e, sqlx::Error::Database(_))
-        {
-            self.conn = None;
+        if let Err(StoreError::Database(e)) = &result {
+            self.after_error(e);
         }
         result
     }

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub(crate) use account_cache::AccountCache;
 pub use admin::{CertificateFilter, EventFilter, InstanceUsage, OrderFilter};
@@ -175,9 +175,6 @@ const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 /// keeps its nonces in memory, with the same trade.
 const POSTGRES_NONCE_CONNECTIONS: usize = 4;
 
-/// A pooled connection idle this long is pinged before it is handed out.
-const PING_IDLE: Duration = Duration::from_secs(2);
-
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     match backend {
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
@@ -223,18 +220,7 @@ impl Store {
             ),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        // sqlx pings a connection as it takes it back; another ping as it
-        // hands it out is only worth it after a while idle.
         let pool = pool_options
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for > PING_IDLE {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
