@@ -4,6 +4,7 @@
 use super::*;
 use crate::policy::Identifier;
 use crate::util::{now, random_id};
+use sqlx::Connection;
 
 /// A fresh store per backend: a temp SQLite file, and a PostgreSQL schema of
 /// its own so tests never see each other's rows.
@@ -821,4 +822,34 @@ async fn a_replica_stops_using_an_account_another_replica_or_an_operator_changed
             == ["mailto:ops@example.com"]
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_connection_the_server_dropped_while_idle_is_not_handed_out() {
+    let Ok(url) = std::env::var("ACMEHUB_TEST_DATABASE_URL") else {
+        eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; test skipped");
+        return;
+    };
+    let store = postgres_schema(&url).await;
+    let pid = async || -> i32 {
+        let row = store
+            .reader
+            .fetch_optional(sqlx::query("SELECT pg_backend_pid() AS pid"))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("pid").unwrap()
+    };
+    let first = pid().await;
+    assert_eq!(store.reader.idle(), 1);
+    // the server ends that connection while it sits idle
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // the next caller is answered, on another connection
+    assert_ne!(pid().await, first);
 }
