@@ -14,11 +14,21 @@ pub(crate) async fn backends() -> Vec<(Store, Option<tempfile::TempDir>)> {
         .await
         .unwrap();
     let mut stores = vec![(sqlite, Some(dir))];
-    match std::env::var("ACMEHUB_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => stores.push((postgres_schema(&url).await, None)),
-        _ => eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; PostgreSQL store tests skipped"),
+    if let Some(url) = postgres_test_url() {
+        stores.push((postgres_schema(&url).await, None));
     }
     stores
+}
+
+/// The PostgreSQL server to test against, if one is given; says so when not.
+fn postgres_test_url() -> Option<String> {
+    match std::env::var("ACMEHUB_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; PostgreSQL store tests skipped");
+            None
+        }
+    }
 }
 
 /// Creates a throwaway schema and connects with it as the search path.
@@ -774,8 +784,7 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn a_replica_stops_using_an_account_another_replica_or_an_operator_changed() {
-    let Ok(url) = std::env::var("ACMEHUB_TEST_DATABASE_URL") else {
-        eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; test skipped");
+    let Some(url) = postgres_test_url() else {
         return;
     };
     let url = postgres_schema_url(&url).await;
@@ -826,8 +835,7 @@ async fn a_replica_stops_using_an_account_another_replica_or_an_operator_changed
 
 #[tokio::test]
 async fn a_connection_the_server_dropped_while_idle_is_not_handed_out() {
-    let Ok(url) = std::env::var("ACMEHUB_TEST_DATABASE_URL") else {
-        eprintln!("notice: ACMEHUB_TEST_DATABASE_URL unset; test skipped");
+    let Some(url) = postgres_test_url() else {
         return;
     };
     let store = postgres_schema(&url).await;
