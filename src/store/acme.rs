@@ -155,21 +155,16 @@ impl Store {
 
     /// Records a nonce as used. False when it was used before (a replay).
     pub async fn redeem_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        const SQL: &str = "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) \
-                           ON CONFLICT (nonce) DO NOTHING";
-        let changed = match &self.nonces {
-            Some(connections) => {
-                let insert = sqlx::query(SQL).bind(nonce).bind(expires_at);
-                vec![connections.execute(insert).await?]
-            }
-            None => {
-                self.write(vec![Statement::new(
-                    SQL,
-                    vec![nonce.into(), expires_at.into()],
-                )])
-                .await?
-            }
-        };
+        if let Some(nonces) = &self.nonces {
+            return nonces.redeem(nonce, expires_at).await;
+        }
+        let changed = self
+            .write(vec![Statement::new(
+                "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (nonce) DO NOTHING",
+                vec![nonce.into(), expires_at.into()],
+            )])
+            .await?;
         Ok(changed == [1])
     }
 
@@ -476,21 +471,23 @@ impl Store {
         };
         let mut statements = order_statements(new, &order);
         statements.extend(event(&order).map(|e| super::admin::event_statement(&e)));
-        self.write(statements).await?;
+        self.write_at_once(statements).await?;
         Ok(order)
     }
 
-    /// An order with its authorizations' ids, in one query.
+    /// An order of the instance with its authorizations' ids, in one query.
     pub async fn order(&self, instance_id: &str, id: &str) -> Result<Option<Order>> {
+        // By id alone, the instance checked here: with both in the query,
+        // PostgreSQL without statistics (a fresh database) may pick the
+        // instance's index and read every order of the instance.
         let rows = self
             .reader
             .fetch_all(
                 sqlx::query(
                     "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
              LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
-             WHERE o.instance_id = $1 AND o.id = $2 ORDER BY oa.position",
+             WHERE o.id = $1 ORDER BY oa.position",
                 )
-                .bind(instance_id)
                 .bind(id),
             )
             .await?;
@@ -498,6 +495,9 @@ impl Store {
             return Ok(None);
         };
         let mut order = order_from_row(first)?;
+        if order.instance_id != instance_id {
+            return Ok(None);
+        }
         for row in &rows {
             if let Some(authz_id) = row.try_get::<Option<String>, _>("linked_authz")? {
                 order.authz_ids.push(authz_id);
@@ -758,7 +758,7 @@ impl Store {
             revoked_at: None,
             revocation_reason: None,
         };
-        self.write(vec![
+        self.write_at_once(vec![
             Statement::new(
                 "UPDATE orders SET status = 'processing', updated_at = $1 WHERE id = $2 AND status = 'ready' AND expires_at > $1",
                 vec![now.into(), (&cert.order_id).into()],
@@ -819,7 +819,7 @@ impl Store {
             ),
         ];
         statements.extend(event.map(super::admin::event_statement));
-        let changed = self.write(statements).await?;
+        let changed = self.write_at_once(statements).await?;
         Ok(changed.get(1) == Some(&1))
     }
 
@@ -876,16 +876,14 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// A certificate of the instance (by id alone, as [`Self::order`]).
     pub async fn certificate(&self, instance_id: &str, id: &str) -> Result<Option<Certificate>> {
         let row = self
             .reader
-            .fetch_optional(
-                sqlx::query("SELECT * FROM certificates WHERE instance_id = $1 AND id = $2")
-                    .bind(instance_id)
-                    .bind(id),
-            )
+            .fetch_optional(sqlx::query("SELECT * FROM certificates WHERE id = $1").bind(id))
             .await?;
-        row.as_ref().map(certificate_from_row).transpose()
+        let cert = row.as_ref().map(certificate_from_row).transpose()?;
+        Ok(cert.filter(|c| c.instance_id == instance_id))
     }
 
     pub async fn certificate_by_serial(&self, serial: &str) -> Result<Option<Certificate>> {

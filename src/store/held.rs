@@ -21,7 +21,7 @@ use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StoreError;
-use super::writer::{Changed, Statement};
+use super::writer::{self, Changed, Statement};
 
 /// How long a caller waits for a connection, and for a new one to open.
 const WAIT: Duration = Duration::from_secs(10);
@@ -108,14 +108,6 @@ impl Connections {
     ) -> Result<Vec<AnyRow>, StoreError> {
         Ok(self.get().await?.fetch_all(query).await?)
     }
-
-    /// Runs `query` and returns the rows it changed.
-    pub(crate) async fn execute(
-        &self,
-        query: Query<'_, Any, AnyArguments>,
-    ) -> Result<u64, StoreError> {
-        Ok(self.get().await?.execute(query).await?)
-    }
 }
 
 /// A connection taken from [`Connections`]; given back when dropped.
@@ -130,41 +122,24 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
-        self.busy = true;
-        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
-    }
-
-    /// After a command: the connection is at rest again, unless it failed
-    /// below the SQL level, when it is closed.
-    fn settle<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
-        self.busy = false;
-        if let Err(e) = &result {
-            self.after_error(e);
-        }
-        result
-    }
-
-    /// A connection that failed below the SQL level is closed, and so are
-    /// the idle ones: they were opened to the same server, and are likely
-    /// gone with it.
-    fn after_error(&mut self, e: &sqlx::Error) {
-        if !matches!(e, sqlx::Error::Database(_)) {
-            self.conn = None;
-            self.pool.idle.lock().expect("idle connections").clear();
-        }
-    }
-
-    /// Runs `command` on the connection, marked busy meanwhile.
+    /// Runs `command` on the connection, marked busy meanwhile. One that
+    /// fails below the SQL level is closed, and so are the idle ones: they
+    /// were opened to the same server, and are likely gone with it.
     async fn run<T>(
         &mut self,
         command: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let result = match self.conn() {
-            Ok(conn) => command(conn).await,
-            Err(e) => Err(e),
-        };
-        self.settle(result)
+        let conn = self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        self.busy = true;
+        let result = command(conn).await;
+        self.busy = false;
+        if let Err(e) = &result
+            && !matches!(e, sqlx::Error::Database(_))
+        {
+            self.conn = None;
+            self.pool.idle.lock().expect("idle connections").clear();
+        }
+        result
     }
 
     pub(crate) async fn fetch_optional(
@@ -182,41 +157,39 @@ impl Held {
         self.run(async |conn| query.fetch_all(conn).await).await
     }
 
-    pub(crate) async fn execute(
-        &mut self,
-        query: Query<'_, Any, AnyArguments>,
-    ) -> Result<u64, sqlx::Error> {
-        self.run(async |conn| Ok(query.execute(conn).await?.rows_affected()))
-            .await
-    }
-
     /// Runs `statements` as one transaction (see [`super::writer`]).
     pub(crate) async fn transaction(
         &mut self,
         statements: &[Statement],
     ) -> Result<Changed, StoreError> {
-        let result = match self.conn() {
-            Ok(conn) => transaction(conn, statements).await,
-            Err(e) => Err(e.into()),
+        self.run(async |conn| transaction(conn, statements).await)
+            .await?
+    }
+
+    /// Runs `statements`, none of which reads what another changes, as
+    /// one statement (see [`writer::merged`]).
+    pub(crate) async fn at_once(
+        &mut self,
+        statements: &[Statement],
+    ) -> Result<Changed, StoreError> {
+        let Some(merged) = writer::merged(statements) else {
+            return self.transaction(statements).await;
         };
-        self.busy = false;
-        if let Err(StoreError::Database(e)) = &result {
-            self.after_error(e);
-        }
-        result
+        let result = self.fetch_optional(merged.query()).await;
+        writer::merged_outcome(result, statements.len())
     }
 }
 
 /// One statement alone runs without BEGIN and COMMIT around it (two round
 /// trips fewer): on its own it is atomic, and changing no row undoes nothing.
+/// The outer error is the connection's; the inner, why the write was undone.
 async fn transaction(
     conn: &mut AnyConnection,
     statements: &[Statement],
-) -> Result<Changed, StoreError> {
+) -> Result<Result<Changed, StoreError>, sqlx::Error> {
     if let [statement] = statements {
         let rows = statement.execute(conn).await?;
-        statement.goes_on(rows)?;
-        return Ok(vec![rows]);
+        return Ok(statement.goes_on(rows).map(|_| vec![rows]));
     }
     let mut tx = conn.begin().await?;
     let mut changed = Vec::with_capacity(statements.len());
@@ -232,14 +205,14 @@ async fn transaction(
         match statement.goes_on(rows) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => {
+            Err(refused) => {
                 tx.rollback().await?;
-                return Err(e);
+                return Ok(Err(refused));
             }
         }
     }
     tx.commit().await?;
-    Ok(changed)
+    Ok(Ok(changed))
 }
 
 impl Drop for Held {

@@ -13,6 +13,7 @@ mod managed;
 mod notify;
 mod records;
 mod relay;
+mod used_nonces;
 mod writer;
 
 use std::str::FromStr;
@@ -82,7 +83,7 @@ pub struct Store {
     /// Where used nonces are recorded on PostgreSQL (see
     /// [`POSTGRES_NONCE_CONNECTIONS`]); on SQLite nonces are redeemed in
     /// memory (`acme::nonce`), and the writer records them if asked.
-    nonces: Option<held::Connections>,
+    nonces: Option<used_nonces::UsedNonces>,
     backend: Backend,
     /// Accounts read by id, kept in memory (see [`account_cache`]).
     accounts: std::sync::Arc<AccountCache>,
@@ -165,15 +166,25 @@ fn sqlite_readers(url: &str) -> Result<held::Connections, StoreError> {
 const POSTGRES_FLOW_CONNECTIONS: usize = 10;
 const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 
-/// On PostgreSQL, the connections that record used nonces: about seven a
-/// issuance, each its own commit. They commit asynchronously (no wait for
+/// What the flow's PostgreSQL connections run first. Every statement they
+/// run finds its rows by key. On a fresh database the planner has no
+/// statistics and takes each table for a few pages, so it would rather scan
+/// one than use its key, and a prepared statement keeps that plan: seen
+/// here, marking an order ready read the whole orders table, costing more
+/// with every order until autovacuum's first ANALYZE (a minute or more
+/// later). A scan is only chosen here when no index can serve the query.
+const POSTGRES_FLOW_SETUP: &[&str] = &["SET enable_seqscan = off"];
+
+/// On PostgreSQL, the connections that record used nonces (about seven an
+/// issuance), each with a worker that records a batch at a time (see
+/// [`used_nonces`]). They commit asynchronously (no wait for
 /// the WAL's fsync; the commit is visible to every replica at once). A
 /// crash of PostgreSQL itself can forget the last fraction of a second of
 /// redemptions, so a nonce redeemed then could be accepted once more
 /// within its lifetime: a replay of a request its signer already made,
 /// which only someone who saw the request inside TLS could send. Boulder
 /// keeps its nonces in memory, with the same trade.
-const POSTGRES_NONCE_CONNECTIONS: usize = 4;
+const POSTGRES_NONCE_CONNECTIONS: usize = 2;
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     match backend {
@@ -254,12 +265,19 @@ impl Store {
                 (sqlite_readers(&url)?, writer, None)
             }
             Backend::Postgres => {
-                let nonces = held::Connections::new(
-                    options.clone(),
-                    vec!["SET synchronous_commit = off"],
+                let nonces = used_nonces::UsedNonces::start(
+                    held::Connections::new(
+                        options.clone(),
+                        vec!["SET synchronous_commit = off"],
+                        POSTGRES_NONCE_CONNECTIONS,
+                    ),
                     POSTGRES_NONCE_CONNECTIONS,
                 );
-                let flow = held::Connections::new(options, Vec::new(), POSTGRES_FLOW_CONNECTIONS);
+                let flow = held::Connections::new(
+                    options,
+                    POSTGRES_FLOW_SETUP.to_vec(),
+                    POSTGRES_FLOW_CONNECTIONS,
+                );
                 (flow.clone(), writer::Writer::direct(flow), Some(nonces))
             }
         };
@@ -290,6 +308,17 @@ impl Store {
         statements: Vec<writer::Statement>,
     ) -> Result<writer::Changed, StoreError> {
         self.writer.write(statements).await
+    }
+
+    /// As [`Self::write`], for statements none of which reads what another
+    /// changes and none of which stops the write: on PostgreSQL they go as
+    /// one statement, one round trip in place of one each plus BEGIN and
+    /// COMMIT (see [`writer::merged`]).
+    pub(crate) async fn write_at_once(
+        &self,
+        statements: Vec<writer::Statement>,
+    ) -> Result<writer::Changed, StoreError> {
+        self.writer.write_at_once(statements).await
     }
 
     /// A cheap round trip for `/readyz`.

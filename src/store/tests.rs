@@ -654,6 +654,70 @@ async fn a_failed_write_is_undone_alone_and_the_others_are_kept() {
     }
 }
 
+/// Statements written at once (on PostgreSQL one statement of CTEs) keep
+/// each its own arguments, report the rows each changed, and are undone
+/// together when one fails or a guard matches nothing.
+#[tokio::test]
+async fn statements_written_at_once_are_kept_or_undone_together() {
+    use super::writer::Statement;
+    for (store, _dir) in backends().await {
+        let insert = |name: &str, value: &[u8]| {
+            Statement::new(
+                "INSERT INTO settings (name, value) VALUES ($1, $2)",
+                vec![name.into(), value.to_vec().into()],
+            )
+        };
+        let update = |name: &str, value: &[u8]| {
+            Statement::new(
+                "UPDATE settings SET value = $2 WHERE name = $1",
+                vec![name.into(), value.to_vec().into()],
+            )
+            .guard()
+        };
+        store.write(vec![insert("old", b"0")]).await.unwrap();
+        let changed = store
+            .write_at_once(vec![
+                insert("a", b"1"),
+                update("old", b"2"),
+                insert("b", b"3"),
+                Statement::new(
+                    "UPDATE settings SET value = $1 WHERE name = 'nowhere'",
+                    vec![b"x".to_vec().into()],
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(changed, [1, 1, 1, 0]);
+        for (name, value) in [("a", b"1"), ("old", b"2"), ("b", b"3")] {
+            assert_eq!(
+                store.setting(name).await.unwrap().as_deref(),
+                Some(&value[..]),
+                "{name}"
+            );
+        }
+        let guarded = store
+            .write_at_once(vec![insert("c", b"4"), update("nowhere", b"5")])
+            .await;
+        assert!(matches!(guarded, Err(StoreError::Guard)), "{guarded:?}");
+        let failed = store
+            .write_at_once(vec![update("old", b"6"), insert("a", b"7")])
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::Write(_) | StoreError::Database(_))),
+            "{failed:?}"
+        );
+        assert!(store.setting("c").await.unwrap().is_none());
+        assert_eq!(
+            store.setting("old").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            store.setting("a").await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+    }
+}
+
 /// Many orders made and finalized at once, with the group-commit writer and
 /// the pool's own writes interleaved: none is refused as busy, each order is
 /// finalized exactly once, and all of it is on disk for the next process.

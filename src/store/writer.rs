@@ -22,7 +22,9 @@
 
 use std::borrow::Cow;
 
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -131,9 +133,8 @@ impl Statement {
         }
     }
 
-    /// Runs it through sqlx (PostgreSQL, or inside a transaction of the
-    /// pool's) and returns the rows it changed.
-    pub(crate) async fn execute(&self, conn: &mut AnyConnection) -> Result<u64> {
+    /// It as a sqlx query with its arguments bound.
+    pub(super) fn query(&self) -> Query<'_, Any, AnyArguments> {
         let mut query = match &self.sql {
             Cow::Borrowed(sql) => sqlx::query(*sql),
             Cow::Owned(sql) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
@@ -145,7 +146,13 @@ impl Statement {
                 Arg::Blob(v) => query.bind(v.as_deref()),
             };
         }
-        Ok(query.execute(conn).await?.rows_affected())
+        query
+    }
+
+    /// Runs it through sqlx (PostgreSQL, or inside a transaction of the
+    /// pool's) and returns the rows it changed.
+    pub(crate) async fn execute(&self, conn: &mut AnyConnection) -> sqlx::Result<u64> {
+        Ok(self.query().execute(conn).await?.rows_affected())
     }
 
     /// Runs it on a SQLite connection; `$N` parameters are bound by name.
@@ -177,6 +184,73 @@ impl Statement {
 /// The rows each statement that ran changed, in order (fewer than the
 /// statements when one stopped the write).
 pub(crate) type Changed = Vec<u64>;
+
+/// The SQLSTATE of `acmehub_guard` (PostgreSQL migration 0013).
+const GUARD_SQLSTATE: &str = "AHGRD";
+
+/// `statements`, none of which reads what another changes, as a single
+/// PostgreSQL statement (one round trip, atomic on its own): each becomes a
+/// data-modifying CTE whose changed rows are counted, and a guarded one's
+/// count passes through `acmehub_guard`, whose error undoes the whole.
+/// `None` when one of them would stop the write: that needs them in order.
+pub(super) fn merged(statements: &[Statement]) -> Option<Statement> {
+    if statements.iter().any(|s| s.if_none == IfNone::Stop) {
+        return None;
+    }
+    let mut ctes = Vec::with_capacity(statements.len());
+    let mut counts = Vec::with_capacity(statements.len());
+    let mut args = Vec::new();
+    for (i, statement) in statements.iter().enumerate() {
+        ctes.push(format!(
+            "w{i} AS ({} RETURNING 1)",
+            renumbered(&statement.sql, args.len())
+        ));
+        args.extend(statement.args.iter().cloned());
+        let count = format!("(SELECT count(*) FROM w{i})");
+        counts.push(match statement.if_none {
+            IfNone::Guard => format!("acmehub_guard({count})"),
+            _ => count,
+        });
+    }
+    let sql = format!("WITH {} SELECT {}", ctes.join(", "), counts.join(", "));
+    Some(Statement::new(sql, args))
+}
+
+/// `sql` with each `$N` parameter moved to `$(N + by)`.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            out.push_str(&(n + by).to_string());
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a merged write's one row says: the rows each statement changed,
+/// or `Guard` when `acmehub_guard` refused it.
+pub(super) fn merged_outcome(
+    result: sqlx::Result<Option<AnyRow>>,
+    statements: usize,
+) -> Result<Changed> {
+    let row = match result {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(GUARD_SQLSTATE) => {
+            return Err(StoreError::Guard);
+        }
+        result => {
+            result?.ok_or_else(|| StoreError::Write("a merged write returned no row".into()))?
+        }
+    };
+    (0..statements)
+        .map(|i| Ok(row.try_get::<i64, _>(i)? as u64))
+        .collect()
+}
 
 /// The most writes one transaction takes, so that a long queue still
 /// commits (and answers) in steps.
@@ -254,6 +328,27 @@ impl Writer {
             }
             Route::Queue(queue) => queue,
         };
+        self.queued(queue, statements).await
+    }
+
+    /// As [`Self::write`], for statements none of which reads what another
+    /// changes: on PostgreSQL they go as one statement (see [`merged`]),
+    /// one round trip instead of one each and two for BEGIN and COMMIT.
+    pub(crate) async fn write_at_once(&self, statements: Vec<Statement>) -> Result<Changed> {
+        let queue = match &self.0 {
+            Route::Direct(connections) => {
+                return connections.get().await?.at_once(&statements).await;
+            }
+            Route::Queue(queue) => queue,
+        };
+        self.queued(queue, statements).await
+    }
+
+    async fn queued(
+        &self,
+        queue: &mpsc::UnboundedSender<Job>,
+        statements: Vec<Statement>,
+    ) -> Result<Changed> {
         let (answer, answered) = oneshot::channel();
         let gone = || StoreError::Write("the database writer has stopped".into());
         queue.send(Job { statements, answer }).map_err(|_| gone())?;
@@ -359,4 +454,35 @@ fn run(conn: &rusqlite::Connection, statements: &[Statement]) -> Result<Changed>
 /// Like a database error through sqlx: internal, never shown to a client.
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
     StoreError::Write(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_renumbered_past_the_earlier_statements() {
+        assert_eq!(
+            renumbered("UPDATE t SET a = $1, b = $12 WHERE c = $2 AND d = $1", 3),
+            "UPDATE t SET a = $4, b = $15 WHERE c = $5 AND d = $4"
+        );
+        assert_eq!(renumbered("SELECT 1", 5), "SELECT 1");
+        let merged = merged(&[
+            Statement::new("DELETE FROM t WHERE a = $1", vec!["x".into()]),
+            Statement::new(
+                "UPDATE u SET b = $2 WHERE a = $1",
+                vec!["y".into(), "z".into()],
+            )
+            .guard(),
+        ])
+        .unwrap();
+        assert_eq!(
+            merged.sql,
+            "WITH w0 AS (DELETE FROM t WHERE a = $1 RETURNING 1), \
+             w1 AS (UPDATE u SET b = $3 WHERE a = $2 RETURNING 1) \
+             SELECT (SELECT count(*) FROM w0), acmehub_guard((SELECT count(*) FROM w1))"
+        );
+        assert_eq!(merged.args.len(), 3);
+        assert!(super::merged(&[Statement::new("DELETE FROM t", vec![]).or_stop()]).is_none());
+    }
 }
