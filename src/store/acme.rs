@@ -8,7 +8,7 @@ use super::records::*;
 use super::writer::Statement;
 use super::{Store, StoreError, unique_violation};
 use crate::policy::Identifier;
-use crate::util::{now, random_id};
+use crate::util::{now, ordered_id, random_id};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -449,11 +449,11 @@ impl Store {
             .iter()
             .map(|authz| match authz {
                 NewAuthz::Reuse(existing) => existing.clone(),
-                NewAuthz::Create { .. } => random_id(),
+                NewAuthz::Create { .. } => ordered_id(),
             })
             .collect();
         let order = Order {
-            id: random_id(),
+            id: ordered_id(),
             instance_id: new.instance_id.clone(),
             account_id: new.account_id.clone(),
             status,
@@ -740,7 +740,7 @@ impl Store {
     pub async fn begin_issuance(&self, intent: &CertificateIntent) -> Result<Certificate> {
         let now = now();
         let cert = Certificate {
-            id: random_id(),
+            id: ordered_id(),
             instance_id: intent.instance_id.clone(),
             account_id: intent.account_id.clone(),
             order_id: intent.order_id.clone(),
@@ -1021,7 +1021,7 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
                     .collect();
                 let mut args = vec![authz_id.into(), created_at.into()];
                 for (kind, token) in challenges {
-                    args.extend([random_id().into(), kind.into(), token.into()]);
+                    args.extend([ordered_id().into(), kind.into(), token.into()]);
                 }
                 statements.push(Statement::new(
                     format!(

@@ -356,13 +356,38 @@ impl Writer {
     }
 }
 
+/// How long a write waits for others to join its commit, when writes are
+/// queuing up (see [`commit_batches`]).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Writes queued behind the first that make it wait [`GATHER`], and
+/// enough that it commits at once.
+const QUEUING: usize = 2;
+const GATHERED: usize = 16;
+
 /// The group-commit loop: takes the writes queued since the last commit.
+///
+/// A commit is one fsync, and it rewrites every page its writes touched,
+/// including the last page of each table and index, which every write of
+/// an issuance shares; the readers' page caches are dropped after each
+/// commit too. So when writes are queuing faster than they commit (a few
+/// already wait behind the first), the next commit waits up to [`GATHER`]
+/// for more, as PostgreSQL's `commit_delay` does when enough other
+/// transactions are active. Seen here at 64 clients: 1.7 commits an
+/// issuance without it, 1.0 with it. With a few clients the queue stays
+/// short and no write waits (there a wait only adds to each request's
+/// time: waiting whenever the last commit held two writes cut commits to
+/// 0.4 an issuance at 64 clients, but cost a quarter of the throughput at
+/// 4 clients).
 async fn commit_batches(
     pool: AnyPool,
     conn: rusqlite::Connection,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) {
     while let Some(first) = jobs.recv().await {
+        if (QUEUING..GATHERED).contains(&jobs.len()) {
+            tokio::time::sleep(GATHER).await;
+        }
         // The pool's writing connection, held so that no sqlx write runs
         // meanwhile.
         let held = match pool.acquire().await {
