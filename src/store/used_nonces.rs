@@ -67,7 +67,9 @@ impl UsedNonces {
     }
 }
 
-const SEPARATOR: char = ' ';
+/// Between the nonces (and the expiry times) of a batch; [`RECORD`] splits
+/// on the same.
+const SEPARATOR: &str = " ";
 
 /// One statement for a whole batch: the nonces and their expiry times as
 /// two lists (sqlx's `Any` driver binds no arrays).
@@ -102,7 +104,8 @@ async fn work(
 /// batch is new at most for the first.
 async fn record(connections: &Connections, batch: Vec<Redemption>) {
     metrics::histogram!("acmehub_db_nonce_batch").record(batch.len() as f64);
-    let join = |f: fn(&Redemption) -> String| batch.iter().map(f).collect::<Vec<_>>().join(" ");
+    let join =
+        |f: fn(&Redemption) -> String| batch.iter().map(f).collect::<Vec<_>>().join(SEPARATOR);
     let query = sqlx::query(RECORD)
         .bind(join(|r| r.nonce.clone()))
         .bind(join(|r| r.expires_at.to_string()));

@@ -322,38 +322,29 @@ impl Writer {
     /// if the caller goes away (as a statement sent to a database would);
     /// on PostgreSQL it is rolled back with the caller's transaction.
     pub(crate) async fn write(&self, statements: Vec<Statement>) -> Result<Changed> {
-        let queue = match &self.0 {
-            Route::Direct(connections) => {
-                return connections.get().await?.transaction(&statements).await;
-            }
-            Route::Queue(queue) => queue,
-        };
-        self.queued(queue, statements).await
+        match &self.0 {
+            Route::Direct(connections) => connections.get().await?.transaction(&statements).await,
+            Route::Queue(queue) => queued(queue, statements).await,
+        }
     }
 
     /// As [`Self::write`], for statements none of which reads what another
     /// changes: on PostgreSQL they go as one statement (see [`merged`]),
     /// one round trip instead of one each and two for BEGIN and COMMIT.
     pub(crate) async fn write_at_once(&self, statements: Vec<Statement>) -> Result<Changed> {
-        let queue = match &self.0 {
-            Route::Direct(connections) => {
-                return connections.get().await?.at_once(&statements).await;
-            }
-            Route::Queue(queue) => queue,
-        };
-        self.queued(queue, statements).await
+        match &self.0 {
+            Route::Direct(connections) => connections.get().await?.at_once(&statements).await,
+            Route::Queue(queue) => queued(queue, statements).await,
+        }
     }
+}
 
-    async fn queued(
-        &self,
-        queue: &mpsc::UnboundedSender<Job>,
-        statements: Vec<Statement>,
-    ) -> Result<Changed> {
-        let (answer, answered) = oneshot::channel();
-        let gone = || StoreError::Write("the database writer has stopped".into());
-        queue.send(Job { statements, answer }).map_err(|_| gone())?;
-        answered.await.map_err(|_| gone())?
-    }
+/// Queues `statements` for the SQLite writer and waits for their commit.
+async fn queued(queue: &mpsc::UnboundedSender<Job>, statements: Vec<Statement>) -> Result<Changed> {
+    let (answer, answered) = oneshot::channel();
+    let gone = || StoreError::Write("the database writer has stopped".into());
+    queue.send(Job { statements, answer }).map_err(|_| gone())?;
+    answered.await.map_err(|_| gone())?
 }
 
 /// How long a write waits for others to join its commit, when writes are
