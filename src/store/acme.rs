@@ -2,7 +2,8 @@
 //! authorizations, challenges and certificates.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
+
+use super::reader::Fields;
 
 use super::records::*;
 use super::writer::Statement;
@@ -20,106 +21,106 @@ fn identifiers_to_json(ids: &[Identifier]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-pub(super) fn instance_from_row(r: &AnyRow) -> Result<Instance> {
-    let challenges: String = r.try_get("allowed_challenges")?;
-    let limits: String = r.try_get("rate_limits")?;
+pub(super) fn instance_from_row(r: &impl Fields) -> Result<Instance> {
+    let challenges: String = r.field("allowed_challenges")?;
+    let limits: String = r.field("rate_limits")?;
     Ok(Instance {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        issuer: r.try_get("issuer")?,
-        external_account_required: r.try_get::<i64, _>("external_account_required")? != 0,
-        cert_validity_days: r.try_get("cert_validity_days")?,
+        id: r.field("id")?,
+        name: r.field("name")?,
+        description: r.field("description")?,
+        issuer: r.field("issuer")?,
+        external_account_required: r.field::<i64>("external_account_required")? != 0,
+        cert_validity_days: r.field("cert_validity_days")?,
         allowed_challenges: serde_json::from_str(&challenges)
             .map_err(|e| StoreError::Corrupt(format!("allowed_challenges: {e}")))?,
         rate_limits: serde_json::from_str(&limits)
             .map_err(|e| StoreError::Corrupt(format!("rate_limits: {e}")))?,
-        environment: r.try_get("environment")?,
-        failover: r.try_get::<i64, _>("failover")? != 0,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        environment: r.field("environment")?,
+        failover: r.field::<i64>("failover")? != 0,
+        created_at: r.field("created_at")?,
+        updated_at: r.field("updated_at")?,
     })
 }
 
-fn account_from_row(r: &AnyRow) -> Result<Account> {
-    let contact: String = r.try_get("contact")?;
+fn account_from_row(r: &impl Fields) -> Result<Account> {
+    let contact: String = r.field("contact")?;
     Ok(Account {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        key_thumbprint: r.try_get("key_thumbprint")?,
-        jwk: r.try_get("jwk")?,
-        status: AccountStatus::parse(&r.try_get::<String, _>("status")?)?,
+        id: r.field("id")?,
+        instance_id: r.field("instance_id")?,
+        key_thumbprint: r.field("key_thumbprint")?,
+        jwk: r.field("jwk")?,
+        status: AccountStatus::parse(&r.field::<String>("status")?)?,
         contact: serde_json::from_str(&contact)
             .map_err(|e| StoreError::Corrupt(format!("contact: {e}")))?,
-        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
-        access_key_id: r.try_get("access_key_id")?,
-        created_at: r.try_get("created_at")?,
+        tos_agreed: r.field::<i64>("tos_agreed")? != 0,
+        access_key_id: r.field("access_key_id")?,
+        created_at: r.field("created_at")?,
     })
 }
 
-pub(super) fn order_from_row(r: &AnyRow) -> Result<Order> {
+pub(super) fn order_from_row(r: &impl Fields) -> Result<Order> {
     Ok(Order {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        account_id: r.try_get("account_id")?,
-        status: OrderStatus::parse(&r.try_get::<String, _>("status")?)?,
-        identifiers: identifiers_from_json(&r.try_get::<String, _>("identifiers")?)?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        expires_at: r.try_get("expires_at")?,
-        error: r.try_get("error")?,
-        certificate_id: r.try_get("certificate_id")?,
-        replaces: r.try_get("replaces")?,
-        profile: r.try_get("profile")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        id: r.field("id")?,
+        instance_id: r.field("instance_id")?,
+        account_id: r.field("account_id")?,
+        status: OrderStatus::parse(&r.field::<String>("status")?)?,
+        identifiers: identifiers_from_json(&r.field::<String>("identifiers")?)?,
+        not_before: r.field("not_before")?,
+        not_after: r.field("not_after")?,
+        expires_at: r.field("expires_at")?,
+        error: r.field("error")?,
+        certificate_id: r.field("certificate_id")?,
+        replaces: r.field("replaces")?,
+        profile: r.field("profile")?,
+        created_at: r.field("created_at")?,
+        updated_at: r.field("updated_at")?,
         authz_ids: Vec::new(),
     })
 }
 
-pub(super) fn authz_from_row(r: &AnyRow) -> Result<Authorization> {
-    let kind: String = r.try_get("identifier_type")?;
-    let value: String = r.try_get("identifier_value")?;
+pub(super) fn authz_from_row(r: &impl Fields) -> Result<Authorization> {
+    let kind: String = r.field("identifier_type")?;
+    let value: String = r.field("identifier_value")?;
     Ok(Authorization {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        account_id: r.try_get("account_id")?,
+        id: r.field("id")?,
+        instance_id: r.field("instance_id")?,
+        account_id: r.field("account_id")?,
         identifier: Identifier {
             kind: kind
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("identifier type {kind}")))?,
             value,
         },
-        wildcard: r.try_get::<i64, _>("wildcard")? != 0,
-        status: AuthzStatus::parse(&r.try_get::<String, _>("status")?)?,
-        expires_at: r.try_get("expires_at")?,
+        wildcard: r.field::<i64>("wildcard")? != 0,
+        status: AuthzStatus::parse(&r.field::<String>("status")?)?,
+        expires_at: r.field("expires_at")?,
         challenges: Vec::new(),
     })
 }
 
-pub(super) fn certificate_from_row(r: &AnyRow) -> Result<Certificate> {
+pub(super) fn certificate_from_row(r: &impl Fields) -> Result<Certificate> {
     Ok(Certificate {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        account_id: r.try_get("account_id")?,
-        order_id: r.try_get("order_id")?,
-        serial: r.try_get("serial")?,
-        status: CertificateStatus::parse(&r.try_get::<String, _>("status")?)?,
-        issuer: r.try_get("issuer")?,
-        identifiers: identifiers_from_json(&r.try_get::<String, _>("identifiers")?)?,
-        spki: r.try_get("spki")?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        der: r.try_get("der")?,
-        chain_pem: r.try_get("chain_pem")?,
-        alternate_chains: match r.try_get::<Option<String>, _>("alternate_chains")? {
+        id: r.field("id")?,
+        instance_id: r.field("instance_id")?,
+        account_id: r.field("account_id")?,
+        order_id: r.field("order_id")?,
+        serial: r.field("serial")?,
+        status: CertificateStatus::parse(&r.field::<String>("status")?)?,
+        issuer: r.field("issuer")?,
+        identifiers: identifiers_from_json(&r.field::<String>("identifiers")?)?,
+        spki: r.field("spki")?,
+        not_before: r.field("not_before")?,
+        not_after: r.field("not_after")?,
+        der: r.field("der")?,
+        chain_pem: r.field("chain_pem")?,
+        alternate_chains: match r.field::<Option<String>>("alternate_chains")? {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("alternate_chains: {e}")))?,
             None => Vec::new(),
         },
-        ari_id: r.try_get("ari_id")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r.try_get("revocation_reason")?,
+        ari_id: r.field("ari_id")?,
+        revoked_at: r.field("revoked_at")?,
+        revocation_reason: r.field("revocation_reason")?,
     })
 }
 
@@ -146,7 +147,10 @@ impl Store {
     pub async fn instance_by_name(&self, name: &str) -> Result<Option<Instance>> {
         let row = self
             .reader
-            .fetch_optional(sqlx::query("SELECT * FROM instances WHERE name = $1").bind(name))
+            .fetch_optional(&Statement::new(
+                "SELECT * FROM instances WHERE name = $1",
+                vec![name.into()],
+            ))
             .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
@@ -232,13 +236,10 @@ impl Store {
     ) -> Result<Option<Account>> {
         let row = self
             .reader
-            .fetch_optional(
-                sqlx::query(
-                    "SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2",
-                )
-                .bind(instance_id)
-                .bind(thumbprint),
-            )
+            .fetch_optional(&Statement::new(
+                "SELECT * FROM accounts WHERE instance_id = $1 AND key_thumbprint = $2",
+                vec![instance_id.into(), thumbprint.into()],
+            ))
             .await?;
         row.as_ref().map(account_from_row).transpose()
     }
@@ -250,11 +251,10 @@ impl Store {
         };
         let row = self
             .reader
-            .fetch_optional(
-                sqlx::query("SELECT * FROM accounts WHERE instance_id = $1 AND id = $2")
-                    .bind(instance_id)
-                    .bind(id),
-            )
+            .fetch_optional(&Statement::new(
+                "SELECT * FROM accounts WHERE instance_id = $1 AND id = $2",
+                vec![instance_id.into(), id.into()],
+            ))
             .await?;
         let account = row.as_ref().map(account_from_row).transpose()?;
         if let Some(account) = &account {
@@ -404,23 +404,24 @@ impl Store {
         valid_until: i64,
         kinds: &[&str],
     ) -> Result<Option<String>> {
-        let rows = self.reader.fetch_all(sqlx::query(
+        let rows = self.reader.fetch_all(&Statement::new(
             "SELECT a.id, c.kind FROM authorizations a JOIN challenges c ON c.authz_id = a.id \
              WHERE a.account_id = $1 AND a.identifier_type = $2 AND a.identifier_value = $3 \
              AND a.wildcard = $4 AND a.status = 'valid' AND a.expires_at > $5 AND c.status = 'valid' \
              ORDER BY a.expires_at DESC LIMIT 20",
-        )
-        .bind(account_id)
-        .bind(identifier.kind.as_str())
-        .bind(&identifier.value)
-        .bind(i64::from(wildcard))
-        .bind(valid_until)
-        )
+            vec![
+                account_id.into(),
+                identifier.kind.as_str().into(),
+                (&identifier.value).into(),
+                i64::from(wildcard).into(),
+                valid_until.into(),
+            ],
+        ))
         .await?;
         for row in rows {
-            let kind: String = row.try_get("kind")?;
+            let kind: String = row.field("kind")?;
             if kinds.contains(&kind.as_str()) {
-                return Ok(Some(row.try_get("id")?));
+                return Ok(Some(row.field("id")?));
             }
         }
         Ok(None)
@@ -482,14 +483,12 @@ impl Store {
         // instance's index and read every order of the instance.
         let rows = self
             .reader
-            .fetch_all(
-                sqlx::query(
-                    "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
-             LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
-             WHERE o.id = $1 ORDER BY oa.position",
-                )
-                .bind(id),
-            )
+            .fetch_all(&Statement::new(
+                "SELECT o.*, oa.authz_id AS linked_authz FROM orders o \
+                 LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
+                 WHERE o.id = $1 ORDER BY oa.position",
+                vec![id.into()],
+            ))
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -499,7 +498,7 @@ impl Store {
             return Ok(None);
         }
         for row in &rows {
-            if let Some(authz_id) = row.try_get::<Option<String>, _>("linked_authz")? {
+            if let Some(authz_id) = row.field::<Option<String>>("linked_authz")? {
                 order.authz_ids.push(authz_id);
             }
         }
@@ -550,26 +549,22 @@ impl Store {
         );
         let rows = self
             .reader
-            .fetch_all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(instance_id)
-                    .bind(key),
-            )
+            .fetch_all(&Statement::new(sql, vec![instance_id.into(), key.into()]))
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
         let mut authz = authz_from_row(first)?;
         for row in &rows {
-            if let Some(id) = row.try_get::<Option<String>, _>("c_id")? {
+            if let Some(id) = row.field::<Option<String>>("c_id")? {
                 authz.challenges.push(Challenge {
                     id,
                     authz_id: authz.id.clone(),
-                    kind: row.try_get("c_kind")?,
-                    token: row.try_get("c_token")?,
-                    status: ChallengeStatus::parse(&row.try_get::<String, _>("c_status")?)?,
-                    validated_at: row.try_get("c_validated_at")?,
-                    error: row.try_get("c_error")?,
+                    kind: row.field("c_kind")?,
+                    token: row.field("c_token")?,
+                    status: ChallengeStatus::parse(&row.field::<String>("c_status")?)?,
+                    validated_at: row.field("c_validated_at")?,
+                    error: row.field("c_error")?,
                 });
             }
         }
@@ -578,14 +573,13 @@ impl Store {
 
     /// The latest order an authorization belongs to.
     pub async fn order_of_authz(&self, authz_id: &str) -> Result<Option<String>> {
-        let row = self.reader.fetch_optional(sqlx::query(
+        let row = self.reader.fetch_optional(&Statement::new(
             "SELECT oa.order_id FROM order_authorizations oa JOIN orders o ON o.id = oa.order_id \
              WHERE oa.authz_id = $1 ORDER BY o.created_at DESC, o.id LIMIT 1",
-        )
-        .bind(authz_id)
-        )
+            vec![authz_id.into()],
+        ))
         .await?;
-        row.map(|r| Ok(r.try_get("order_id")?)).transpose()
+        row.map(|r| r.field("order_id")).transpose()
     }
 
     /// A challenge and the authorization it belongs to, within one instance.
@@ -880,7 +874,10 @@ impl Store {
     pub async fn certificate(&self, instance_id: &str, id: &str) -> Result<Option<Certificate>> {
         let row = self
             .reader
-            .fetch_optional(sqlx::query("SELECT * FROM certificates WHERE id = $1").bind(id))
+            .fetch_optional(&Statement::new(
+                "SELECT * FROM certificates WHERE id = $1",
+                vec![id.into()],
+            ))
             .await?;
         let cert = row.as_ref().map(certificate_from_row).transpose()?;
         Ok(cert.filter(|c| c.instance_id == instance_id))
@@ -889,9 +886,10 @@ impl Store {
     pub async fn certificate_by_serial(&self, serial: &str) -> Result<Option<Certificate>> {
         let row = self
             .reader
-            .fetch_optional(
-                sqlx::query("SELECT * FROM certificates WHERE serial = $1").bind(serial),
-            )
+            .fetch_optional(&Statement::new(
+                "SELECT * FROM certificates WHERE serial = $1",
+                vec![serial.into()],
+            ))
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }

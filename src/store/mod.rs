@@ -11,12 +11,14 @@ mod dns;
 mod held;
 mod managed;
 mod notify;
+mod reader;
 mod records;
 mod relay;
 mod used_nonces;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -45,6 +47,9 @@ pub enum StoreError {
     /// A write to SQLite through the group-commit writer failed.
     #[error("writing to the database: {0}")]
     Write(String),
+    /// A read from SQLite on the calling thread failed (see [`reader`]).
+    #[error("reading the database: {0}")]
+    Read(String),
     /// The database URL asks for something the store does not offer.
     #[error("{0}")]
     Config(String),
@@ -75,18 +80,18 @@ pub struct Store {
     /// has one writer, and a single writing connection never waits on a
     /// lock (no SQLITE_BUSY on lock upgrades inside transactions).
     pool: AnyPool,
-    /// The ACME flow's hot reads (see [`held`]). On SQLite two read-only
-    /// connections, so these reads do not queue behind a commit's fsync on
-    /// the writer (WAL readers see every commit made before they start); on
-    /// PostgreSQL the connections the flow's writes use too.
-    reader: held::Connections,
+    /// The ACME flow's hot reads (see [`reader`]): on SQLite read-only
+    /// connections used on the calling thread, which do not queue behind a
+    /// commit's fsync on the writer; on PostgreSQL the connections the
+    /// flow's writes use too.
+    reader: reader::Reader,
     /// Where used nonces are recorded on PostgreSQL (see
     /// [`POSTGRES_NONCE_CONNECTIONS`]); on SQLite nonces are redeemed in
     /// memory (`acme::nonce`), and the writer records them if asked.
     nonces: Option<used_nonces::UsedNonces>,
     backend: Backend,
     /// Accounts read by id, kept in memory (see [`account_cache`]).
-    accounts: std::sync::Arc<AccountCache>,
+    accounts: Arc<AccountCache>,
     /// The hot writes: group-committed on SQLite (see [`writer`]).
     writer: writer::Writer,
 }
@@ -148,21 +153,6 @@ fn sqlite_pragmas(synchronous: &'static str) -> [&'static str; 5] {
         "PRAGMA busy_timeout = 5000",
         "PRAGMA temp_store = MEMORY",
     ]
-}
-
-/// Read-only connections to the SQLite file behind `url` (which exists:
-/// the writer created and migrated it).
-fn sqlite_readers(url: &str) -> Result<held::Connections, StoreError> {
-    let (base, mut params) = url_params(url);
-    params.retain(|p| !p.starts_with("mode="));
-    params.push("mode=ro");
-    let options =
-        AnyConnectOptions::from_str(&with_params(base, &params))?.disable_statement_logging();
-    Ok(held::Connections::new(
-        options,
-        vec!["PRAGMA busy_timeout = 5000"],
-        2,
-    ))
 }
 
 /// On PostgreSQL, the connections of the ACME flow's hot path (reads and
@@ -266,7 +256,8 @@ impl Store {
                 }
                 let writer =
                     writer::Writer::sqlite(pool.clone(), &file, &sqlite_pragmas(synchronous))?;
-                (sqlite_readers(&url)?, writer, None)
+                let readers = reader::SqliteReaders::new(&file)?;
+                (reader::Reader::Sqlite(Arc::new(readers)), writer, None)
             }
             Backend::Postgres => {
                 let nonces = used_nonces::UsedNonces::start(
@@ -282,7 +273,11 @@ impl Store {
                     POSTGRES_FLOW_SETUP.to_vec(),
                     POSTGRES_FLOW_CONNECTIONS,
                 );
-                (flow.clone(), writer::Writer::direct(flow), Some(nonces))
+                (
+                    reader::Reader::Postgres(flow.clone()),
+                    writer::Writer::direct(flow),
+                    Some(nonces),
+                )
             }
         };
         let accounts = match backend {

@@ -1,9 +1,11 @@
 //! The same store tests on SQLite and, when `ACMEHUB_TEST_DATABASE_URL` is
 //! set, on PostgreSQL.
 
+use super::writer::Statement;
 use super::*;
 use crate::policy::Identifier;
 use crate::util::{now, random_id};
+use reader::Fields;
 use sqlx::Connection;
 
 /// A fresh store per backend: a temp SQLite file, and a PostgreSQL schema of
@@ -546,18 +548,20 @@ async fn sqlite_commits_are_durable_unless_asked_otherwise() {
         store.setting_or_insert("probe", b"1").await.unwrap();
         let seen = store
             .reader
-            .fetch_optional(sqlx::query(
+            .fetch_optional(&Statement::new(
                 "SELECT value FROM settings WHERE name = 'probe'",
+                vec![],
             ))
             .await
             .unwrap()
             .expect("the probe setting");
-        assert_eq!(seen.try_get::<Vec<u8>, _>(0).unwrap(), b"1");
+        assert_eq!(seen.field::<Vec<u8>>("value").unwrap(), b"1");
         let write = store
             .reader
-            .fetch_optional(sqlx::query("DELETE FROM settings"))
+            .fetch_optional(&Statement::new("DELETE FROM settings", vec![]))
             .await;
         assert!(write.is_err(), "a reader wrote");
+        assert!(store.setting("probe").await.unwrap().is_some());
     }
 }
 
@@ -790,41 +794,97 @@ async fn concurrent_writes_are_all_saved_once_and_survive_a_restart() {
     assert!(reopened.setting("s99").await.unwrap().is_some());
 }
 
+/// The flow's held connections of a PostgreSQL store.
+fn flow(store: &Store) -> &held::Connections {
+    match &store.reader {
+        reader::Reader::Postgres(flow) => flow,
+        reader::Reader::Sqlite(_) => panic!("a SQLite store has no held connections"),
+    }
+}
+
 #[tokio::test]
 async fn a_connection_whose_caller_went_away_mid_query_is_closed_not_reused() {
-    for (store, _dir) in backends().await {
-        let slow = match store.backend() {
-            Backend::Postgres => "SELECT 1 FROM pg_sleep(2)",
-            Backend::Sqlite => {
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100000000) \
-                 SELECT count(*) FROM c"
-            }
-        };
-        let answers = async |n: i64| {
-            let row = store
-                .reader
-                .fetch_optional(sqlx::query("SELECT $1 AS n").bind(n))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(row.try_get::<i64, _>("n").unwrap(), n);
-        };
-        // a connection that finished its query is reused
-        answers(7).await;
-        assert_eq!(store.reader.idle(), 1);
-        let mut held = store.reader.get().await.unwrap();
-        assert_eq!(store.reader.idle(), 0);
-        let gave_up = tokio::time::timeout(
-            Duration::from_millis(50),
-            held.fetch_optional(sqlx::query(slow)),
-        )
+    let Some(url) = postgres_test_url() else {
+        return;
+    };
+    let store = postgres_schema(&url).await;
+    let flow = flow(&store);
+    let answers = async |n: i64| {
+        let row = flow
+            .fetch_optional(sqlx::query("SELECT $1 AS n").bind(n))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), n);
+    };
+    // a connection that finished its query is reused
+    answers(7).await;
+    assert_eq!(flow.idle(), 1);
+    let mut held = flow.get().await.unwrap();
+    assert_eq!(flow.idle(), 0);
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        held.fetch_optional(sqlx::query("SELECT 1 FROM pg_sleep(2)")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the slow query finished");
+    drop(held);
+    assert_eq!(flow.idle(), 0, "a connection mid-query was kept");
+    // the next caller gets a fresh connection that answers its own query
+    answers(8).await;
+}
+
+#[tokio::test]
+async fn sqlite_reads_do_not_wait_for_a_write_in_progress_nor_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let (instance, acct) = account(&store).await;
+    let reader::Reader::Sqlite(readers) = &store.reader else {
+        panic!("a SQLite store reads through SQLite readers");
+    };
+    // another writer holds SQLite's write lock with an uncommitted change
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; UPDATE accounts SET status = 'deactivated'")
+        .unwrap();
+    store.forget_accounts();
+    let started = std::time::Instant::now();
+    let seen = store
+        .account(&instance.id, &acct.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a read waited for the writer"
+    );
+    assert_eq!(
+        seen.status,
+        AccountStatus::Valid,
+        "a read saw an uncommitted write"
+    );
+    // a statement that fails leaves its connection usable, and kept
+    let bad = store
+        .reader
+        .fetch_all(&Statement::new("SELECT nothing FROM accounts", vec![]))
         .await;
-        assert!(gave_up.is_err(), "the slow query finished: {slow}");
-        drop(held);
-        assert_eq!(store.reader.idle(), 0, "a connection mid-query was kept");
-        // the next caller gets a fresh connection that answers its own query
-        answers(8).await;
-    }
+    assert!(matches!(bad, Err(StoreError::Read(_))), "{:?}", bad.err());
+    writer.execute_batch("COMMIT").unwrap();
+    store.forget_accounts();
+    let seen = store
+        .account(&instance.id, &acct.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.status, AccountStatus::Deactivated);
+    assert_eq!(
+        readers.idle(),
+        1,
+        "reads one at a time share one connection"
+    );
 }
 
 #[tokio::test]
@@ -903,9 +963,9 @@ async fn a_connection_the_server_dropped_while_idle_is_not_handed_out() {
         return;
     };
     let store = postgres_schema(&url).await;
+    let flow = flow(&store);
     let pid = async || -> i32 {
-        let row = store
-            .reader
+        let row = flow
             .fetch_optional(sqlx::query("SELECT pg_backend_pid() AS pid"))
             .await
             .unwrap()
@@ -913,7 +973,7 @@ async fn a_connection_the_server_dropped_while_idle_is_not_handed_out() {
         row.try_get("pid").unwrap()
     };
     let first = pid().await;
-    assert_eq!(store.reader.idle(), 1);
+    assert_eq!(flow.idle(), 1);
     // the server ends that connection while it sits idle
     let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
     sqlx::query("SELECT pg_terminate_backend($1)")

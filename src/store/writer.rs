@@ -155,9 +155,12 @@ impl Statement {
         Ok(self.query().execute(conn).await?.rows_affected())
     }
 
-    /// Runs it on a SQLite connection; `$N` parameters are bound by name.
-    fn execute_sqlite(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
-        let mut stmt = conn.prepare_cached(&self.sql)?;
+    pub(super) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Binds its arguments to `stmt` (prepared from its SQL), `$N` by name.
+    pub(super) fn bind_sqlite(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         // As PostgreSQL would: every argument has its `$N`, and every `$N`
         // an argument (a missing one would bind NULL).
         if stmt.parameter_count() != self.args.len() {
@@ -177,6 +180,13 @@ impl Statement {
                 Arg::Blob(v) => stmt.raw_bind_parameter(index, v.as_deref())?,
             }
         }
+        Ok(())
+    }
+
+    /// Runs it on a SQLite connection and returns the rows it changed.
+    fn execute_sqlite(&self, conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+        let mut stmt = conn.prepare_cached(&self.sql)?;
+        self.bind_sqlite(&mut stmt)?;
         Ok(stmt.raw_execute()? as u64)
     }
 }
