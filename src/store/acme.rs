@@ -651,18 +651,41 @@ impl Store {
                 vec![authz_valid_until.into(), authz_id.into()],
             ),
         };
-        self.write(vec![
+        let mut statements = Vec::with_capacity(4);
+        statements.extend(self.lock_orders_of_authz(authz_id));
+        statements.extend([
             challenge,
             authz.or_stop(),
             orders_of_authz(authz_id, error, now),
-        ])
-        .await?;
+        ]);
+        self.write(statements).await?;
         Ok(())
     }
 
     /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
+    /// On PostgreSQL, the first statement of a write that changes an
+    /// authorization and then the orders that use it: it locks those
+    /// orders, so that such writes to one order run one after another.
+    /// Without it, two challenges of one order that finish together each
+    /// see (in their snapshots) the other's authorization still pending,
+    /// and the order stays pending with every authorization valid. On
+    /// SQLite writes never overlap (one writer), and there is no `FOR UPDATE`.
+    fn lock_orders_of_authz(&self, authz_id: &str) -> Option<Statement> {
+        (self.backend == super::Backend::Postgres).then(|| {
+            Statement::new(
+                "SELECT 1 FROM orders WHERE id IN \
+                 (SELECT order_id FROM order_authorizations WHERE authz_id = $1) \
+                 ORDER BY id FOR UPDATE",
+                vec![authz_id.into()],
+            )
+        })
+    }
+
     pub async fn deactivate_authz(&self, authz_id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if let Some(lock) = self.lock_orders_of_authz(authz_id) {
+            lock.execute(&mut tx).await?;
+        }
         let r = sqlx::query(
             "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
         )

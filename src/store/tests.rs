@@ -218,6 +218,56 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
 }
 
 #[tokio::test]
+async fn an_order_whose_challenges_finish_at_once_becomes_ready() {
+    // Two validations of one order end at the same moment (a client
+    // answers both challenges together): each sees the other's
+    // authorization still pending unless the order is locked first.
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let mut orders = Vec::new();
+        for i in 0..40 {
+            let a = format!("a{i}.example.com");
+            let b = format!("b{i}.example.com");
+            let order = store
+                .create_order(&new_order(&instance, &account, &[&a, &b]), |_| None)
+                .await
+                .unwrap();
+            let mut challenges = Vec::new();
+            for authz_id in &order.authz_ids {
+                let authz = store
+                    .authorization(&instance.id, authz_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let ch = authz.challenges[0].clone();
+                assert!(store.start_challenge(&ch.id, now()).await.unwrap());
+                challenges.push(ch);
+            }
+            orders.push((order.id, challenges));
+        }
+        let finishing = orders
+            .iter()
+            .flat_map(|(_, challenges)| challenges)
+            .map(|ch| {
+                let store = store.clone();
+                let ch = ch.clone();
+                tokio::spawn(async move {
+                    store
+                        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
+                        .await
+                })
+            });
+        for finished in futures::future::join_all(finishing.collect::<Vec<_>>()).await {
+            finished.unwrap().unwrap();
+        }
+        for (id, _) in &orders {
+            let order = store.order(&instance.id, id).await.unwrap().unwrap();
+            assert_eq!(order.status, OrderStatus::Ready, "{:?}", store.backend());
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_failed_challenge_invalidates_the_order() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
