@@ -4,7 +4,6 @@
 use sqlx::Row;
 
 use super::reader::Fields;
-
 use super::records::*;
 use super::writer::Statement;
 use super::{Store, StoreError, unique_violation};
@@ -662,7 +661,6 @@ impl Store {
         Ok(())
     }
 
-    /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
     /// On PostgreSQL, the first statement of a write that changes an
     /// authorization and then the orders that use it: it locks those
     /// orders, so that such writes to one order run one after another.
@@ -670,17 +668,23 @@ impl Store {
     /// see (in their snapshots) the other's authorization still pending,
     /// and the order stays pending with every authorization valid. On
     /// SQLite writes never overlap (one writer), and there is no `FOR UPDATE`.
+    /// Only the orders those writes may change (pending or ready: a reused
+    /// authorization belongs to many finished orders too), with the lock
+    /// an `UPDATE` of them takes anyway (it lets rows referencing an order
+    /// be inserted meanwhile), in one order of ids (no deadlock between two
+    /// such writes).
     fn lock_orders_of_authz(&self, authz_id: &str) -> Option<Statement> {
         (self.backend == super::Backend::Postgres).then(|| {
             Statement::new(
-                "SELECT 1 FROM orders WHERE id IN \
+                "SELECT 1 FROM orders WHERE status IN ('pending', 'ready') AND id IN \
                  (SELECT order_id FROM order_authorizations WHERE authz_id = $1) \
-                 ORDER BY id FOR UPDATE",
+                 ORDER BY id FOR NO KEY UPDATE",
                 vec![authz_id.into()],
             )
         })
     }
 
+    /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
     pub async fn deactivate_authz(&self, authz_id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let Some(lock) = self.lock_orders_of_authz(authz_id) {

@@ -1,5 +1,5 @@
-//! A few long-lived connections for the ACME flow's hot path, handed out
-//! without the round trips sqlx's pool spends on each checkout.
+//! A few long-lived PostgreSQL connections for the ACME flow's hot path,
+//! handed out without the round trips sqlx's pool spends on each checkout.
 //!
 //! sqlx's pool pings a connection every time one goes back to it (and,
 //! by default, again when it is taken), to catch a connection left in an

@@ -1,6 +1,8 @@
 //! The storage authority: the only module that writes SQL. One code path
 //! serves SQLite and PostgreSQL through sqlx's `Any` driver with `$N`
-//! placeholders. Every state transition is one transaction with a guard
+//! placeholders; on SQLite the ACME flow's hot writes and reads run the
+//! same statements through rusqlite instead ([`writer`], [`reader`]).
+//! Every state transition is one transaction with a guard
 //! (`UPDATE ... WHERE status = ...`), so two requests or replicas can never
 //! both perform it. It never decides policy and never talks to the network.
 
@@ -169,19 +171,20 @@ const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 /// later). A scan is only chosen here when no index can serve the query.
 const POSTGRES_FLOW_SETUP: &[&str] = &["SET enable_seqscan = off"];
 
-/// On PostgreSQL, the connections that record used nonces (about seven an
+/// On PostgreSQL, how many connections record used nonces (about seven an
 /// issuance), each with a worker that records a batch at a time (see
 /// [`used_nonces`]). One: while its statement is in flight the next batch
-/// gathers: at 64 clients a statement records 3.4 nonces (2.2 statements
-/// an issuance) where two connections recorded 2.1 (3.6 statements), and
-/// the hub did 321 instead of 304 issuances/s in alternating runs (four
-/// flow connections instead of ten did worse). They commit asynchronously (no wait for
-/// the WAL's fsync; the commit is visible to every replica at once). A
-/// crash of PostgreSQL itself can forget the last fraction of a second of
-/// redemptions, so a nonce redeemed then could be accepted once more
-/// within its lifetime: a replay of a request its signer already made,
-/// which only someone who saw the request inside TLS could send. Boulder
-/// keeps its nonces in memory, with the same trade.
+/// gathers. At 64 clients a statement then records 3.4 nonces (2.2
+/// statements an issuance) where two connections recorded 2.1 (3.6), and
+/// the hub did 321 instead of 304 issuances/s in alternating runs. (Four
+/// flow connections instead of ten did worse.) The nonce connection
+/// commits asynchronously (no wait for the WAL's fsync; the commit is
+/// visible to every replica at once). A crash of PostgreSQL itself can
+/// forget the last fraction of a second of redemptions, so a nonce
+/// redeemed then could be accepted once more within its lifetime: a replay
+/// of a request its signer already made, which only someone who saw the
+/// request inside TLS could send. Boulder keeps its nonces in memory, with
+/// the same trade.
 const POSTGRES_NONCE_CONNECTIONS: usize = 1;
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {

@@ -63,14 +63,14 @@ impl Reader {
 
 /// How long a SQLite read waits for a lock. Readers of a WAL database take
 /// none that the writer holds; one waits only while another connection
-/// recovers the WAL after a crash, which happens once, at start.
-const READ_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+/// recovers the WAL after a crash, which happens once, at start. Short,
+/// since it holds a thread of the runtime: a read that times out fails
+/// with an internal error.
+const READ_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Idle connections kept for reuse. As many reads run at once as threads
-/// run requests (a read never awaits), so this many are seldom all in use.
-const KEPT: usize = 8;
-
-/// Read-only connections to one SQLite file, opened when first needed.
+/// Read-only connections to one SQLite file, opened when first needed and
+/// kept: a read never awaits, so no more run at once than threads run
+/// requests, and no more connections are ever opened.
 pub(crate) struct SqliteReaders {
     path: String,
     idle: Mutex<Vec<rusqlite::Connection>>,
@@ -80,25 +80,12 @@ impl SqliteReaders {
     /// Readers of the SQLite file at `path`, which exists (the writer
     /// created and migrated it).
     pub(crate) fn new(path: &str) -> Result<Self> {
-        let readers = Self {
-            path: path.to_string(),
-            idle: Mutex::new(Vec::new()),
-        };
         // Fail at start, not at the first request, if the file cannot be read.
-        let first = readers.open()?;
-        readers.idle.lock().expect("idle readers").push(first);
-        Ok(readers)
-    }
-
-    fn open(&self) -> Result<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| StoreError::Read(format!("opening {}: {e}", self.path)))?;
-        conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(read_error)?;
-        conn.set_prepared_statement_cache_capacity(32);
-        Ok(conn)
+        let first = open(path)?;
+        Ok(Self {
+            path: path.to_string(),
+            idle: Mutex::new(vec![first]),
+        })
     }
 
     /// Up to `limit` rows of `statement`, on an idle connection (or a new
@@ -109,21 +96,32 @@ impl SqliteReaders {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => self.open()?,
+            None => open(&self.path)?,
         };
         let rows = query(&conn, statement, limit);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < KEPT {
-            idle.push(conn);
-        }
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
         rows
     }
 
     /// How many connections wait to be reused.
     #[cfg(test)]
     pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().expect("idle readers").len()
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+fn open(path: &str) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Read(format!("opening {path}: {e}")))?;
+    conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(read_error)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
 }
 
 fn query(conn: &rusqlite::Connection, statement: &Statement, limit: usize) -> Result<Vec<Row>> {
@@ -182,10 +180,11 @@ impl Fields for AnyRow {
 
 impl Fields for SqliteRow {
     fn field<T: Field>(&self, name: &str) -> Result<T> {
+        // The last of equal names, as sqlx's rows.
         let index = self
             .columns
             .iter()
-            .position(|c| c == name)
+            .rposition(|c| c == name)
             .ok_or_else(|| StoreError::Read(format!("no column {name}")))?;
         T::column_result(ValueRef::from(&self.values[index]))
             .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))

@@ -29,6 +29,12 @@ struct Redemption {
 /// The most nonces one statement records.
 const MAX_BATCH: usize = 256;
 
+/// How long a batch may take. Every ACME request waits for its nonce, so a
+/// connection that stopped answering (a dropped TCP session is only noticed
+/// much later) must not hold them all: past this the batch fails, and its
+/// connection, abandoned mid-command, is closed (see [`super::held`]).
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Records used nonces on `connections`, one batch per connection at a time.
 #[derive(Clone)]
 pub(crate) struct UsedNonces {
@@ -109,7 +115,10 @@ async fn record(connections: &Connections, batch: Vec<Redemption>) {
     let query = sqlx::query(RECORD)
         .bind(join(|r| r.nonce.clone()))
         .bind(join(|r| r.expires_at.to_string()));
-    let mut new: HashSet<String> = match connections.fetch_all(query).await {
+    let recorded = tokio::time::timeout(RECORD_TIMEOUT, connections.fetch_all(query))
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut.into()));
+    let mut new: HashSet<String> = match recorded {
         Ok(rows) => match rows.iter().map(|r| r.try_get(0)).collect() {
             Ok(new) => new,
             Err(e) => return fail(batch, &e.into()),
