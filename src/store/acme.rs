@@ -650,59 +650,56 @@ impl Store {
                 vec![authz_valid_until.into(), authz_id.into()],
             ),
         };
-        let mut statements = Vec::with_capacity(4);
-        statements.extend(self.lock_orders_of_authz(authz_id));
-        statements.extend([
-            challenge,
-            authz.or_stop(),
-            orders_of_authz(authz_id, error, now),
-        ]);
-        self.write(statements).await?;
+        self.write(self.authz_then_orders(authz_id, [challenge, authz.or_stop()], error, now))
+            .await?;
         Ok(())
-    }
-
-    /// On PostgreSQL, the first statement of a write that changes an
-    /// authorization and then the orders that use it: it locks those
-    /// orders, so that such writes to one order run one after another.
-    /// Without it, two challenges of one order that finish together each
-    /// see (in their snapshots) the other's authorization still pending,
-    /// and the order stays pending with every authorization valid. On
-    /// SQLite writes never overlap (one writer), and there is no `FOR UPDATE`.
-    /// Only the orders those writes may change (pending or ready: a reused
-    /// authorization belongs to many finished orders too), with the lock
-    /// an `UPDATE` of them takes anyway (it lets rows referencing an order
-    /// be inserted meanwhile), in one order of ids (no deadlock between two
-    /// such writes).
-    fn lock_orders_of_authz(&self, authz_id: &str) -> Option<Statement> {
-        (self.backend == super::Backend::Postgres).then(|| {
-            Statement::new(
-                "SELECT 1 FROM orders WHERE status IN ('pending', 'ready') AND id IN \
-                 (SELECT order_id FROM order_authorizations WHERE authz_id = $1) \
-                 ORDER BY id FOR NO KEY UPDATE",
-                vec![authz_id.into()],
-            )
-        })
     }
 
     /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
     pub async fn deactivate_authz(&self, authz_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(lock) = self.lock_orders_of_authz(authz_id) {
-            lock.execute(&mut tx).await?;
-        }
-        let r = sqlx::query(
+        let deactivate = Statement::new(
             "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+            vec![authz_id.into()],
         )
-        .bind(authz_id)
-        .execute(&mut *tx)
-        .await?;
-        guard(r.rows_affected())?;
+        .guard();
         let error = r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"an authorization of this order was deactivated"}"#;
-        orders_of_authz(authz_id, Some(error), now())
-            .execute(&mut tx)
+        self.write(self.authz_then_orders(authz_id, [deactivate], Some(error), now()))
             .await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// A write that changes authorization `authz_id` (`change`) and then
+    /// moves the orders that use it (see [`orders_of_authz`]).
+    ///
+    /// On PostgreSQL it first locks those orders, so that such writes to
+    /// one order run one after another. Without it, two challenges of one
+    /// order that finish together each see (in their snapshots) the other's
+    /// authorization still pending, and the order stays pending with every
+    /// authorization valid. The lock takes only the orders these writes may
+    /// change (pending or ready: a reused authorization belongs to many
+    /// finished orders too), is the one an `UPDATE` of them takes anyway
+    /// (rows referencing an order can still be inserted meanwhile), and goes
+    /// in one order of ids (no deadlock between two such writes). On SQLite
+    /// writes never overlap (one writer), and there is no `FOR UPDATE`.
+    fn authz_then_orders(
+        &self,
+        authz_id: &str,
+        change: impl IntoIterator<Item = Statement>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Vec<Statement> {
+        let mut statements = Vec::with_capacity(4);
+        if self.backend == super::Backend::Postgres {
+            statements.push(Statement::new(
+                "SELECT 1 FROM orders WHERE status IN ('pending', 'ready') AND id IN \
+                 (SELECT order_id FROM order_authorizations WHERE authz_id = $1) \
+                 ORDER BY id FOR NO KEY UPDATE",
+                vec![authz_id.into()],
+            ));
+        }
+        statements.extend(change);
+        statements.push(orders_of_authz(authz_id, error, now));
+        statements
     }
 
     /// Challenges left `processing` (e.g. by a restart), to validate again.

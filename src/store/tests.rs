@@ -305,6 +305,46 @@ async fn a_failed_challenge_invalidates_the_order() {
 }
 
 #[tokio::test]
+async fn a_deactivated_authorization_invalidates_its_order_once() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let order = store
+            .create_order(
+                &new_order(&instance, &account, &["a.example.com", "b.example.com"]),
+                |_| None,
+            )
+            .await
+            .unwrap();
+        let authz_id = &order.authz_ids[0];
+        store.deactivate_authz(authz_id).await.unwrap();
+        let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Invalid);
+        assert!(
+            order.error.as_deref().unwrap().contains("deactivated"),
+            "{:?}",
+            order.error
+        );
+        let authz = store
+            .authorization(&instance.id, authz_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(authz.status, AuthzStatus::Deactivated);
+        // a second deactivation is refused and changes nothing
+        assert!(matches!(
+            store.deactivate_authz(authz_id).await,
+            Err(StoreError::Guard)
+        ));
+        let other = store
+            .authorization(&instance.id, &order.authz_ids[1])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.status, AuthzStatus::Pending);
+    }
+}
+
+#[tokio::test]
 async fn an_order_is_finalized_exactly_once() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
