@@ -650,8 +650,12 @@ impl Store {
                 vec![authz_valid_until.into(), authz_id.into()],
             ),
         };
-        self.write(self.authz_then_orders(authz_id, [challenge, authz.or_stop()], error, now))
-            .await?;
+        self.write_at_once(vec![
+            challenge,
+            authz.or_stop(),
+            orders_of_authz(authz_id, error, now),
+        ])
+        .await?;
         Ok(())
     }
 
@@ -663,43 +667,12 @@ impl Store {
         )
         .guard();
         let error = r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"an authorization of this order was deactivated"}"#;
-        self.write(self.authz_then_orders(authz_id, [deactivate], Some(error), now()))
-            .await?;
+        self.write_at_once(vec![
+            deactivate,
+            orders_of_authz(authz_id, Some(error), now()),
+        ])
+        .await?;
         Ok(())
-    }
-
-    /// A write that changes authorization `authz_id` (`change`) and then
-    /// moves the orders that use it (see [`orders_of_authz`]).
-    ///
-    /// On PostgreSQL it first locks those orders, so that such writes to
-    /// one order run one after another. Without it, two challenges of one
-    /// order that finish together each see (in their snapshots) the other's
-    /// authorization still pending, and the order stays pending with every
-    /// authorization valid. The lock takes only the orders these writes may
-    /// change (pending or ready: a reused authorization belongs to many
-    /// finished orders too), is the one an `UPDATE` of them takes anyway
-    /// (rows referencing an order can still be inserted meanwhile), and goes
-    /// in one order of ids (no deadlock between two such writes). On SQLite
-    /// writes never overlap (one writer), and there is no `FOR UPDATE`.
-    fn authz_then_orders(
-        &self,
-        authz_id: &str,
-        change: impl IntoIterator<Item = Statement>,
-        error: Option<&str>,
-        now: i64,
-    ) -> Vec<Statement> {
-        let mut statements = Vec::with_capacity(4);
-        if self.backend == super::Backend::Postgres {
-            statements.push(Statement::new(
-                "SELECT 1 FROM orders WHERE status IN ('pending', 'ready') AND id IN \
-                 (SELECT order_id FROM order_authorizations WHERE authz_id = $1) \
-                 ORDER BY id FOR NO KEY UPDATE",
-                vec![authz_id.into()],
-            ));
-        }
-        statements.extend(change);
-        statements.push(orders_of_authz(authz_id, error, now));
-        statements
     }
 
     /// Challenges left `processing` (e.g. by a restart), to validate again.
@@ -985,10 +958,17 @@ pub(super) fn guard(rows: u64) -> Result<()> {
 /// new authorizations with their challenges, and the links between them.
 fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
     let (id, created_at) = (&order.id, order.created_at);
+    // The authorizations still to become valid (see `orders_of_authz`); a
+    // reused one is valid already.
+    let unready = new
+        .authorizations
+        .iter()
+        .filter(|authz| matches!(authz, NewAuthz::Create { valid: false, .. }))
+        .count() as i64;
     let mut statements = vec![Statement::new(
         "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
-         expires_at, error, certificate_id, replaces, profile, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $11)",
+         expires_at, error, certificate_id, replaces, profile, created_at, updated_at, unready) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $11, $11, $12)",
         vec![
             id.into(),
             (&new.instance_id).into(),
@@ -1001,6 +981,7 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
             (&new.replaces).into(),
             (&new.profile).into(),
             created_at.into(),
+            unready.into(),
         ],
     )];
     for (position, (authz, authz_id)) in new.authorizations.iter().zip(&order.authz_ids).enumerate()
@@ -1069,7 +1050,18 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
 }
 
 /// After an authorization changed, moves the pending orders that use it:
-/// all authorizations valid -> `ready`; this one failed -> `invalid`.
+/// this one failed -> `invalid`; this one became valid -> one fewer to go
+/// (`unready`), and `ready` when it was the last.
+///
+/// Both are one `UPDATE` of the order rows that reads nothing but them, so
+/// writes about one order's authorizations never need to see each other's:
+/// on PostgreSQL the later waits for the earlier's row and then reevaluates
+/// on the newest version (the count goes 2 -> 1 -> 0 and the order becomes
+/// ready). Reading the other authorizations' status instead, each write
+/// would see from its snapshot the other still pending, and leave the order
+/// pending for good. The valid case must run only when this write made the
+/// authorization valid (the statement before it stops the write otherwise),
+/// else a second challenge of one authorization would count it twice.
 fn orders_of_authz(authz_id: &str, error: Option<&str>, now: i64) -> Statement {
     match error {
         Some(error) => Statement::new(
@@ -1078,10 +1070,9 @@ fn orders_of_authz(authz_id: &str, error: Option<&str>, now: i64) -> Statement {
             vec![error.into(), now.into(), authz_id.into()],
         ),
         None => Statement::new(
-            "UPDATE orders SET status = 'ready', updated_at = $1 WHERE status = 'pending' \
-             AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2) \
-             AND NOT EXISTS (SELECT 1 FROM order_authorizations oa JOIN authorizations a ON a.id = oa.authz_id \
-                             WHERE oa.order_id = orders.id AND a.status <> 'valid')",
+            "UPDATE orders SET unready = unready - 1, \
+             status = CASE WHEN unready = 1 THEN 'ready' ELSE status END, updated_at = $1 \
+             WHERE status = 'pending' AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2)",
             vec![now.into(), authz_id.into()],
         ),
     }

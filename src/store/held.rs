@@ -176,7 +176,7 @@ impl Held {
             return self.transaction(statements).await;
         };
         let result = self.fetch_optional(merged.query()).await;
-        writer::merged_outcome(result, statements.len())
+        writer::merged_outcome(result, statements)
     }
 }
 

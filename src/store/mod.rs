@@ -317,8 +317,9 @@ impl Store {
     }
 
     /// As [`Self::write`], for statements none of which reads what another
-    /// changes and none of which stops the write: on PostgreSQL they go as
-    /// one statement, one round trip in place of one each plus BEGIN and
+    /// changes (a statement after one that stops the write may depend on
+    /// that one having changed a row, nothing else): on PostgreSQL they go
+    /// as one statement, one round trip in place of one each plus BEGIN and
     /// COMMIT (see [`writer::merged`]).
     pub(crate) async fn write_at_once(
         &self,

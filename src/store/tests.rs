@@ -220,8 +220,9 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
 #[tokio::test]
 async fn an_order_whose_challenges_finish_at_once_becomes_ready() {
     // Two validations of one order end at the same moment (a client
-    // answers both challenges together): each sees the other's
-    // authorization still pending unless the order is locked first.
+    // answers both challenges together): reading the other's authorization
+    // each would see it still pending; the order's count of authorizations
+    // to go, updated in its row, sees both.
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
         let mut orders = Vec::new();
@@ -263,6 +264,84 @@ async fn an_order_whose_challenges_finish_at_once_becomes_ready() {
         for (id, _) in &orders {
             let order = store.order(&instance.id, id).await.unwrap().unwrap();
             assert_eq!(order.status, OrderStatus::Ready, "{:?}", store.backend());
+        }
+    }
+}
+
+/// Both challenges of one authorization validated (a client that answers
+/// http-01 and dns-01 alike), one after the other or at the same moment:
+/// the authorization counts once toward its order, which stays pending
+/// until its other authorization is valid too. Counted twice, the order
+/// would be ready, and finalizable, with a name never proven.
+#[tokio::test]
+async fn two_challenges_of_one_authorization_count_once_toward_the_order() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        for at_once in [false, true] {
+            let mut orders = Vec::new();
+            for i in 0..20 {
+                let a = format!("a{i}-{at_once}.example.com");
+                let b = format!("b{i}-{at_once}.example.com");
+                let order = store
+                    .create_order(&new_order(&instance, &account, &[&a, &b]), |_| None)
+                    .await
+                    .unwrap();
+                let first = store
+                    .authorization(&instance.id, &order.authz_ids[0])
+                    .await
+                    .unwrap()
+                    .unwrap();
+                for ch in &first.challenges {
+                    assert!(store.start_challenge(&ch.id, now()).await.unwrap());
+                }
+                orders.push((order, first.challenges));
+            }
+            let finish = |ch: Challenge| {
+                let store = store.clone();
+                async move {
+                    store
+                        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
+                        .await
+                }
+            };
+            let all = orders.iter().flat_map(|(_, challenges)| challenges.clone());
+            if at_once {
+                let finishing = all.map(|ch| tokio::spawn(finish(ch)));
+                for finished in futures::future::join_all(finishing.collect::<Vec<_>>()).await {
+                    finished.unwrap().unwrap();
+                }
+            } else {
+                for ch in all {
+                    finish(ch).await.unwrap();
+                }
+            }
+            for (order, challenges) in &orders {
+                for ch in challenges {
+                    let (ch, _) = store
+                        .challenge(&instance.id, &ch.id)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(ch.status, ChallengeStatus::Valid);
+                }
+                let read = store.order(&instance.id, &order.id).await.unwrap().unwrap();
+                assert_eq!(
+                    read.status,
+                    OrderStatus::Pending,
+                    "{:?} at once: {at_once}",
+                    store.backend()
+                );
+                let second = store
+                    .authorization(&instance.id, &order.authz_ids[1])
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let ch = second.challenges[0].clone();
+                assert!(store.start_challenge(&ch.id, now()).await.unwrap());
+                finish(ch).await.unwrap();
+                let read = store.order(&instance.id, &order.id).await.unwrap().unwrap();
+                assert_eq!(read.status, OrderStatus::Ready);
+            }
         }
     }
 }

@@ -201,29 +201,79 @@ const GUARD_SQLSTATE: &str = "AHGRD";
 /// `statements`, none of which reads what another changes, as a single
 /// PostgreSQL statement (one round trip, atomic on its own): each becomes a
 /// data-modifying CTE whose changed rows are counted, and a guarded one's
-/// count passes through `acmehub_guard`, whose error undoes the whole.
-/// `None` when one of them would stop the write: that needs them in order.
+/// count passes through `acmehub_guard`, whose error undoes the whole. A
+/// statement after one that stops the write when it changes nothing runs
+/// only if that one changed a row: its `WHERE` clause also asks for a row
+/// of the stopping one's CTE (see [`gated`]).
+/// `None` when that cannot be said in SQL: a statement after a stopping one
+/// that is not an `UPDATE` or `DELETE ... WHERE`, or is guarded (its guard
+/// would refuse the write when it was skipped).
 pub(super) fn merged(statements: &[Statement]) -> Option<Statement> {
-    if statements.iter().any(|s| s.if_none == IfNone::Stop) {
-        return None;
-    }
     let mut ctes = Vec::with_capacity(statements.len());
     let mut counts = Vec::with_capacity(statements.len());
     let mut args = Vec::new();
+    let mut gates: Vec<String> = Vec::new();
     for (i, statement) in statements.iter().enumerate() {
-        ctes.push(format!(
-            "w{i} AS ({} RETURNING 1)",
-            renumbered(&statement.sql, args.len())
-        ));
+        let mut sql = renumbered(&statement.sql, args.len());
+        if !gates.is_empty() {
+            if statement.if_none == IfNone::Guard {
+                return None;
+            }
+            sql = gated(&sql, &gates.join(" AND "))?;
+        }
+        ctes.push(format!("w{i} AS ({sql} RETURNING 1)"));
         args.extend(statement.args.iter().cloned());
         let count = format!("(SELECT count(*) FROM w{i})");
         counts.push(match statement.if_none {
             IfNone::Guard => format!("acmehub_guard({count})"),
             _ => count,
         });
+        if statement.if_none == IfNone::Stop {
+            gates.push(format!("EXISTS (SELECT 1 FROM w{i})"));
+        }
     }
     let sql = format!("WITH {} SELECT {}", ctes.join(", "), counts.join(", "));
     Some(Statement::new(sql, args))
+}
+
+/// `sql`, an `UPDATE` or `DELETE` whose `WHERE` clause comes last, with
+/// `condition` added to that clause; `None` for any other statement. Only
+/// the statement's own `WHERE` counts (not a subquery's), and its condition
+/// is kept whole in parentheses (an `OR` in it stays an `OR` of its own).
+fn gated(sql: &str, condition: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    if !(upper.starts_with("UPDATE ") || upper.starts_with("DELETE ")) {
+        return None;
+    }
+    let clause = *top_level(&upper, " WHERE ")?.last()? + " WHERE ".len();
+    let tail = &upper[clause..];
+    for word in [" RETURNING ", " ORDER BY ", " LIMIT "] {
+        if !top_level(tail, word)?.is_empty() {
+            return None;
+        }
+    }
+    let (head, own) = sql.split_at(clause);
+    Some(format!("{head}({own}) AND {condition}"))
+}
+
+/// Where `word` occurs in `sql` outside parentheses and quoted text;
+/// `None` when those are not balanced.
+fn top_level(sql: &str, word: &str) -> Option<Vec<usize>> {
+    let (mut depth, mut quoted, mut found) = (0usize, None, Vec::new());
+    for (at, byte) in sql.bytes().enumerate() {
+        match (quoted, byte) {
+            (Some(quote), _) if byte == quote => quoted = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quoted = Some(byte),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth = depth.checked_sub(1)?,
+            (None, _) if depth == 0 && sql.as_bytes()[at..].starts_with(word.as_bytes()) => {
+                found.push(at)
+            }
+            _ => {}
+        }
+    }
+    (depth == 0 && quoted.is_none()).then_some(found)
 }
 
 /// `sql` with each `$N` parameter moved to `$(N + by)`.
@@ -243,11 +293,13 @@ fn renumbered(sql: &str, by: usize) -> String {
     out
 }
 
-/// What a merged write's one row says: the rows each statement changed,
-/// or `Guard` when `acmehub_guard` refused it.
+/// What the merged write of `statements` says in its one row: the rows
+/// each statement changed, up to the first that stopped the write (as
+/// [`Statement::goes_on`] reads them one by one), or `Guard` when
+/// `acmehub_guard` refused it.
 pub(super) fn merged_outcome(
     result: sqlx::Result<Option<AnyRow>>,
-    statements: usize,
+    statements: &[Statement],
 ) -> Result<Changed> {
     let row = match result {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(GUARD_SQLSTATE) => {
@@ -257,9 +309,15 @@ pub(super) fn merged_outcome(
             result?.ok_or_else(|| StoreError::Write("a merged write returned no row".into()))?
         }
     };
-    (0..statements)
-        .map(|i| Ok(row.try_get::<i64, _>(i)? as u64))
-        .collect()
+    let mut changed = Vec::with_capacity(statements.len());
+    for (i, statement) in statements.iter().enumerate() {
+        let rows = row.try_get::<i64, _>(i)? as u64;
+        changed.push(rows);
+        if !statement.goes_on(rows)? {
+            break;
+        }
+    }
+    Ok(changed)
 }
 
 /// The most writes one transaction takes, so that a long queue still
@@ -509,6 +567,53 @@ mod tests {
              SELECT (SELECT count(*) FROM w0), acmehub_guard((SELECT count(*) FROM w1))"
         );
         assert_eq!(merged.args.len(), 3);
-        assert!(super::merged(&[Statement::new("DELETE FROM t", vec![]).or_stop()]).is_none());
+    }
+
+    #[test]
+    fn statements_after_a_stopping_one_are_gated_on_its_rows() {
+        let merged = merged(&[
+            Statement::new("UPDATE a SET s = 'v' WHERE id = $1", vec!["x".into()]).guard(),
+            Statement::new("UPDATE b SET s = 'v' WHERE id = $1", vec!["y".into()]).or_stop(),
+            Statement::new(
+                "UPDATE c SET n = n - 1 WHERE s = 'p' OR id IN (SELECT c_id FROM d WHERE b_id = $1)",
+                vec!["y".into()],
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            merged.sql,
+            "WITH w0 AS (UPDATE a SET s = 'v' WHERE id = $1 RETURNING 1), \
+             w1 AS (UPDATE b SET s = 'v' WHERE id = $2 RETURNING 1), \
+             w2 AS (UPDATE c SET n = n - 1 WHERE (s = 'p' OR id IN (SELECT c_id FROM d WHERE b_id = $3)) \
+             AND EXISTS (SELECT 1 FROM w1) RETURNING 1) \
+             SELECT acmehub_guard((SELECT count(*) FROM w0)), (SELECT count(*) FROM w1), (SELECT count(*) FROM w2)"
+        );
+        let stop = || Statement::new("DELETE FROM t WHERE a = 1", vec![]).or_stop();
+        // What cannot be gated is not merged (it runs as a transaction).
+        for after in [
+            Statement::new("INSERT INTO t (a) VALUES (1)", vec![]),
+            Statement::new("DELETE FROM t", vec![]),
+            Statement::new("UPDATE t SET a = 2 WHERE a = 1", vec![]).guard(),
+            Statement::new("UPDATE t SET a = 2 WHERE a = 1 RETURNING a", vec![]),
+            Statement::new("UPDATE t SET a = ')' WHERE (a = 1", vec![]),
+        ] {
+            assert!(
+                super::merged(&[stop(), after.clone()]).is_none(),
+                "{after:?}"
+            );
+        }
+        // A WHERE inside quotes or a subquery is not the statement's own.
+        assert_eq!(
+            gated(
+                "UPDATE t SET a = ' WHERE x' WHERE b IN (SELECT b FROM u WHERE c)",
+                "g"
+            )
+            .as_deref(),
+            Some("UPDATE t SET a = ' WHERE x' WHERE (b IN (SELECT b FROM u WHERE c)) AND g")
+        );
+        assert_eq!(
+            gated("UPDATE t SET a = (SELECT 1 FROM u WHERE c)", "g"),
+            None
+        );
     }
 }
