@@ -1062,6 +1062,13 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
 /// pending for good. The valid case must run only when this write made the
 /// authorization valid (the statement before it stops the write otherwise),
 /// else a second challenge of one authorization would count it twice.
+///
+/// The order is also ready when every other authorization of it is valid
+/// as this write reads them: the count alone cannot tell for orders a
+/// replica still running the code before the count (during a rolling
+/// upgrade) made (count 0, which never reaches 1) or moved on (an
+/// authorization made valid without taking one off). A count too high or
+/// below zero only ever keeps an order pending; this check finds it ready.
 fn orders_of_authz(authz_id: &str, error: Option<&str>, now: i64) -> Statement {
     match error {
         Some(error) => Statement::new(
@@ -1071,7 +1078,9 @@ fn orders_of_authz(authz_id: &str, error: Option<&str>, now: i64) -> Statement {
         ),
         None => Statement::new(
             "UPDATE orders SET unready = unready - 1, \
-             status = CASE WHEN unready = 1 THEN 'ready' ELSE status END, updated_at = $1 \
+             status = CASE WHEN unready = 1 OR NOT EXISTS (SELECT 1 FROM order_authorizations oa \
+             JOIN authorizations a ON a.id = oa.authz_id WHERE oa.order_id = orders.id \
+             AND oa.authz_id <> $2 AND a.status <> 'valid') THEN 'ready' ELSE status END, updated_at = $1 \
              WHERE status = 'pending' AND id IN (SELECT order_id FROM order_authorizations WHERE authz_id = $2)",
             vec![now.into(), authz_id.into()],
         ),

@@ -346,6 +346,82 @@ async fn two_challenges_of_one_authorization_count_once_toward_the_order() {
     }
 }
 
+/// During a rolling upgrade on PostgreSQL, replicas still running the
+/// code before `orders.unready` make orders without a count (0) and make
+/// authorizations valid without taking one off. Such orders still become
+/// ready once every authorization is valid, and not before.
+#[tokio::test]
+async fn orders_made_or_moved_without_the_count_become_ready_when_all_are_valid() {
+    for (store, _dir) in backends().await {
+        let (instance, account) = account(&store).await;
+        let make = |names: [&'static str; 2]| {
+            let (store, instance, account) = (store.clone(), instance.clone(), account.clone());
+            async move {
+                let order = store
+                    .create_order(&new_order(&instance, &account, &names), |_| None)
+                    .await
+                    .unwrap();
+                let mut challenges = Vec::new();
+                for authz_id in &order.authz_ids {
+                    let authz = store
+                        .authorization(&instance.id, authz_id)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    challenges.push(authz.challenges[0].clone());
+                }
+                (order, challenges)
+            }
+        };
+        let validate = |ch: Challenge| {
+            let store = store.clone();
+            async move {
+                assert!(store.start_challenge(&ch.id, now()).await.unwrap());
+                store
+                    .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
+                    .await
+                    .unwrap();
+            }
+        };
+        let status = |id: String| {
+            let (store, instance) = (store.clone(), instance.clone());
+            async move {
+                store
+                    .order(&instance.id, &id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status
+            }
+        };
+        // Made by an old replica: no count.
+        let (order, challenges) = make(["old-a.example.com", "old-b.example.com"]).await;
+        store
+            .write(vec![Statement::new(
+                "UPDATE orders SET unready = 0 WHERE id = $1",
+                vec![order.id.as_str().into()],
+            )])
+            .await
+            .unwrap();
+        validate(challenges[0].clone()).await;
+        assert_eq!(status(order.id.clone()).await, OrderStatus::Pending);
+        validate(challenges[1].clone()).await;
+        assert_eq!(status(order.id.clone()).await, OrderStatus::Ready);
+        // Counted, then one authorization made valid by an old replica.
+        let (order, challenges) = make(["moved-a.example.com", "moved-b.example.com"]).await;
+        store
+            .write(vec![Statement::new(
+                "UPDATE authorizations SET status = 'valid' WHERE id = $1",
+                vec![challenges[0].authz_id.as_str().into()],
+            )])
+            .await
+            .unwrap();
+        assert_eq!(status(order.id.clone()).await, OrderStatus::Pending);
+        validate(challenges[1].clone()).await;
+        assert_eq!(status(order.id.clone()).await, OrderStatus::Ready);
+    }
+}
+
 #[tokio::test]
 async fn a_failed_challenge_invalidates_the_order() {
     for (store, _dir) in backends().await {
