@@ -98,6 +98,37 @@ fn new_order(instance: &Instance, account: &Account, names: &[&str]) -> NewOrder
     }
 }
 
+/// A new order for `names` and the first challenge of each of its
+/// authorizations.
+async fn order_and_challenges(
+    store: &Store,
+    instance: &Instance,
+    account: &Account,
+    names: &[&str],
+) -> (Order, Vec<Challenge>) {
+    let order = store
+        .create_order(&new_order(instance, account, names), |_| None)
+        .await
+        .unwrap();
+    let mut challenges = Vec::new();
+    for authz_id in &order.authz_ids {
+        let authz = store
+            .authorization(&instance.id, authz_id)
+            .await
+            .unwrap()
+            .unwrap();
+        challenges.push(authz.challenges[0].clone());
+    }
+    (order, challenges)
+}
+
+/// Records a `processing` challenge as validated.
+async fn finish_valid(store: &Store, ch: &Challenge) -> Result<(), StoreError> {
+    store
+        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
+        .await
+}
+
 #[tokio::test]
 async fn a_nonce_is_redeemed_once() {
     for (store, _dir) in backends().await {
@@ -173,10 +204,7 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
                 !store.start_challenge(&ch.id, now()).await.unwrap(),
                 "started twice"
             );
-            store
-                .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
-                .await
-                .unwrap();
+            finish_valid(&store, ch).await.unwrap();
             let status = store
                 .order(&instance.id, &order.id)
                 .await
@@ -229,20 +257,10 @@ async fn an_order_whose_challenges_finish_at_once_becomes_ready() {
         for i in 0..40 {
             let a = format!("a{i}.example.com");
             let b = format!("b{i}.example.com");
-            let order = store
-                .create_order(&new_order(&instance, &account, &[&a, &b]), |_| None)
-                .await
-                .unwrap();
-            let mut challenges = Vec::new();
-            for authz_id in &order.authz_ids {
-                let authz = store
-                    .authorization(&instance.id, authz_id)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let ch = authz.challenges[0].clone();
+            let (order, challenges) =
+                order_and_challenges(&store, &instance, &account, &[&a, &b]).await;
+            for ch in &challenges {
                 assert!(store.start_challenge(&ch.id, now()).await.unwrap());
-                challenges.push(ch);
             }
             orders.push((order.id, challenges));
         }
@@ -252,11 +270,7 @@ async fn an_order_whose_challenges_finish_at_once_becomes_ready() {
             .map(|ch| {
                 let store = store.clone();
                 let ch = ch.clone();
-                tokio::spawn(async move {
-                    store
-                        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
-                        .await
-                })
+                tokio::spawn(async move { finish_valid(&store, &ch).await })
             });
         for finished in futures::future::join_all(finishing.collect::<Vec<_>>()).await {
             finished.unwrap().unwrap();
@@ -298,11 +312,7 @@ async fn two_challenges_of_one_authorization_count_once_toward_the_order() {
             }
             let finish = |ch: Challenge| {
                 let store = store.clone();
-                async move {
-                    store
-                        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
-                        .await
-                }
+                async move { finish_valid(&store, &ch).await }
             };
             let all = orders.iter().flat_map(|(_, challenges)| challenges.clone());
             if at_once {
@@ -354,33 +364,11 @@ async fn two_challenges_of_one_authorization_count_once_toward_the_order() {
 async fn orders_made_or_moved_without_the_count_become_ready_when_all_are_valid() {
     for (store, _dir) in backends().await {
         let (instance, account) = account(&store).await;
-        let make = |names: [&'static str; 2]| {
-            let (store, instance, account) = (store.clone(), instance.clone(), account.clone());
-            async move {
-                let order = store
-                    .create_order(&new_order(&instance, &account, &names), |_| None)
-                    .await
-                    .unwrap();
-                let mut challenges = Vec::new();
-                for authz_id in &order.authz_ids {
-                    let authz = store
-                        .authorization(&instance.id, authz_id)
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    challenges.push(authz.challenges[0].clone());
-                }
-                (order, challenges)
-            }
-        };
         let validate = |ch: Challenge| {
             let store = store.clone();
             async move {
                 assert!(store.start_challenge(&ch.id, now()).await.unwrap());
-                store
-                    .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
-                    .await
-                    .unwrap();
+                finish_valid(&store, &ch).await.unwrap();
             }
         };
         let status = |id: String| {
@@ -395,7 +383,13 @@ async fn orders_made_or_moved_without_the_count_become_ready_when_all_are_valid(
             }
         };
         // Made by an old replica: no count.
-        let (order, challenges) = make(["old-a.example.com", "old-b.example.com"]).await;
+        let (order, challenges) = order_and_challenges(
+            &store,
+            &instance,
+            &account,
+            &["old-a.example.com", "old-b.example.com"],
+        )
+        .await;
         store
             .write(vec![Statement::new(
                 "UPDATE orders SET unready = 0 WHERE id = $1",
@@ -408,7 +402,13 @@ async fn orders_made_or_moved_without_the_count_become_ready_when_all_are_valid(
         validate(challenges[1].clone()).await;
         assert_eq!(status(order.id.clone()).await, OrderStatus::Ready);
         // Counted, then one authorization made valid by an old replica.
-        let (order, challenges) = make(["moved-a.example.com", "moved-b.example.com"]).await;
+        let (order, challenges) = order_and_challenges(
+            &store,
+            &instance,
+            &account,
+            &["moved-a.example.com", "moved-b.example.com"],
+        )
+        .await;
         store
             .write(vec![Statement::new(
                 "UPDATE authorizations SET status = 'valid' WHERE id = $1",
