@@ -435,11 +435,7 @@ impl Store {
         event: impl FnOnce(&Order) -> Option<Event>,
     ) -> Result<Order> {
         let created_at = now();
-        let all_valid = new.authorizations.iter().all(|a| match a {
-            NewAuthz::Reuse(_) => true,
-            NewAuthz::Create { valid, .. } => *valid,
-        });
-        let status = if all_valid {
+        let status = if new.unready() == 0 {
             OrderStatus::Ready
         } else {
             OrderStatus::Pending
@@ -958,13 +954,6 @@ pub(super) fn guard(rows: u64) -> Result<()> {
 /// new authorizations with their challenges, and the links between them.
 fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
     let (id, created_at) = (&order.id, order.created_at);
-    // The authorizations still to become valid (see `orders_of_authz`); a
-    // reused one is valid already.
-    let unready = new
-        .authorizations
-        .iter()
-        .filter(|authz| matches!(authz, NewAuthz::Create { valid: false, .. }))
-        .count() as i64;
     let mut statements = vec![Statement::new(
         "INSERT INTO orders (id, instance_id, account_id, status, identifiers, not_before, not_after, \
          expires_at, error, certificate_id, replaces, profile, created_at, updated_at, unready) \
@@ -981,7 +970,7 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
             (&new.replaces).into(),
             (&new.profile).into(),
             created_at.into(),
-            unready.into(),
+            new.unready().into(),
         ],
     )];
     for (position, (authz, authz_id)) in new.authorizations.iter().zip(&order.authz_ids).enumerate()

@@ -254,6 +254,18 @@ pub struct NewOrder {
     pub authorizations: Vec<NewAuthz>,
 }
 
+impl NewOrder {
+    /// How many of its authorizations are still to become valid (the
+    /// order's `unready`): new ones not made valid by a policy; a reused one
+    /// is valid already. None: the order starts `ready`.
+    pub(super) fn unready(&self) -> i64 {
+        self.authorizations
+            .iter()
+            .filter(|authz| matches!(authz, NewAuthz::Create { valid: false, .. }))
+            .count() as i64
+    }
+}
+
 /// One authorization of a new order: either an existing valid one to reuse, or
 /// a new pending one with its challenges.
 #[derive(Debug, Clone)]
