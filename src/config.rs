@@ -85,6 +85,9 @@ pub struct ValidationConfig {
     pub retry_delay_ms: u64,
     /// CAA issuer domain names that authorize this hub (RFC 8659); empty skips CAA checks.
     pub caa_identities: Vec<String>,
+    /// How long the answer to a challenge waits for its validation, in
+    /// milliseconds, before it says `processing` (0: always at once).
+    pub answer_within_ms: u64,
 }
 
 impl Default for ValidationConfig {
@@ -98,6 +101,7 @@ impl Default for ValidationConfig {
             attempts: 3,
             retry_delay_ms: 1000,
             caa_identities: vec!["acmehub.local".to_string()],
+            answer_within_ms: 1000,
         }
     }
 }

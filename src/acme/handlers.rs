@@ -373,7 +373,7 @@ pub async fn certificate(
     let account = auth.account()?;
     let cert = hub
         .store
-        .certificate(&instance.id, &id)
+        .certificate_download(&instance.id, &id)
         .await?
         .filter(|c| c.account_id == account.id)
         .ok_or_else(|| Error::not_found("no such certificate for this account"))?;

@@ -123,12 +123,14 @@ pub async fn finalize(
     };
     if sign_recorded(hub, &cert).await? {
         // What complete_issuance wrote, without reading it back.
-        return Ok(Order {
+        let order = Order {
             status: OrderStatus::Valid,
             certificate_id: Some(cert.id),
             updated_at: now,
             ..order
-        });
+        };
+        hub.store.order_made_valid(&order);
+        return Ok(order);
     }
     hub.store
         .order(&account.instance_id, order_id)
@@ -176,7 +178,7 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error>
     );
     let order_valid = match hub
         .store
-        .complete_issuance(&cert.id, &issued.der, &issued.chain_pem, &ari, Some(&event))
+        .complete_issuance(cert, &issued.der, &issued.chain_pem, &ari, Some(&event))
         .await
     {
         Ok(order_valid) => order_valid,

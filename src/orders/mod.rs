@@ -417,9 +417,14 @@ pub fn effective_authz_status(status: AuthzStatus, expires_at: i64, now: i64) ->
 }
 
 /// RFC 8555 §7.5.1: the client says it is ready; validation starts in the
-/// background and the challenge is `processing` until it ends. Returns the
-/// challenge and its authorization as they now stand, when that is known
-/// without reading them again.
+/// background and the challenge is `processing` until it ends. The answer
+/// waits for the outcome up to `[validation] answer_within_ms`: a
+/// validation that ends by then is answered `valid` or `invalid` (and the
+/// order is already `ready` when the client next asks), which spares the
+/// client a round of polls and the hub the requests; a slower one is
+/// answered `processing` and goes on. Returns the challenge and its
+/// authorization as they now stand, when that is known without reading
+/// them again.
 pub async fn respond_to_challenge(
     hub: &Arc<Hub>,
     instance: &Instance,
@@ -461,12 +466,23 @@ pub async fn respond_to_challenge(
         ..challenge
     };
     let shown = (challenge.clone(), authz.clone());
+    let (finished, outcome) = tokio::sync::oneshot::channel();
+    let wait = std::time::Duration::from_millis(hub.config.validation.answer_within_ms);
     let (hub, instance) = (hub.clone(), instance.clone());
     in_background(challenge_id.to_string(), async move {
-        validate_challenge(&hub, challenge, authz, Some(instance)).await
+        validate_challenge(&hub, challenge, authz, Some(instance), Some(finished)).await
     });
-    Ok(Some(shown))
+    match tokio::time::timeout(wait, outcome).await {
+        Ok(Ok(now_shown)) => Ok(Some(now_shown)),
+        // Validated by then, but not recorded by this validation (another
+        // replica's, or the write failed): its state has to be read.
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Ok(Some(shown)),
+    }
 }
+
+/// Where a validation reports the challenge and authorization it recorded.
+type Finished = tokio::sync::oneshot::Sender<(Challenge, Authorization)>;
 
 /// The challenge `id` and its authorization, when they belong to `account`.
 pub async fn account_challenge(
@@ -487,7 +503,7 @@ pub fn spawn_validation(hub: Arc<Hub>, challenge_id: String, instance_id: String
     in_background(challenge_id.clone(), async move {
         match hub.store.challenge(&instance_id, &challenge_id).await? {
             Some((challenge, authz)) if challenge.status == ChallengeStatus::Processing => {
-                validate_challenge(&hub, challenge, authz, None).await
+                validate_challenge(&hub, challenge, authz, None, None).await
             }
             _ => Ok(()),
         }
@@ -509,12 +525,14 @@ fn in_background(
 }
 
 /// Validates a `processing` challenge and records the outcome; `instance`
-/// is read when the caller does not have it.
+/// is read when the caller does not have it. The challenge and
+/// authorization as recorded go to `finished`, if given.
 async fn validate_challenge(
     hub: &Hub,
     challenge: Challenge,
     authz: Authorization,
     instance: Option<Instance>,
+    finished: Option<Finished>,
 ) -> Result<(), Error> {
     let challenge_id = challenge.id.as_str();
     let instance_id = authz.instance_id.as_str();
@@ -562,7 +580,8 @@ async fn validate_challenge(
         }
         other => other,
     };
-    let valid_until = now() + hub.config.acme.authz_valid_secs as i64;
+    let at = now();
+    let valid_until = at + hub.config.acme.authz_valid_secs as i64;
     let error = outcome.as_ref().err().map(|e| {
         crate::acme::problem::Problem::from_error(&Error {
             subproblems: vec![Subproblem {
@@ -579,17 +598,19 @@ async fn validate_challenge(
     .increment(1);
     tracing::info!(challenge = %challenge_id, authz = %authz.id, r#type = %challenge.kind,
         identifier = %authz.identifier, valid = error.is_none(), "challenge validated");
-    match hub
+    let recorded_here = match hub
         .store
-        .finish_challenge(challenge_id, &authz.id, error.as_deref(), valid_until)
+        .finish_challenge(challenge_id, &authz.id, error.as_deref(), valid_until, at)
         .await
     {
-        Ok(()) | Err(crate::store::StoreError::Guard) => {}
+        Ok(()) => true,
+        Err(crate::store::StoreError::Guard) => false,
         Err(e) => return Err(e.into()),
-    }
+    };
     if error.is_some() && !upstream_caused {
         if let Some(instance) = &instance {
-            // Counted only; the limit is enforced on the account's next attempt.
+            // Counted only; the limit is enforced on the account's next
+            // attempt (counted before the answer, which that attempt follows).
             let _ = limits::charge(
                 hub,
                 instance,
@@ -599,7 +620,44 @@ async fn validate_challenge(
             .await;
         }
     }
+    if let (true, Some(finished)) = (recorded_here, finished) {
+        let _ = finished.send(recorded(challenge, authz, error, valid_until, at));
+    }
     Ok(())
+}
+
+/// A challenge and its authorization as `finish_challenge` recorded them.
+fn recorded(
+    challenge: Challenge,
+    authz: Authorization,
+    error: Option<String>,
+    valid_until: i64,
+    at: i64,
+) -> (Challenge, Authorization) {
+    let valid = error.is_none();
+    let challenge = Challenge {
+        status: if valid {
+            ChallengeStatus::Valid
+        } else {
+            ChallengeStatus::Invalid
+        },
+        validated_at: valid.then_some(at),
+        error,
+        ..challenge
+    };
+    let authz = if valid {
+        Authorization {
+            status: AuthzStatus::Valid,
+            expires_at: valid_until,
+            ..authz
+        }
+    } else {
+        Authorization {
+            status: AuthzStatus::Invalid,
+            ..authz
+        }
+    };
+    (challenge, authz)
 }
 
 /// How long a relayed downstream challenge waits for the upstream CA.

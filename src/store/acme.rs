@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::reader::Fields;
 use super::records::*;
 use super::writer::Statement;
-use super::{Store, StoreError, unique_violation};
+use super::{CertificateDownload, Store, StoreError, unique_violation};
 use crate::policy::Identifier;
 use crate::util::{now, ordered_id, random_id};
 
@@ -473,6 +473,9 @@ impl Store {
 
     /// An order of the instance with its authorizations' ids, in one query.
     pub async fn order(&self, instance_id: &str, id: &str) -> Result<Option<Order>> {
+        if let Some(order) = self.finished.order(id) {
+            return Ok((order.instance_id == instance_id).then_some(order));
+        }
         // By id alone, the instance checked here: with both in the query,
         // PostgreSQL without statistics (a fresh database) may pick the
         // instance's index and read every order of the instance.
@@ -620,8 +623,8 @@ impl Store {
         authz_id: &str,
         error: Option<&str>,
         authz_valid_until: i64,
+        now: i64,
     ) -> Result<()> {
-        let now = now();
         let status = if error.is_some() { "invalid" } else { "valid" };
         let challenge = Statement::new(
             "UPDATE challenges SET status = $1, validated_at = $2, error = $3, updated_at = $4 \
@@ -780,13 +783,14 @@ impl Store {
     /// stored already.
     pub async fn complete_issuance(
         &self,
-        cert_id: &str,
+        cert: &Certificate,
         der: &[u8],
         chain_pem: &str,
         ari_id: &str,
         event: Option<&Event>,
     ) -> Result<bool> {
         let now = now();
+        let cert_id = cert.id.as_str();
         let mut statements = vec![
             Statement::new(
                 "UPDATE certificates SET status = 'valid', der = $1, chain_pem = $2, ari_id = $3 \
@@ -807,7 +811,46 @@ impl Store {
         ];
         statements.extend(event.map(super::admin::event_statement));
         let changed = self.write_at_once(statements).await?;
+        self.finished.chain_issued(
+            cert_id,
+            CertificateDownload {
+                instance_id: cert.instance_id.clone(),
+                account_id: cert.account_id.clone(),
+                issuer: cert.issuer.clone(),
+                chain_pem: Some(chain_pem.to_string()),
+                alternate_chains: Vec::new(),
+            },
+        );
         Ok(changed.get(1) == Some(&1))
+    }
+
+    /// An order this process has just made valid, as it wrote it: final, so
+    /// [`Store::order`] answers with it from memory for a while (see
+    /// [`super::finished`]).
+    pub fn order_made_valid(&self, order: &Order) {
+        self.finished.order_valid(order);
+    }
+
+    /// What downloading certificate `id` of `instance_id` needs; a chain
+    /// this process has just issued comes from memory.
+    pub async fn certificate_download(
+        &self,
+        instance_id: &str,
+        id: &str,
+    ) -> Result<Option<CertificateDownload>> {
+        if let Some(download) = self.finished.chain(id) {
+            return Ok((download.instance_id == instance_id).then_some(download));
+        }
+        Ok(self
+            .certificate(instance_id, id)
+            .await?
+            .map(|c| CertificateDownload {
+                instance_id: c.instance_id,
+                account_id: c.account_id,
+                issuer: c.issuer,
+                chain_pem: c.chain_pem,
+                alternate_chains: c.alternate_chains,
+            }))
     }
 
     /// Marks an order invalid after issuance failed for good.

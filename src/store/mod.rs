@@ -10,6 +10,7 @@ mod account_cache;
 mod acme;
 mod admin;
 mod dns;
+mod finished;
 mod held;
 mod managed;
 mod notify;
@@ -28,6 +29,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub(crate) use account_cache::AccountCache;
 pub use admin::{CertificateFilter, EventFilter, InstanceUsage, OrderFilter};
+pub use finished::CertificateDownload;
 pub use records::*;
 
 /// Errors from the store.
@@ -94,6 +96,8 @@ pub struct Store {
     backend: Backend,
     /// Accounts read by id, kept in memory (see [`account_cache`]).
     accounts: Arc<AccountCache>,
+    /// Valid orders and issued chains this process just wrote (see [`finished`]).
+    finished: Arc<finished::Finished>,
     /// The hot writes: group-committed on SQLite (see [`writer`]).
     writer: writer::Writer,
 }
@@ -293,6 +297,7 @@ impl Store {
         };
         Ok(Self {
             accounts,
+            finished: Arc::default(),
             pool,
             reader,
             nonces,

@@ -125,7 +125,7 @@ async fn order_and_challenges(
 /// Records a `processing` challenge as validated.
 async fn finish_valid(store: &Store, ch: &Challenge) -> Result<(), StoreError> {
     store
-        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400)
+        .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400, now())
         .await
 }
 
@@ -440,7 +440,7 @@ async fn a_failed_challenge_invalidates_the_order() {
         let ch = &authz.challenges[0];
         store.start_challenge(&ch.id, now()).await.unwrap();
         store
-            .finish_challenge(&ch.id, &ch.authz_id, Some(r#"{"type":"x"}"#), 0)
+            .finish_challenge(&ch.id, &ch.authz_id, Some(r#"{"type":"x"}"#), 0, now())
             .await
             .unwrap();
         let order = store.order(&instance.id, &order.id).await.unwrap().unwrap();
@@ -557,7 +557,7 @@ async fn an_order_is_finalized_exactly_once() {
         );
         assert!(
             store
-                .complete_issuance(&cert_id, b"der", "pem", "ari", None)
+                .complete_issuance(cert, b"der", "pem", "ari", None)
                 .await
                 .unwrap(),
             "the order became valid"
@@ -571,7 +571,36 @@ async fn an_order_is_finalized_exactly_once() {
             .unwrap()
             .unwrap();
         assert_eq!(cert.der.as_deref(), Some(&b"der"[..]));
+        // What the download and the order's reader get of what this process
+        // just finished (kept in memory): for their own instance only.
+        let download = store
+            .certificate_download(&instance.id, &cert_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(download.chain_pem.as_deref(), Some("pem"));
+        assert_eq!(download.account_id, account.id);
+        let other = store.ensure_instance("other", "local").await.unwrap();
+        assert!(
+            store
+                .certificate_download(&other.id, &cert_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.order_made_valid(&order);
+        assert!(store.order(&other.id, &order.id).await.unwrap().is_none());
+        assert_eq!(
+            store.order(&instance.id, &order.id).await.unwrap().unwrap().status,
+            OrderStatus::Valid
+        );
         store.revoke_certificate(&cert_id, 1, now()).await.unwrap();
+        let download = store
+            .certificate_download(&instance.id, &cert_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(download.chain_pem.as_deref(), Some("pem"), "revoked, still downloadable");
         assert!(matches!(
             store.revoke_certificate(&cert_id, 1, now()).await,
             Err(StoreError::Guard)

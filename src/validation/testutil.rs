@@ -33,6 +33,7 @@ pub fn lab_config(dns: &MemoryDns) -> ValidationConfig {
         attempts: 1,
         retry_delay_ms: 10,
         caa_identities: vec!["acmehub.local".to_string()],
+        ..ValidationConfig::default()
     }
 }
 

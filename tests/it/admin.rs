@@ -995,12 +995,12 @@ async fn failed_validations_and_request_rates_are_limited() {
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.unwrap();
-        authz
+        // The failure may already be in the answer (the validation ended in time).
+        let _ = authz
             .challenge(ChallengeType::Http01)
             .unwrap()
             .set_ready()
-            .await
-            .unwrap();
+            .await;
     }
     assert!(
         order.poll_ready(&retry()).await.is_err() || order.state().status == OrderStatus::Invalid

@@ -508,3 +508,69 @@ async fn key_rollover_and_deactivation() {
     assert!(format!("{err:?}").contains("deactivated"), "{err:?}");
     t.stop().await;
 }
+
+/// A challenge whose validation ends within `[validation] answer_within_ms`
+/// is answered with its outcome, and the order is ready at the client's
+/// next request: no polling round. With 0 the answer is `processing` at
+/// once, with the Retry-After a client polls by.
+#[tokio::test]
+async fn a_quick_validation_is_answered_with_its_outcome() {
+    for db in databases() {
+        for wait_ms in [1000, 0] {
+            let t = TestHub::start_with(db, |f| f.validation.answer_within_ms = wait_ms).await;
+            let mut raw = crate::raw::Raw::new(&t);
+            raw.register().await;
+            let name = "quick.example.test";
+            let created = raw
+                .post(
+                    &t.url("/acme/default/new-order"),
+                    &serde_json::json!({"identifiers": [{"type": "dns", "value": name}]})
+                        .to_string(),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{}", created.text);
+            let order_url = created.headers["location"].to_str().unwrap().to_string();
+            let authz_url = created.body["authorizations"][0].as_str().unwrap();
+            let authz = raw.post(authz_url, "").await;
+            let challenge = authz.body["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "dns-01")
+                .unwrap()
+                .clone();
+            let key_authorization = format!(
+                "{}.{}",
+                challenge["token"].as_str().unwrap(),
+                raw.key.thumbprint()
+            );
+            let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+            t.dns.add_txt(
+                &format!("_acme-challenge.{name}"),
+                &crate::raw::b64(digest.as_ref()),
+            );
+            let answer = raw
+                .post(challenge["url"].as_str().unwrap(), "{}")
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let order = raw.post(&order_url, "").await;
+            if wait_ms > 0 {
+                assert_eq!(answer.body["status"], "valid", "{}", answer.text);
+                assert!(answer.body["validated"].is_string(), "{}", answer.text);
+                assert!(!answer.headers.contains_key("retry-after"));
+                assert_eq!(order.body["status"], "ready", "{}", order.text);
+            } else {
+                assert_eq!(answer.body["status"], "processing", "{}", answer.text);
+                assert_eq!(answer.headers["retry-after"], "1");
+                wait_validations(&t).await;
+            }
+            // What the answer said is what the challenge reads afterwards.
+            let read = raw.post(challenge["url"].as_str().unwrap(), "").await;
+            assert_eq!(read.body["status"], "valid", "{}", read.text);
+            if wait_ms > 0 {
+                assert_eq!(read.body, answer.body);
+            }
+            t.stop().await;
+        }
+    }
+}
