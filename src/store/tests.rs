@@ -591,7 +591,12 @@ async fn an_order_is_finalized_exactly_once() {
         store.order_made_valid(&order);
         assert!(store.order(&other.id, &order.id).await.unwrap().is_none());
         assert_eq!(
-            store.order(&instance.id, &order.id).await.unwrap().unwrap().status,
+            store
+                .order(&instance.id, &order.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
             OrderStatus::Valid
         );
         store.revoke_certificate(&cert_id, 1, now()).await.unwrap();
@@ -600,7 +605,11 @@ async fn an_order_is_finalized_exactly_once() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(download.chain_pem.as_deref(), Some("pem"), "revoked, still downloadable");
+        assert_eq!(
+            download.chain_pem.as_deref(),
+            Some("pem"),
+            "revoked, still downloadable"
+        );
         assert!(matches!(
             store.revoke_certificate(&cert_id, 1, now()).await,
             Err(StoreError::Guard)

@@ -549,9 +549,7 @@ async fn a_quick_validation_is_answered_with_its_outcome() {
                 &format!("_acme-challenge.{name}"),
                 &crate::raw::b64(digest.as_ref()),
             );
-            let answer = raw
-                .post(challenge["url"].as_str().unwrap(), "{}")
-                .await;
+            let answer = raw.post(challenge["url"].as_str().unwrap(), "{}").await;
             assert_eq!(answer.status, 200, "{}", answer.text);
             let order = raw.post(&order_url, "").await;
             if wait_ms > 0 {
