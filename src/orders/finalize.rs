@@ -121,7 +121,7 @@ pub async fn finalize(
         }
         Err(e) => return Err(e.into()),
     };
-    if sign_recorded(hub, &cert).await? {
+    if sign_recorded(hub, &cert, now).await? {
         // What complete_issuance wrote, without reading it back.
         let order = Order {
             status: OrderStatus::Valid,
@@ -138,10 +138,10 @@ pub async fn finalize(
         .ok_or_else(|| Error::internal("finalizing", "order vanished"))
 }
 
-/// Signs a certificate whose intent is recorded, and stores the result.
-/// True when its order became valid with it; false when another worker
+/// Signs a certificate whose intent is recorded, and stores the result
+/// (the order's `updated_at` is `at`). True when its order became valid with it; false when another worker
 /// stored it first or the order had moved on (read it to know its state).
-pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error> {
+pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<bool, Error> {
     let serial = unhex(&cert.serial)
         .ok_or_else(|| Error::internal("signing", "stored serial is not hex"))?;
     let to_time = |t: i64| {
@@ -178,7 +178,7 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate) -> Result<bool, Error>
     );
     let order_valid = match hub
         .store
-        .complete_issuance(cert, &issued.der, &issued.chain_pem, &ari, Some(&event))
+        .complete_issuance(cert, &issued.der, &issued.chain_pem, &ari, Some(&event), at)
         .await
     {
         Ok(order_valid) => order_valid,

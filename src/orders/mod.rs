@@ -598,12 +598,15 @@ async fn validate_challenge(
     .increment(1);
     tracing::info!(challenge = %challenge_id, authz = %authz.id, r#type = %challenge.kind,
         identifier = %authz.identifier, valid = error.is_none(), "challenge validated");
+    // Shown only when the authorization took this outcome: otherwise it had
+    // moved on (another challenge of it, a deactivation), and the handler
+    // reads what it now is.
     let recorded_here = match hub
         .store
         .finish_challenge(challenge_id, &authz.id, error.as_deref(), valid_until, at)
         .await
     {
-        Ok(()) => true,
+        Ok(authz_took_it) => authz_took_it,
         Err(crate::store::StoreError::Guard) => false,
         Err(e) => return Err(e.into()),
     };
@@ -626,7 +629,8 @@ async fn validate_challenge(
     Ok(())
 }
 
-/// A challenge and its authorization as `finish_challenge` recorded them.
+/// A challenge and its authorization as `finish_challenge` recorded them
+/// (when the authorization took the outcome).
 fn recorded(
     challenge: Challenge,
     authz: Authorization,
@@ -783,7 +787,7 @@ pub async fn take_over_stale(hub: &Arc<Hub>, everything: bool) -> Result<(), Err
             .await?
         {
             tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
-            finalize::sign_recorded(hub, &cert).await?;
+            finalize::sign_recorded(hub, &cert, crate::util::now()).await?;
         }
     }
     Ok(())

@@ -616,7 +616,9 @@ impl Store {
     /// Records a validation outcome and carries it to the authorization and
     /// its orders, in one transaction (RFC 8555 §7.1.6 state machine).
     /// `error` is the problem JSON for an invalid outcome; it is also recorded
-    /// on each order that becomes invalid.
+    /// on each order that becomes invalid. True when the authorization took
+    /// the outcome; false when it had already moved on (another challenge of
+    /// it, or a deactivation), which only the challenge records.
     pub async fn finish_challenge(
         &self,
         challenge_id: &str,
@@ -624,7 +626,7 @@ impl Store {
         error: Option<&str>,
         authz_valid_until: i64,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let status = if error.is_some() { "invalid" } else { "valid" };
         let challenge = Statement::new(
             "UPDATE challenges SET status = $1, validated_at = $2, error = $3, updated_at = $4 \
@@ -649,13 +651,14 @@ impl Store {
                 vec![authz_valid_until.into(), authz_id.into()],
             ),
         };
-        self.write_at_once(vec![
-            challenge,
-            authz.or_stop(),
-            orders_of_authz(authz_id, error, now),
-        ])
-        .await?;
-        Ok(())
+        let changed = self
+            .write_at_once(vec![
+                challenge,
+                authz.or_stop(),
+                orders_of_authz(authz_id, error, now),
+            ])
+            .await?;
+        Ok(changed.get(1) == Some(&1))
     }
 
     /// Deactivates an authorization (RFC 8555 §7.5.2); orders relying on it become invalid.
@@ -788,8 +791,8 @@ impl Store {
         chain_pem: &str,
         ari_id: &str,
         event: Option<&Event>,
+        now: i64,
     ) -> Result<bool> {
-        let now = now();
         let cert_id = cert.id.as_str();
         let mut statements = vec![
             Statement::new(

@@ -996,11 +996,15 @@ async fn failed_validations_and_request_rates_are_limited() {
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.unwrap();
         // The failure may already be in the answer (the validation ended in time).
-        let _ = authz
+        if let Err(e) = authz
             .challenge(ChallengeType::Http01)
             .unwrap()
             .set_ready()
-            .await;
+            .await
+        {
+            let e = format!("{e:?}");
+            assert!(e.contains("urn:ietf:params:acme:error:connection"), "{e}");
+        }
     }
     assert!(
         order.poll_ready(&retry()).await.is_err() || order.state().status == OrderStatus::Invalid

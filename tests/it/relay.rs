@@ -894,7 +894,10 @@ async fn a_relayed_challenge_needs_the_clients_proof_and_the_upstream_authorizat
             responder.set(&challenge.token, challenge.key_authorization().as_str());
             // A refusal may already be in the answer (the validation ended
             // in time); the order says it either way.
-            let _ = challenge.set_ready().await;
+            if let Err(e) = challenge.set_ready().await {
+                let e = format!("{e:?}");
+                assert!(e.contains("upstream CA"), "{e}");
+            }
             let status = order.poll_ready(&retry()).await;
             (order, status.map_err(|e| format!("{e:?}")))
         }
