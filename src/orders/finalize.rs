@@ -139,8 +139,9 @@ pub async fn finalize(
 }
 
 /// Signs a certificate whose intent is recorded, and stores the result
-/// (the order's `updated_at` is `at`). True when its order became valid with it; false when another worker
-/// stored it first or the order had moved on (read it to know its state).
+/// (the order's `updated_at` is `at`). True when its order became valid
+/// with it; false when another worker stored it first or the order had
+/// moved on (read it to know its state).
 pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<bool, Error> {
     let serial = unhex(&cert.serial)
         .ok_or_else(|| Error::internal("signing", "stored serial is not hex"))?;

@@ -474,8 +474,9 @@ pub async fn respond_to_challenge(
     });
     match tokio::time::timeout(wait, outcome).await {
         Ok(Ok(now_shown)) => Ok(Some(now_shown)),
-        // Validated by then, but not recorded by this validation (another
-        // replica's, or the write failed): its state has to be read.
+        // Ended by then, but what this validation found is not what the
+        // records say (another worker recorded the challenge first, its
+        // authorization had moved on, or the write failed): read them.
         Ok(Err(_)) => Ok(None),
         Err(_) => Ok(Some(shown)),
     }

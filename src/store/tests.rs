@@ -121,8 +121,8 @@ async fn order_and_challenges(
     }
     (order, challenges)
 }
+
 /// Records a `processing` challenge as validated; true when its authorization took it.
-/// Records a `processing` challenge as validated.
 async fn finish_valid(store: &Store, ch: &Challenge) -> Result<bool, StoreError> {
     store
         .finish_challenge(&ch.id, &ch.authz_id, None, now() + 86400, now())
