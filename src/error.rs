@@ -65,6 +65,43 @@ pub enum ErrorKind {
     ServerInternal,
 }
 
+impl ErrorKind {
+    /// A short stable name for logs, metrics and audit events (the RFC 8555
+    /// §6.7 name where there is one; the wire type is `acme/problem.rs`'s).
+    pub fn name(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            Malformed => "malformed",
+            BadNonce => "badNonce",
+            BadSignatureAlgorithm => "badSignatureAlgorithm",
+            BadPublicKey => "badPublicKey",
+            BadCsr => "badCSR",
+            Unauthorized => "unauthorized",
+            AccountDoesNotExist => "accountDoesNotExist",
+            UnsupportedContact => "unsupportedContact",
+            InvalidContact => "invalidContact",
+            RejectedIdentifier => "rejectedIdentifier",
+            UnsupportedIdentifier => "unsupportedIdentifier",
+            OrderNotReady => "orderNotReady",
+            AlreadyRevoked => "alreadyRevoked",
+            BadRevocationReason => "badRevocationReason",
+            RateLimited => "rateLimited",
+            ExternalAccountRequired => "externalAccountRequired",
+            Dns => "dns",
+            Connection => "connection",
+            Tls => "tls",
+            IncorrectResponse => "incorrectResponse",
+            Caa => "caa",
+            InvalidProfile => "invalidProfile",
+            NotFound => "notFound",
+            Conflict => "conflict",
+            UnsupportedMediaType => "unsupportedMediaType",
+            PayloadTooLarge => "payloadTooLarge",
+            ServerInternal => "serverInternal",
+        }
+    }
+}
+
 /// A hub error: a kind, a detail for the user, and optional per-identifier
 /// subproblems (RFC 8555 §6.7.1).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,12 @@ pub enum HubError {
     Setup(String),
 }
 
+/// Refusals recorded in the audit log per account (or client address) and
+/// minute; more are counted in metrics and logged at debug level only.
+pub const REFUSAL_EVENTS_PER_MINUTE: u32 = 10;
+/// Accounts and addresses whose refusals are counted at once.
+const REFUSAL_EVENT_KEYS: usize = 10_000;
+
 pub struct Hub {
     pub config: Config,
     pub store: Store,
@@ -67,6 +73,9 @@ pub struct Hub {
     /// Set while this hub delivers notifications: one sweep at a time per
     /// hub (replicas coordinate through each notification's lease).
     pub notify_sweeping: std::sync::atomic::AtomicBool,
+    /// Audit events of refused requests, per account (or client address):
+    /// a flood of refusals cannot fill the audit log.
+    pub refusal_events: crate::policy::Throttle,
 }
 
 impl Hub {
@@ -142,6 +151,11 @@ impl Hub {
             instances,
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             notify_sweeping: std::sync::atomic::AtomicBool::new(false),
+            refusal_events: crate::policy::Throttle::new(
+                REFUSAL_EVENTS_PER_MINUTE,
+                60,
+                REFUSAL_EVENT_KEYS,
+            ),
         }))
     }
 

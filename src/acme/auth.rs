@@ -187,8 +187,16 @@ impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<
         hub: &std::sync::Arc<Hub>,
     ) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
-        let path = request.uri().path().to_string();
-        let name = path
+        // RFC 8555 §6.4: the JWS "url" is the whole request URL, query
+        // string included (the order list's `next` links carry `?page=`).
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path(), |pq| pq.as_str())
+            .to_string();
+        let name = request
+            .uri()
+            .path()
             .strip_prefix("/acme/")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default()

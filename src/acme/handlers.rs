@@ -158,14 +158,18 @@ pub async fn account_orders(
     if account.id != id {
         return Err(Error::unauthorized("an account can only list its own orders").into());
     }
-    let page: i64 = query
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-        .max(0);
+    let page: i64 = match query.get("page") {
+        None => 0,
+        Some(p) => p.parse().ok().filter(|&p: &i64| p >= 0).ok_or_else(|| {
+            Error::malformed(format!("page {p:?} is not a page number (0, 1, 2, ...)"))
+        })?,
+    };
+    let offset = page
+        .checked_mul(ORDERS_PAGE)
+        .ok_or_else(|| Error::malformed(format!("page {page} is beyond the last page")))?;
     let ids = hub
         .store
-        .order_ids_for_account(&account.id, ORDERS_PAGE + 1, page * ORDERS_PAGE)
+        .order_ids_for_account(&account.id, ORDERS_PAGE + 1, offset)
         .await?;
     let more = ids.len() as i64 > ORDERS_PAGE;
     let urls: Vec<String> = ids

@@ -221,6 +221,7 @@ pub fn certificate_status(c: &Certificate, now: i64) -> &'static str {
     match c.status {
         CertificateStatus::Revoked => "revoked",
         CertificateStatus::Signing => "issuing",
+        CertificateStatus::Failed => "failed",
         CertificateStatus::Valid if c.not_after <= now => "expired",
         CertificateStatus::Valid => "active",
     }

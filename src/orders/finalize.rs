@@ -156,20 +156,19 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
         not_after: to_time(cert.not_after)?,
         crl_url: &hub.crl_url(),
     };
-    let issued = match hub.ca.sign(&request) {
-        Ok(issued) => issued,
-        Err(e) => {
-            let error = Error::internal("signing the certificate", e);
-            hub.store
-                .fail_order(
-                    &cert.order_id,
-                    &crate::acme::problem::Problem::from_error(&error).to_json(),
-                )
-                .await?;
+    let signed = hub.ca.sign(&request).map_err(|e| match e {
+        crate::issuance::CaError::InvalidRequest(why) => Error::malformed(format!(
+            "the certificate cannot be signed as ordered: {why}"
+        )),
+        other => Error::internal("signing the certificate", other),
+    });
+    let (issued, ari) = match signed.and_then(|issued| Ok((ari_cert_id(&issued.der)?, issued))) {
+        Ok((ari, issued)) => (issued, ari),
+        Err(error) => {
+            fail_recorded(hub, cert, &error).await?;
             return Err(error);
         }
     };
-    let ari = ari_cert_id(&issued.der)?;
     let event = super::audit::event(
         Some(&cert.instance_id),
         &super::audit::Actor::Account(cert.account_id.clone()),
@@ -189,6 +188,28 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
     metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
     tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
     Ok(order_valid)
+}
+
+/// Ends an issuance whose certificate could not be signed: the intent is
+/// marked failed and the order invalid with `error`, with an audit event and
+/// one log line, so that neither a resume nor the stale-work sweep meets it
+/// again.
+async fn fail_recorded(hub: &Hub, cert: &Certificate, error: &Error) -> Result<(), Error> {
+    let problem = crate::acme::problem::Problem::from_error(error).to_json();
+    let event = super::audit::event(
+        Some(&cert.instance_id),
+        &super::audit::Actor::Hub,
+        "certificate.fail",
+        ("certificate", &cert.id),
+        serde_json::json!({"serial": cert.serial, "order": cert.order_id, "error": error.detail}),
+    );
+    if hub.store.fail_issuance(cert, &problem, Some(&event)).await? {
+        metrics::counter!("acmehub_certificates_failed_total", "issuer" => LOCAL_ISSUER)
+            .increment(1);
+        tracing::warn!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial,
+            kind = ?error.kind, error = %error.detail, "certificate could not be signed; order invalid");
+    }
+    Ok(())
 }
 
 pub use crate::util::hex;

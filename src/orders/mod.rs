@@ -258,6 +258,75 @@ pub async fn new_order(
     request: OrderRequest,
     client: Option<IpAddr>,
 ) -> Result<Order, Error> {
+    let requested = request.identifiers.clone();
+    let result = create_order(hub, instance, account, request, client).await;
+    if let Err(error) = &result {
+        record_refusal(hub, instance, account, &requested, client, error).await;
+    }
+    result
+}
+
+/// Every refused newOrder is an audit event (`order.refuse`: who asked,
+/// with which access key, from where, for what, and why) and a log line,
+/// so "who asked for a name they may not have" can be answered; at most
+/// [`crate::hub::REFUSAL_EVENTS_PER_MINUTE`] events per account a minute,
+/// so a flood cannot fill the log. Failures of the hub itself are not
+/// refusals: they are logged where they happen.
+async fn record_refusal(
+    hub: &Hub,
+    instance: &Instance,
+    account: &Account,
+    requested: &[(String, String)],
+    client: Option<IpAddr>,
+    error: &Error,
+) {
+    if error.kind == ErrorKind::ServerInternal {
+        return;
+    }
+    let reason = error.kind.name();
+    metrics::counter!("acmehub_order_refusals_total", "reason" => reason).increment(1);
+    if !hub.refusal_events.allow(&account.id, now()) {
+        tracing::debug!(account = %account.id, reason, "order refused (audit event throttled)");
+        return;
+    }
+    tracing::info!(event = "order.refuse", instance = %instance.name, account = %account.id,
+        access_key = account.access_key_id.as_deref().unwrap_or(""),
+        client = %client.map(|c| c.to_string()).unwrap_or_default(), reason,
+        detail = %error.detail, "order refused");
+    let clip = |text: &str, max: usize| text.chars().take(max).collect::<String>();
+    // Requested values are the client's text: keep what an operator needs
+    // to read, not whatever length a client sent.
+    let identifiers: Vec<serde_json::Value> = requested
+        .iter()
+        .take(100)
+        .map(|(kind, value)| {
+            serde_json::json!({"type": clip(kind, 16), "value": clip(value, 255)})
+        })
+        .collect();
+    audit::record(
+        hub,
+        Some(&instance.id),
+        &Actor::Account(account.id.clone()),
+        "order.refuse",
+        ("account", &account.id),
+        serde_json::json!({
+            "reason": reason,
+            "detail": error.detail,
+            "identifiers": identifiers,
+            "access_key": account.access_key_id,
+            "client": client.map(|c| c.to_string()),
+        }),
+    )
+    .await;
+}
+
+async fn create_order(
+    hub: &Arc<Hub>,
+    instance: &Instance,
+    account: &Account,
+    request: OrderRequest,
+    client: Option<IpAddr>,
+) -> Result<Order, Error> {
     let identifiers = parse_identifiers(&request.identifiers)?;
     let policy = tenants::account_policy(hub, instance, account).await?;
     if let Some(policy) = &policy {
@@ -274,27 +343,16 @@ pub async fn new_order(
         .is_some_and(|p| p.validation == ValidationMode::PreAuthorized);
     let now = now();
     let validity_days = order_validity_days(hub, instance, request.profile.as_deref());
-    let validity = validity_days * 86400;
-    if let (Some(nb), Some(na)) = (request.not_before, request.not_after) {
-        if na <= nb {
-            return Err(Error::malformed("notAfter must be later than notBefore"));
-        }
-    }
-    if let Some(nb) = request.not_before {
-        if nb < now - 3600 || nb > now + 30 * 86400 {
-            return Err(Error::malformed(
-                "notBefore must lie between one hour ago and 30 days from now",
-            ));
-        }
-    }
-    if let Some(na) = request.not_after {
-        let start = request.not_before.unwrap_or(now);
-        if na - start > validity {
-            return Err(Error::malformed(format!(
-                "notAfter asks for more than this instance's {validity_days} day certificate lifetime"
-            )));
-        }
-    }
+    // A relayed order's upstream CA decides its own bounds; a local one
+    // cannot outlive the intermediate that signs it.
+    let ca_expires = (!relayed).then(|| hub.ca.intermediate_not_after().unix_timestamp());
+    check_requested_validity(
+        request.not_before,
+        request.not_after,
+        now,
+        validity_days,
+        ca_expires,
+    )?;
     if let Some(replaces) = &request.replaces {
         crate::issuance::parse_ari_cert_id(replaces)?;
         match hub
@@ -728,6 +786,68 @@ pub async fn deactivate_authorization(
     }
 }
 
+/// How far back a requested `notBefore` may lie (clock skew, backdating).
+const NOT_BEFORE_PAST_SECS: i64 = 3600;
+/// How far ahead a requested `notBefore` may lie.
+const NOT_BEFORE_FUTURE_SECS: i64 = 30 * 86400;
+
+/// RFC 8555 §7.1.3 and §7.4: the `notBefore`/`notAfter` a client asks for
+/// must make a certificate this CA can sign: not ending in the past, not
+/// reversed, not longer than the instance's lifetime of `validity_days`,
+/// and not outliving the issuing CA (`ca_expires`, for local issuance).
+/// Checked at newOrder, so a refused window is never stored and never
+/// reaches the signer.
+fn check_requested_validity(
+    not_before: Option<i64>,
+    not_after: Option<i64>,
+    now: i64,
+    validity_days: i64,
+    ca_expires: Option<i64>,
+) -> Result<(), Error> {
+    let at = crate::util::rfc3339;
+    if let Some(nb) = not_before {
+        if nb < now - NOT_BEFORE_PAST_SECS || nb > now + NOT_BEFORE_FUTURE_SECS {
+            return Err(Error::malformed(format!(
+                "notBefore {} must lie between one hour ago and 30 days from now",
+                at(nb)
+            )));
+        }
+    }
+    let Some(na) = not_after else {
+        return Ok(());
+    };
+    if na <= now {
+        return Err(Error::malformed(format!(
+            "notAfter {} is in the past: a certificate must end after it is issued",
+            at(na)
+        )));
+    }
+    if let Some(nb) = not_before {
+        if na <= nb {
+            return Err(Error::malformed(format!(
+                "notAfter {} must be later than notBefore {}",
+                at(na),
+                at(nb)
+            )));
+        }
+    }
+    let start = not_before.unwrap_or(now);
+    if na - start > validity_days * 86400 {
+        return Err(Error::malformed(format!(
+            "notAfter {} asks for more than this instance's {validity_days} day certificate lifetime",
+            at(na)
+        )));
+    }
+    if let Some(expires) = ca_expires.filter(|&e| na > e) {
+        return Err(Error::malformed(format!(
+            "notAfter {} is beyond the issuing CA's expiry {}; ask for an earlier notAfter",
+            at(na),
+            at(expires)
+        )));
+    }
+    Ok(())
+}
+
 /// Work a restart interrupted: validations in flight, relayed orders, and
 /// certificates whose signing was recorded but not finished. A process that
 /// owns its database (SQLite) takes all of it; on a shared database, only
@@ -771,10 +891,19 @@ pub async fn take_over_stale(hub: &Arc<Hub>, everything: bool) -> Result<(), Err
             now,
         )
     };
+    // Each unit of work stands alone: one that fails is logged (and, for a
+    // signing, its order made invalid by sign_recorded) and the rest go on,
+    // so one client's order can neither stop a start nor wedge the sweep.
     for stale in hub.store.stale_challenges(challenges_before).await? {
-        if hub.store.claim_challenge(&stale, now).await? {
-            tracing::info!(challenge = %stale.challenge_id, "resuming validation");
-            spawn_validation(hub.clone(), stale.challenge_id, stale.instance_id);
+        match hub.store.claim_challenge(&stale, now).await {
+            Ok(true) => {
+                tracing::info!(challenge = %stale.challenge_id, "resuming validation");
+                spawn_validation(hub.clone(), stale.challenge_id, stale.instance_id);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(challenge = %stale.challenge_id, error = %e, "taking over a validation failed")
+            }
         }
     }
     for (cert, lease) in hub
@@ -782,14 +911,27 @@ pub async fn take_over_stale(hub: &Arc<Hub>, everything: bool) -> Result<(), Err
         .unsigned_certificates(signing_before, lease_before)
         .await?
     {
-        if hub
-            .store
-            .claim_signing(&cert.id, lease, now + SIGNING_DEADLINE_SECS)
-            .await?
-        {
-            tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
-            finalize::sign_recorded(hub, &cert, crate::util::now()).await?;
+        if let Err(e) = resume_signing(hub, &cert, lease, now).await {
+            tracing::warn!(certificate = %cert.id, order = %cert.order_id, kind = ?e.kind,
+                error = %e.detail, "resuming a signing failed");
         }
+    }
+    Ok(())
+}
+
+async fn resume_signing(
+    hub: &Arc<Hub>,
+    cert: &crate::store::Certificate,
+    lease: i64,
+    now: i64,
+) -> Result<(), Error> {
+    if hub
+        .store
+        .claim_signing(&cert.id, lease, now + SIGNING_DEADLINE_SECS)
+        .await?
+    {
+        tracing::info!(certificate = %cert.id, serial = %cert.serial, "resuming signing");
+        finalize::sign_recorded(hub, cert, crate::util::now()).await?;
     }
     Ok(())
 }
@@ -827,6 +969,27 @@ mod tests {
         );
         let email = parse_identifiers(&req(&[("email", "a@b.c")])).unwrap_err();
         assert_eq!(email.kind, ErrorKind::UnsupportedIdentifier);
+    }
+
+    #[test]
+    fn requested_validity_windows_are_checked_before_storing() {
+        let now = 1_800_000_000;
+        let day = 86400;
+        let check = |nb, na, ca| check_requested_validity(nb, na, now, 90, ca);
+        assert!(check(None, None, None).is_ok());
+        assert!(check(Some(now), Some(now + 90 * day), Some(now + 365 * day)).is_ok());
+        let detail = |r: Result<(), Error>| {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Malformed);
+            e.detail
+        };
+        // The finding: a notAfter in the past used to reach the signer.
+        assert!(detail(check(None, Some(978_307_200), None)).contains("in the past"));
+        assert!(detail(check(Some(now + day), Some(now + 10), None)).contains("later than notBefore"));
+        assert!(detail(check(None, Some(now + 91 * day), None)).contains("90 day"));
+        assert!(detail(check(None, Some(now + 30 * day), Some(now + 10 * day))).contains("issuing CA"));
+        assert!(detail(check(Some(now - 2 * 3600), None, None)).contains("notBefore"));
+        assert!(detail(check(Some(now + 31 * day), None, None)).contains("notBefore"));
     }
 
     #[test]

@@ -870,6 +870,37 @@ impl Store {
         Ok(())
     }
 
+    /// Ends an issuance the CA could not sign: the certificate intent becomes
+    /// `failed` and its order `invalid` with `error` (a problem document), in
+    /// one transaction with `event`, so no `signing` row is left for a resume
+    /// to take up again. True when this call ended it (false: another worker
+    /// finished or failed it first).
+    pub async fn fail_issuance(
+        &self,
+        cert: &Certificate,
+        error: &str,
+        event: Option<&Event>,
+    ) -> Result<bool> {
+        let mut statements = vec![
+            Statement::new(
+                "UPDATE certificates SET status = 'failed' WHERE id = $1 AND status = 'signing'",
+                vec![(&cert.id).into()],
+            )
+            .guard(),
+            Statement::new(
+                "UPDATE orders SET status = 'invalid', error = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'processing'",
+                vec![error.into(), now().into(), (&cert.order_id).into()],
+            ),
+        ];
+        statements.extend(event.map(super::admin::event_statement));
+        match self.write_at_once(statements).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Guard) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Certificates whose signing was recorded before `stale_before` but not
     /// finished, and that no process has taken over since `now`.
     pub async fn unsigned_certificates(

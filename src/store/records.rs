@@ -42,8 +42,10 @@ status_enum!(
 );
 status_enum!(
     /// Certificate lifecycle as recorded: `signing` is the intent written before
-    /// the signature exists; `expired` is derived from `not_after` when read.
-    CertificateStatus { Signing => "signing", Valid => "valid", Revoked => "revoked" }
+    /// the signature exists; `failed` is an intent the CA refused or could not
+    /// sign (its order is invalid, its serial never used); `expired` is
+    /// derived from `not_after` when read.
+    CertificateStatus { Signing => "signing", Valid => "valid", Revoked => "revoked", Failed => "failed" }
 );
 
 status_enum!(

@@ -90,7 +90,7 @@ fn retry() -> RetryPolicy {
 }
 
 /// A new instance and an access key in it; returns (directory, kid, hmac key bytes).
-async fn instance_with_key(
+pub(crate) async fn instance_with_key(
     api: &Api<'_>,
     instance: Value,
     key: Value,
@@ -129,7 +129,7 @@ pub(crate) async fn eab_account(
         .map(|(account, _)| account)
 }
 
-fn problem<T>(result: Result<T, instant_acme::Error>) -> instant_acme::Problem {
+pub(crate) fn problem<T>(result: Result<T, instant_acme::Error>) -> instant_acme::Problem {
     match result {
         Err(instant_acme::Error::Api(p)) => p,
         Err(other) => panic!("expected an ACME problem, got {other:?}"),

@@ -3,6 +3,7 @@
 //! cases), validating against a DNS server and challenge responders inside
 //! the test. One binary keeps link time down.
 
+mod abuse;
 mod admin;
 mod dns;
 mod flows;
