@@ -141,6 +141,12 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
 
         // The restart that used to exit with "resuming interrupted work".
         let t = TestHub::replica(&url, &key).await;
+        if db == Db::Postgres {
+            // A shared database's start takes over only work past its
+            // deadline (a live replica may own the rest): sweep it all, as
+            // the periodic sweep does once the deadline has passed.
+            acmehub::orders::take_over_stale(&t.hub, true).await.unwrap();
+        }
         let store = &t.hub.store;
         let order = store.order(&instance.id, &bad).await.unwrap().unwrap();
         assert_eq!(order.status, acmehub::store::OrderStatus::Invalid);
@@ -148,15 +154,11 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
         assert!(error.contains("malformed"), "{error}");
         let cert = store.certificate(&instance.id, &stuck.id).await.unwrap().unwrap();
         assert_eq!(cert.status, acmehub::store::CertificateStatus::Failed);
-        // On SQLite the start took the other one over; on a shared database
-        // a live replica might still own it, so only the deadline-free sweep
-        // (start on SQLite) is asserted to have signed it.
-        if db == Db::Sqlite {
-            let cert = store.certificate(&instance.id, &waiting.id).await.unwrap().unwrap();
-            assert_eq!(cert.status, acmehub::store::CertificateStatus::Valid);
-            let order = store.order(&instance.id, &good).await.unwrap().unwrap();
-            assert_eq!(order.status, acmehub::store::OrderStatus::Valid);
-        }
+        // The work queued behind the failed one was done all the same.
+        let cert = store.certificate(&instance.id, &waiting.id).await.unwrap().unwrap();
+        assert_eq!(cert.status, acmehub::store::CertificateStatus::Valid);
+        let order = store.order(&instance.id, &good).await.unwrap().unwrap();
+        assert_eq!(order.status, acmehub::store::OrderStatus::Valid);
         // The failure is in the audit log, and nothing is left to resume.
         assert!(
             store
@@ -269,6 +271,9 @@ async fn refused_orders_are_audited_and_a_flood_cannot_fill_the_log() {
     }
     let events = api.get("/api/v1/events?action=order.refuse&limit=100").await.body;
     let n = events["items"].as_array().unwrap().len();
-    assert_eq!(n, acmehub::hub::REFUSAL_EVENTS_PER_MINUTE as usize, "{events}");
+    // 32 refusals, written down at most 10 a minute: 10, or up to 20 when
+    // the run straddles the turn of a minute.
+    let cap = acmehub::hub::REFUSAL_EVENTS_PER_MINUTE as usize;
+    assert!((cap..=2 * cap).contains(&n), "{n} events: {events}");
     t.stop().await;
 }
