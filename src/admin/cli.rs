@@ -78,7 +78,7 @@ pub enum InstanceCommand {
         #[arg(long)]
         description: Option<String>,
         /// Whether validation may reach private and loopback addresses;
-        /// `allow` (and `default`, where the hub allows) needs a hub-wide token.
+        /// `allow` and `default` need a hub-wide token (unless already set).
         #[arg(long, value_enum)]
         private_targets: Option<PrivateTargets>,
     },

@@ -183,8 +183,8 @@ pub fn private_targets_allowed(hub: &Hub, instance: &Instance) -> bool {
 /// Allowing private targets widens what the hub reaches on an instance's
 /// behalf (its internal network), so only a hub-wide token may do it; an
 /// instance-scoped token may turn them off, or send the stored value back
-/// unchanged (a console form does). Falling back to the hub default is a
-/// widening too where the default allows.
+/// unchanged (a console form does). Falling back to the hub default (null)
+/// needs a hub-wide token too: the default may allow, now or later.
 pub fn check_private_target_rights(
     settings: &InstanceSettings,
     existing: &Instance,
