@@ -75,7 +75,11 @@ pub struct ValidationConfig {
     pub http01_port: u16,
     /// Port tls-alpn-01 validation connects to (RFC 8737 says 443).
     pub tlsalpn01_port: u16,
-    /// Whether validation may dial private, loopback and link-local addresses.
+    /// Whether validation may dial private and loopback addresses, for
+    /// instances that do not say (each instance may; only a hub-wide token
+    /// may allow). Default true: a fleet hub validates internal hosts.
+    /// Link-local (169.254.0.0/16, fe80::/10), unspecified, multicast and
+    /// broadcast addresses and the hub's own listeners are never dialed.
     pub allow_private_targets: bool,
     /// Time limit for one validation attempt, in seconds.
     pub attempt_timeout_secs: u64,

@@ -94,8 +94,6 @@ impl Hub {
         .map_err(|e| HubError::Setup(e.to_string()))?;
         check_master_key(&store, &secrets).await?;
         let ca = shared_ca(&store, &secrets, &config.data_dir.join("ca")).await?;
-        let validator =
-            Validator::new(&config.validation).map_err(|e| HubError::Setup(e.detail))?;
         let nonces = Nonces::new(store.clone(), config.acme.nonce_lifetime_secs)
             .await
             .map_err(|e| HubError::Setup(e.detail))?;
@@ -135,6 +133,15 @@ impl Hub {
             }
             None => None,
         };
+        // A challenge or a notification must never make the hub talk to
+        // itself: its listeners are never outbound targets.
+        let mut own = vec![(config.listen, "HTTPS listener")];
+        if let Some(zone) = &technical_zone {
+            own.push((zone.addr(), "technical-zone DNS listener"));
+        }
+        let validator = Validator::new(&config.validation)
+            .map_err(|e| HubError::Setup(e.detail))?
+            .with_own_listeners(own);
         let instances = RwLock::new(HashMap::from([(
             default.name.clone(),
             (default, Instant::now()),

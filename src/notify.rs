@@ -33,6 +33,11 @@ const RETRY_CAP_SECS: i64 = 3600;
 const MAX_ATTEMPTS: i64 = 12;
 /// The header carrying the webhook signature: `sha256=<hex HMAC of the body>`.
 pub const SIGNATURE_HEADER: &str = "x-acmehub-signature";
+/// The channel config member marking a channel made by an instance-scoped
+/// token: its targets follow the instance's target policy, when made and at
+/// every delivery (DNS can change in between). A hub-wide token's channels
+/// go where the operator said.
+const RESTRICTED: &str = "restricted_targets";
 
 /// A channel as sent to the API.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -74,11 +79,15 @@ fn mailbox(text: &str, field: &'static str) -> Result<lettre::message::Mailbox, 
         .map_err(|_| Error::invalid(field, format!("{text:?} is not an email address")))
 }
 
+/// Creates a channel. `hub_wide`: the caller's token reaches the whole
+/// hub; otherwise the webhook URL or SMTP host must not resolve to an
+/// address the instance's target policy refuses.
 pub async fn create_channel(
     hub: &Hub,
     actor: &Actor,
     instance: &Instance,
     s: &ChannelSettings,
+    hub_wide: bool,
 ) -> Result<Created, Error> {
     let name = s
         .name
@@ -127,6 +136,11 @@ pub async fn create_channel(
                     "the url must not carry a user name or password; the signature authenticates the hub",
                 ));
             }
+            if !hub_wide {
+                let port = parsed.port_or_known_default().unwrap_or(80);
+                let host = parsed.host_str().unwrap_or_default();
+                check_target(hub, instance, host, port, "url").await?;
+            }
             channel.config = json!({"url": url});
             match &s.secret {
                 Some(secret) if secret.len() >= 16 && secret.len() <= 512 => secret.clone(),
@@ -171,6 +185,9 @@ pub async fn create_channel(
                     },
                 )?;
             }
+            if !hub_wide {
+                check_target(hub, instance, host, s.smtp_port.unwrap_or(587), "smtp_host").await?;
+            }
             channel.config = json!({
                 "smtp_host": host, "smtp_port": s.smtp_port.unwrap_or(587),
                 "smtp_username": s.smtp_username, "smtp_tls_roots_pem": s.smtp_tls_roots_pem,
@@ -180,6 +197,11 @@ pub async fn create_channel(
         }
         _ => return Err(Error::invalid("kind", "kind must be webhook or email")),
     };
+    if !hub_wide {
+        if let Some(config) = channel.config.as_object_mut() {
+            config.insert(RESTRICTED.into(), Value::Bool(true));
+        }
+    }
     if !secret.is_empty() {
         channel.sealed_secret = Some(hub.secrets.seal(secret.as_bytes(), &owner(&channel)));
     }
@@ -329,6 +351,93 @@ pub async fn test_channel(hub: &Hub, c: &NotificationChannel) -> Result<(), Stri
     deliver(hub, c, "test", &body.to_string()).await
 }
 
+/// The addresses `host:port` reaches, each allowed by the instance's
+/// target policy (the validator's, with the instance's private-target
+/// setting); otherwise the first refusal ("... refused by policy"). Names
+/// go through the hub's resolvers; a name that does not resolve gives no
+/// address and no refusal.
+async fn policed_addresses(
+    hub: &Hub,
+    instance: &Instance,
+    host: &str,
+    port: u16,
+) -> Result<Vec<std::net::SocketAddr>, String> {
+    let policy =
+        hub.validator
+            .policy()
+            .with_private(crate::orders::tenants::private_targets_allowed(
+                hub, instance,
+            ));
+    let ips = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => hub
+            .validator
+            .resolver()
+            .lookup_ips(host)
+            .await
+            .unwrap_or_default(),
+    };
+    let addresses: Vec<_> = ips
+        .into_iter()
+        .map(|ip| std::net::SocketAddr::new(ip, port))
+        .collect();
+    for address in &addresses {
+        policy.check(*address)?;
+    }
+    Ok(addresses)
+}
+
+/// A channel target set by an instance-scoped token: 400 on `field` when
+/// the instance's policy refuses where it leads.
+async fn check_target(
+    hub: &Hub,
+    instance: &Instance,
+    host: &str,
+    port: u16,
+    field: &'static str,
+) -> Result<(), Error> {
+    policed_addresses(hub, instance, host, port)
+        .await
+        .map(|_| ())
+        .map_err(|why| {
+            let named = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+                Ok(_) => why,
+                Err(_) => format!("{host}: {why}"),
+            };
+            Error::invalid(
+                field,
+                format!("{named}; only a hub-wide token may set such a notification target"),
+            )
+        })
+}
+
+/// For a restricted channel, the checked addresses to deliver to (the
+/// lookup is not repeated by the HTTP or SMTP client, so what was checked
+/// is what is dialed); `None` for a channel a hub-wide token made.
+async fn delivery_addresses(
+    hub: &Hub,
+    c: &NotificationChannel,
+    host: &str,
+    port: u16,
+) -> Result<Option<Vec<std::net::SocketAddr>>, String> {
+    if c.config[RESTRICTED].as_bool() != Some(true) {
+        return Ok(None);
+    }
+    let instance = hub
+        .store
+        .instance_by_ref(&c.instance_id)
+        .await
+        .map_err(|e| format!("reading the channel's instance: {e}"))?
+        .ok_or("the channel's instance is gone")?;
+    let addresses = policed_addresses(hub, &instance, host, port)
+        .await
+        .map_err(|why| format!("{host}: {why}"))?;
+    if addresses.is_empty() {
+        return Err(format!("{host} does not resolve"));
+    }
+    Ok(Some(addresses))
+}
+
 fn secret(hub: &Hub, c: &NotificationChannel) -> Result<Option<Vec<u8>>, String> {
     c.sealed_secret
         .as_ref()
@@ -372,12 +481,18 @@ async fn deliver(
             // Errors name the host only: a webhook URL may carry a token.
             let shown = shown_url(url);
             let key = secret(hub, c)?.unwrap_or_default();
-            let client = reqwest::Client::builder()
+            let mut client = reqwest::Client::builder()
                 .timeout(DELIVERY_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("acmehub/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| e.to_string())?;
+                .user_agent(concat!("acmehub/", env!("CARGO_PKG_VERSION")));
+            if let Ok(parsed) = reqwest::Url::parse(url) {
+                let host = parsed.host_str().unwrap_or_default();
+                let port = parsed.port_or_known_default().unwrap_or(80);
+                if let Some(addresses) = delivery_addresses(hub, c, host, port).await? {
+                    client = client.resolve_to_addrs(host, &addresses);
+                }
+            }
+            let client = client.build().map_err(|e| e.to_string())?;
             let response = client
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -451,8 +566,17 @@ async fn send_email(
     let tls = tls
         .build_rustls()
         .map_err(|e| format!("TLS settings: {e}"))?;
+    // A restricted channel dials the address that was checked; TLS still
+    // verifies the certificate for the host name.
+    let server = match delivery_addresses(hub, c, host, port).await? {
+        Some(addresses) => addresses
+            .first()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| host.to_string()),
+        None => host.to_string(),
+    };
     let mut transport =
-        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host)
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(server)
             .port(port)
             .tls(lettre::transport::smtp::client::Tls::Required(tls))
             .timeout(Some(DELIVERY_TIMEOUT));

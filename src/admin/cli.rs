@@ -67,7 +67,39 @@ pub enum InstanceCommand {
         /// Allowed challenge types, comma-separated (http-01,dns-01,tls-alpn-01).
         #[arg(long, value_delimiter = ',')]
         challenges: Option<Vec<String>>,
+        /// Whether validation may reach private and loopback addresses
+        /// (`default`: the hub's `[validation] allow_private_targets`).
+        #[arg(long, value_enum)]
+        private_targets: Option<PrivateTargets>,
     },
+    /// Changes an instance's settings; only the flags given change.
+    Update {
+        instance: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Whether validation may reach private and loopback addresses;
+        /// `allow` and `default` need a hub-wide token (unless already set).
+        #[arg(long, value_enum)]
+        private_targets: Option<PrivateTargets>,
+    },
+}
+
+/// `--private-targets`: an instance's `allow_private_targets`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PrivateTargets {
+    Allow,
+    Refuse,
+    Default,
+}
+
+impl PrivateTargets {
+    fn json(self) -> Value {
+        match self {
+            Self::Allow => json!(true),
+            Self::Refuse => json!(false),
+            Self::Default => Value::Null,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,6 +349,10 @@ impl Client {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    async fn patch(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     async fn delete(&self, path: &str) -> Result<Value, String> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
@@ -442,6 +478,7 @@ async fn instance(client: &Client, command: &InstanceCommand) -> Result<Output, 
             issuer,
             validity_days,
             challenges,
+            private_targets,
         } => {
             let mut body = json!({"name": name, "external_account_required": eab_required});
             if let Some(d) = description {
@@ -456,11 +493,40 @@ async fn instance(client: &Client, command: &InstanceCommand) -> Result<Output, 
             if let Some(c) = challenges {
                 body["allowed_challenges"] = json!(c);
             }
+            if let Some(p) = private_targets {
+                body["allow_private_targets"] = p.json();
+            }
             let v = client.post("/api/v1/instances", body).await?;
             let t = format!(
                 "instance {} created\ndirectory: {}",
                 cell(&v["name"]),
                 cell(&v["directory_url"])
+            );
+            Ok((v, t))
+        }
+        InstanceCommand::Update {
+            instance,
+            description,
+            private_targets,
+        } => {
+            let mut body = json!({});
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(p) = private_targets {
+                body["allow_private_targets"] = p.json();
+            }
+            let v = client
+                .patch(&format!("/api/v1/instances/{}", seg(instance)), body)
+                .await?;
+            let t = format!(
+                "instance {} updated\nprivate targets: {}",
+                cell(&v["name"]),
+                if v["effective_allow_private_targets"] == json!(true) {
+                    "allowed"
+                } else {
+                    "refused"
+                }
             );
             Ok((v, t))
         }

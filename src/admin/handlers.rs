@@ -73,6 +73,7 @@ pub async fn show_instance(
     params(("i" = String, Path, description = "Instance id or name")),
     responses((status = 200, description = "Updated", body = InstanceView),
               (status = 400, description = "A field is invalid"),
+              (status = 403, description = "Only a hub-wide token may allow private targets"),
               (status = 404, description = "No such instance")))]
 pub async fn patch_instance(
     State(hub): Hub_,
@@ -81,6 +82,7 @@ pub async fn patch_instance(
     ApiJson(settings): ApiJson<InstanceSettings>,
 ) -> ApiResult<Json<InstanceView>> {
     let instance = who.instance(&hub, &i).await?;
+    tenants::check_private_target_rights(&settings, &instance, who.require_admin().is_ok())?;
     let updated = tenants::update_instance(&hub, &who.actor(), &instance, &settings).await?;
     Ok(Json(InstanceView::new(&hub, &updated)))
 }

@@ -45,7 +45,7 @@ pub async fn list_channels(
     request_body = ChannelSettings,
     params(("i" = String, Path, description = "Instance id or name")),
     responses((status = 201, description = "Created; a generated webhook secret is shown this once", body = ChannelView),
-              (status = 400, description = "A field is invalid"),
+              (status = 400, description = "A field is invalid, or an instance-scoped token named a target the instance's policy refuses"),
               (status = 404, description = "No such instance"),
               (status = 409, description = "The name is taken")))]
 pub async fn create_channel(
@@ -55,7 +55,8 @@ pub async fn create_channel(
     ApiJson(settings): ApiJson<ChannelSettings>,
 ) -> ApiResult<Created<ChannelView>> {
     let instance = who.instance(&hub, &i).await?;
-    let made = notify::create_channel(&hub, &who.actor(), &instance, &settings).await?;
+    let hub_wide = who.require_admin().is_ok();
+    let made = notify::create_channel(&hub, &who.actor(), &instance, &settings, hub_wide).await?;
     Ok(Created(ChannelView::new(&made.channel, made.secret)))
 }
 

@@ -51,6 +51,10 @@ pub struct InstanceView {
     pub rate_limits: RateLimits,
     pub environment: String,
     pub failover: bool,
+    /// As set; null means the hub default (`effective_allow_private_targets`).
+    pub allow_private_targets: Option<bool>,
+    /// Whether validation may reach private and loopback addresses.
+    pub effective_allow_private_targets: bool,
     /// Where ACME clients point.
     pub directory_url: String,
     pub created_at: String,
@@ -71,6 +75,10 @@ impl InstanceView {
             rate_limits: i.rate_limits,
             environment: i.environment.clone(),
             failover: i.failover,
+            allow_private_targets: i.allow_private_targets,
+            effective_allow_private_targets: crate::orders::tenants::private_targets_allowed(
+                hub, i,
+            ),
             directory_url: hub.directory_url(&i.name),
             created_at: time(i.created_at),
             updated_at: time(i.updated_at),

@@ -607,10 +607,21 @@ async fn validate_challenge(
         None => hub.store.instance_by_ref(instance_id).await?,
     };
     let relayed = instance.as_ref().is_some_and(|i| i.issuer == "upstream");
+    // The instance says whether its targets may be private (an instance
+    // that faces the Internet says no); the hub's validator has the default.
+    let allow_private = instance
+        .as_ref()
+        .map_or(hub.config.validation.allow_private_targets, |i| {
+            tenants::private_targets_allowed(hub, i)
+        });
+    let validator = if allow_private == hub.validator.policy().allow_private {
+        std::borrow::Cow::Borrowed(&hub.validator)
+    } else {
+        std::borrow::Cow::Owned(hub.validator.clone().with_private_targets(allow_private))
+    };
     // A failure on the upstream side is not the client's failed validation.
     let mut upstream_caused = false;
-    let outcome = match hub
-        .validator
+    let outcome = match validator
         .validate(
             kind,
             &authz.identifier,

@@ -44,6 +44,14 @@ pub struct InstanceSettings {
     pub environment: Option<String>,
     /// With upstream issuance, move an order to the next CA account when one fails (default on).
     pub failover: Option<bool>,
+    /// Whether validation, and notifications set by instance-scoped
+    /// tokens, may reach private and loopback addresses; null = the hub's
+    /// `[validation] allow_private_targets`. Link-local, multicast and the
+    /// hub's own listeners are never reached. Only a hub-wide token may
+    /// allow more than the instance has.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub allow_private_targets: Option<Option<bool>>,
 }
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
@@ -158,7 +166,41 @@ fn apply_settings(instance: &mut Instance, settings: &InstanceSettings) -> Resul
     if let Some(failover) = settings.failover {
         instance.failover = failover;
     }
+    if let Some(allow) = settings.allow_private_targets {
+        instance.allow_private_targets = allow;
+    }
     Ok(())
+}
+
+/// Whether `instance` may reach private and loopback targets: its own
+/// setting, else the hub's `[validation] allow_private_targets`.
+pub fn private_targets_allowed(hub: &Hub, instance: &Instance) -> bool {
+    instance
+        .allow_private_targets
+        .unwrap_or(hub.config.validation.allow_private_targets)
+}
+
+/// Allowing private targets widens what the hub reaches on an instance's
+/// behalf (its internal network), so only a hub-wide token may do it; an
+/// instance-scoped token may turn them off, or send the stored value back
+/// unchanged (a console form does). Falling back to the hub default (null)
+/// needs a hub-wide token too: the default may allow, now or later.
+pub fn check_private_target_rights(
+    settings: &InstanceSettings,
+    existing: &Instance,
+    admin: bool,
+) -> Result<(), Error> {
+    match settings.allow_private_targets {
+        Some(wanted)
+            if !admin && wanted != Some(false) && wanted != existing.allow_private_targets =>
+        {
+            Err(Error::unauthorized(
+                "only a hub-wide (admin) token may let an instance reach private targets; \
+                 an instance-scoped token may only set allow_private_targets to false",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Creates an instance from its settings (`name` required).
@@ -187,6 +229,7 @@ pub async fn create_instance(
         rate_limits: RateLimits::default(),
         environment: "production".into(),
         failover: true,
+        allow_private_targets: None,
         created_at: now,
         updated_at: now,
     };
@@ -267,6 +310,7 @@ impl ChangedFields {
         note(s.rate_limits.is_some(), "rate_limits");
         note(s.environment.is_some(), "environment");
         note(s.failover.is_some(), "failover");
+        note(s.allow_private_targets.is_some(), "allow_private_targets");
         Self { changed }
     }
 }

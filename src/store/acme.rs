@@ -36,6 +36,9 @@ pub(super) fn instance_from_row(r: &impl Fields) -> Result<Instance> {
             .map_err(|e| StoreError::Corrupt(format!("rate_limits: {e}")))?,
         environment: r.field("environment")?,
         failover: r.field::<i64>("failover")? != 0,
+        allow_private_targets: r
+            .field::<Option<i64>>("allow_private_targets")?
+            .map(|v| v != 0),
         created_at: r.field("created_at")?,
         updated_at: r.field("updated_at")?,
     })

@@ -134,8 +134,9 @@ impl Store {
     pub async fn insert_instance(&self, i: &Instance) -> Result<()> {
         let result = sqlx::query(
             "INSERT INTO instances (id, name, description, issuer, external_account_required, \
-             cert_validity_days, allowed_challenges, rate_limits, created_at, updated_at, environment, failover) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             cert_validity_days, allowed_challenges, rate_limits, created_at, updated_at, environment, failover, \
+             allow_private_targets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&i.id)
         .bind(&i.name)
@@ -149,6 +150,7 @@ impl Store {
         .bind(i.updated_at)
         .bind(&i.environment)
         .bind(i64::from(i.failover))
+        .bind(i.allow_private_targets.map(i64::from))
         .execute(&self.pool)
         .await;
         result
@@ -177,7 +179,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE instances SET description = $1, issuer = $2, external_account_required = $3, \
              cert_validity_days = $4, allowed_challenges = $5, rate_limits = $6, updated_at = $7, \
-             environment = $9, failover = $10 WHERE id = $8",
+             environment = $9, failover = $10, allow_private_targets = $11 WHERE id = $8",
         )
         .bind(&i.description)
         .bind(&i.issuer)
@@ -189,6 +191,7 @@ impl Store {
         .bind(&i.id)
         .bind(&i.environment)
         .bind(i64::from(i.failover))
+        .bind(i.allow_private_targets.map(i64::from))
         .execute(&self.pool)
         .await?;
         super::acme::guard(r.rows_affected())

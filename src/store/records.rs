@@ -73,6 +73,10 @@ pub struct Instance {
     pub environment: String,
     /// Move an order to the next CA account when one fails.
     pub failover: bool,
+    /// Validation (and notifications set by instance-scoped tokens) may
+    /// reach private and loopback addresses; `None` = the hub's
+    /// `[validation] allow_private_targets`.
+    pub allow_private_targets: Option<bool>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -30,6 +30,8 @@ pub enum Field {
     NumberOrNull,
     /// A checkbox: true when ticked, false otherwise.
     Check,
+    /// A three-way select: `on` true, `off` false, empty null ("the default").
+    BoolOrNull,
     /// A text area, one item per line (or comma-separated).
     Lines,
     /// A group of checkboxes with one name.
@@ -97,6 +99,17 @@ impl Form {
                 Field::Number => continue,
                 Field::NumberOrNull => Value::Null,
                 Field::Check => Value::Bool(!text.is_empty()),
+                Field::BoolOrNull => match text {
+                    "" => Value::Null,
+                    "on" => Value::Bool(true),
+                    "off" => Value::Bool(false),
+                    _ => {
+                        return Err(Error::invalid(
+                            name,
+                            format!("{name} must be on, off or empty"),
+                        ));
+                    }
+                },
                 Field::Lines => Value::from(
                     text.split(['\n', ','])
                         .map(str::trim)

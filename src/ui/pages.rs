@@ -136,6 +136,8 @@ struct InstancePage {
     instance: InstanceView,
     accounts: Vec<CaAccountView>,
     v: Values,
+    /// The hub's `[validation] allow_private_targets`.
+    private_default: bool,
 }
 
 async fn instance_page(
@@ -149,7 +151,7 @@ async fn instance_page(
     let instance = handlers::show_instance(State(hub.clone()), who.clone(), Path(i.into()))
         .await?
         .0;
-    let accounts = relay::list_ca_accounts(State(hub), who, Path(i.into()))
+    let accounts = relay::list_ca_accounts(State(hub.clone()), who, Path(i.into()))
         .await?
         .0;
     let preferred = accounts
@@ -157,13 +159,25 @@ async fn instance_page(
         .find(|a| a.preferred)
         .map(|a| a.id.clone())
         .unwrap_or_default();
-    let v = posted.unwrap_or_else(|| Values::of(&instance).or(&[("preferred", &preferred)]));
+    // `Values::of` leaves out a false flag; the select needs to tell it
+    // from null (the hub default).
+    let private_targets = match instance.allow_private_targets {
+        Some(false) => "off",
+        _ => "",
+    };
+    let v = posted.unwrap_or_else(|| {
+        Values::of(&instance).or(&[
+            ("preferred", &preferred),
+            ("allow_private_targets", private_targets),
+        ])
+    });
     ctx.instance = Some(instance.name.clone());
     Ok(render(&InstancePage {
         ctx,
         instance,
         accounts,
         v,
+        private_default: hub.config.validation.allow_private_targets,
     }))
 }
 
@@ -185,6 +199,7 @@ const INSTANCE_SETTINGS: &[(&str, Field)] = &[
     ("failover", Check),
     ("cert_validity_days", NumberOrNull),
     ("allowed_challenges", Many),
+    ("allow_private_targets", BoolOrNull),
 ];
 
 pub async fn update_instance(

@@ -116,15 +116,16 @@ impl Validator {
         }
     }
 
-    /// RFC 8555 §8.3 lets a server redirect; we allow only what a CA would:
-    /// http or https, to the standard ports (or the configured ones), and the
-    /// private-target rule applies again when the hop is dialed.
+    /// RFC 8555 §8.3 lets a server redirect; we allow only what a CA would
+    /// (Let's Encrypt follows redirects to ports 80 and 443 only): http or
+    /// https, to the standard ports (or the configured ones, for labs), and
+    /// the target policy applies again when the hop is dialed.
     fn check_redirect(&self, from: &Url, to: &Url, identifier: &Identifier) -> Result<(), Failure> {
         if to.scheme() != "http" && to.scheme() != "https" {
             return Err(Failure::permanent(
                 ErrorKind::Connection,
                 format!(
-                    "{from} redirected to {to} while validating {}; only http and https redirects are followed",
+                    "{from} redirected to {to} while validating {}; only http and https redirects are followed: refused by policy",
                     identifier.value
                 ),
             ));
@@ -135,7 +136,7 @@ impl Validator {
             return Err(Failure::permanent(
                 ErrorKind::Connection,
                 format!(
-                    "{from} redirected to {to} while validating {}; redirects may only go to port 80 or 443",
+                    "{from} redirected to {to} while validating {}; redirects may only go to port 80 or 443: port {port} refused by policy",
                     identifier.value
                 ),
             ));
@@ -517,6 +518,114 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Connection);
         assert!(err.detail.contains(":8081"), "{}", err.detail);
         assert!(err.detail.contains("port 80 or 443"), "{}", err.detail);
+        assert!(err.detail.contains("refused by policy"), "{}", err.detail);
+    }
+
+    /// A page that redirects the challenge URL to `target` (port 80, which
+    /// redirects may use).
+    fn redirect_to(target: &'static str) -> Router {
+        Router::new().route(
+            PATH,
+            get(move || async move {
+                axum::response::Redirect::temporary(&format!("http://{target}/latest/meta-data/"))
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn redirects_to_addresses_that_are_never_targets_are_refused_by_policy() {
+        // Private targets are allowed here (the lab default): these
+        // addresses are refused whatever the instance says.
+        for (target, address, rule) in [
+            ("169.254.169.254", "169.254.169.254", "link-local"),
+            ("[fe80::1]", "fe80::1", "link-local"),
+            ("0.0.0.0", "0.0.0.0", "unspecified"),
+            ("224.0.0.1", "224.0.0.1", "multicast"),
+            ("255.255.255.255", "255.255.255.255", "broadcast"),
+            ("[::ffff:169.254.169.254]", "169.254.169.254", "link-local"),
+            ("[::]", "::", "unspecified"),
+            ("[ff02::1]", "ff02::1", "multicast"),
+        ] {
+            let s = setup(redirect_to(target)).await;
+            let err = validate(&s, "www.example.com").await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Connection, "{target}: {}", err.detail);
+            assert!(
+                err.detail
+                    .contains(&format!("{address} is {rule}: refused by policy")),
+                "{target}: {}",
+                err.detail
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_to_metadata_addresses_are_refused_at_every_hop() {
+        let s = setup(Router::new().route(
+            PATH,
+            get(|| async { axum::response::Redirect::temporary("http://metadata.example.com/x") }),
+        ))
+        .await;
+        s._dns.set_a(
+            "metadata.example.com",
+            &["169.254.169.254".parse().unwrap()],
+        );
+        let err = validate(&s, "www.example.com").await.unwrap_err();
+        assert!(
+            err.detail
+                .contains("169.254.169.254 is link-local: refused by policy"),
+            "{}",
+            err.detail
+        );
+        // And as the identifier itself, on the first request.
+        let ip = Identifier::ip("169.254.169.254").unwrap();
+        let err = s
+            .validator
+            .validate(ChallengeType::Http01, &ip, TOKEN, KEY_AUTH)
+            .await
+            .unwrap_err();
+        assert!(err.detail.contains("refused by policy"), "{}", err.detail);
+        assert!(!err.detail.contains("HTTP "), "{}", err.detail);
+    }
+
+    #[tokio::test]
+    async fn the_hubs_own_listener_is_never_a_target() {
+        let s = setup(challenge_router(TOKEN, KEY_AUTH)).await;
+        let own: std::net::SocketAddr = format!("127.0.0.1:{}", s.port).parse().unwrap();
+        let hub = s
+            .validator
+            .clone()
+            .with_own_listeners(vec![(own, "HTTPS listener")]);
+        let err = validate_with(&hub, "www.example.com").await.unwrap_err();
+        assert!(
+            err.detail.contains(&format!(
+                "127.0.0.1:{} is the hub's own HTTPS listener: refused by policy",
+                s.port
+            )),
+            "{}",
+            err.detail
+        );
+        // Bound to a wildcard address, the listener is every local address
+        // on its port.
+        let wildcard: std::net::SocketAddr = format!("0.0.0.0:{}", s.port).parse().unwrap();
+        let hub = s
+            .validator
+            .clone()
+            .with_own_listeners(vec![(wildcard, "HTTPS listener")]);
+        let err = validate_with(&hub, "www.example.com").await.unwrap_err();
+        assert!(err.detail.contains("refused by policy"), "{}", err.detail);
+        // Another port of the same host is not the hub.
+        let elsewhere: std::net::SocketAddr = "0.0.0.0:1".parse().unwrap();
+        let hub = s
+            .validator
+            .clone()
+            .with_own_listeners(vec![(elsewhere, "HTTPS listener")]);
+        validate_with(&hub, "www.example.com").await.unwrap();
+    }
+
+    async fn validate_with(v: &Validator, name: &str) -> Result<(), crate::error::Error> {
+        let identifier = Identifier::dns(name).unwrap();
+        v.validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+            .await
     }
 
     #[tokio::test]
@@ -594,11 +703,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Connection);
         assert!(
-            err.detail.contains("refusing to connect to 127.0.0.1"),
+            err.detail
+                .contains("127.0.0.1 is loopback: refused by policy"),
             "{}",
             err.detail
         );
-        assert!(err.detail.contains("loopback"), "{}", err.detail);
         // The same lab passes when private targets are allowed (the default).
         s.validator
             .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)

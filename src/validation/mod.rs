@@ -4,9 +4,11 @@
 //! through the configured resolvers ([`Resolver`]).
 //!
 //! It must never echo a body fetched from a customer host into an error or a
-//! log, never dial an address the instance forbids (private targets, every
-//! redirect hop included), and never change state: it answers "valid" or
-//! "invalid, because ..." and the order state machine decides what follows.
+//! log, never dial an address its [`TargetPolicy`] refuses (link-local,
+//! multicast and the like and the hub's own listeners always, private ones
+//! where the instance says so; every redirect hop included), and never
+//! change state: it answers "valid" or "invalid, because ..." and the order
+//! state machine decides what follows.
 
 mod caa;
 mod dns01;
@@ -28,7 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::policy::{Identifier, IdentifierKind};
 
 pub use resolver::{LookupError, Resolver};
-pub use target::forbidden_reason;
+pub use target::{AddressClass, TargetPolicy, classify};
 
 /// The challenge types the hub validates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,7 +84,8 @@ pub struct Validator {
     resolver: Resolver,
     http01_port: u16,
     tlsalpn01_port: u16,
-    allow_private_targets: bool,
+    /// Which addresses may be dialed (every redirect hop included).
+    policy: TargetPolicy,
     attempt_timeout: Duration,
     attempts: u32,
     retry_delay: Duration,
@@ -107,7 +110,7 @@ impl Validator {
             resolver,
             http01_port: config.http01_port,
             tlsalpn01_port: config.tlsalpn01_port,
-            allow_private_targets: config.allow_private_targets,
+            policy: TargetPolicy::new(config.allow_private_targets, Vec::new()),
             attempt_timeout,
             attempts: config.attempts.max(1),
             retry_delay: Duration::from_millis(config.retry_delay_ms),
@@ -127,8 +130,25 @@ impl Validator {
     /// The same validator with the private-target rule set per instance: an
     /// instance that faces the Internet turns private targets off.
     pub fn with_private_targets(mut self, allow: bool) -> Validator {
-        self.allow_private_targets = allow;
+        self.policy = self.policy.with_private(allow);
         self
+    }
+
+    /// The same validator knowing the hub's own listeners (address and what
+    /// each is), which are never targets: a challenge must not make the hub
+    /// talk to itself.
+    pub fn with_own_listeners(
+        mut self,
+        own: Vec<(std::net::SocketAddr, &'static str)>,
+    ) -> Validator {
+        self.policy = TargetPolicy::new(self.policy.allow_private, own);
+        self
+    }
+
+    /// The outbound policy, with private targets as the hub's
+    /// `[validation] allow_private_targets` says (instances may differ).
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.policy
     }
 
     /// One complete validation: up to `attempts` attempts, `retry_delay_ms`
@@ -268,7 +288,7 @@ impl fmt::Debug for Validator {
         f.debug_struct("Validator")
             .field("http01_port", &self.http01_port)
             .field("tlsalpn01_port", &self.tlsalpn01_port)
-            .field("allow_private_targets", &self.allow_private_targets)
+            .field("policy", &self.policy)
             .field("attempts", &self.attempts)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("caa_identities", &self.caa_identities)
@@ -369,6 +389,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.detail.contains("RFC 8738"), "{}", err.detail);
+    }
+
+    #[tokio::test]
+    async fn metadata_addresses_are_refused_by_every_challenge_that_dials() {
+        let dns = lab_dns().await;
+        // Private targets allowed: link-local is refused all the same, and
+        // without a connection there is no answer to report.
+        let v = Validator::new(&lab_config(&dns)).unwrap();
+        let ip = Identifier::ip("169.254.169.254").unwrap();
+        for challenge in [ChallengeType::Http01, ChallengeType::TlsAlpn01] {
+            let err = v.validate(challenge, &ip, "tok", "x").await.unwrap_err();
+            assert!(
+                err.detail
+                    .contains("169.254.169.254 is link-local: refused by policy"),
+                "{challenge}: {}",
+                err.detail
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
-//! Outbound safety: which addresses validation may dial, and dialing them.
-//! Every connection the VA makes goes through [`Validator::connect`], so the
-//! private-target rule holds for first requests and redirect hops alike.
+//! Outbound safety: which addresses the hub may dial for a customer, and
+//! dialing them. Every connection the VA makes goes through
+//! [`Validator::connect`], so one [`TargetPolicy`] holds for first requests
+//! and redirect hops alike; notifications check their targets with it too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -10,71 +12,182 @@ use tokio::net::TcpStream;
 use super::{Failure, LookupError, Validator};
 use crate::error::ErrorKind;
 
-/// Why `ip` is not a public unicast address, or `None` when it is. With
-/// `allow_private_targets = false` validation refuses these: loopback,
-/// private (RFC 1918, RFC 4193), shared (RFC 6598), link-local, unspecified,
-/// multicast, broadcast, documentation and other reserved ranges, for IPv4,
-/// IPv6 and IPv4-mapped IPv6.
-pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            // ::ffff:a.b.c.d reaches a.b.c.d: judge the IPv4 address.
-            Some(v4) => forbidden_v4(v4),
-            None => forbidden_v6(v6),
-        },
+/// What kind of non-public address an IP is, and whether any setting may
+/// make it a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressClass {
+    /// An adjective for errors: `169.254.169.254 is link-local`.
+    pub rule: &'static str,
+    /// Never a target, whatever the settings: link-local (cloud metadata
+    /// lives there), unspecified (reaches the hub's own host), multicast
+    /// and broadcast. The others are refused only where private targets are
+    /// off.
+    pub always: bool,
+}
+
+impl AddressClass {
+    const fn always(rule: &'static str) -> Option<Self> {
+        Some(Self { rule, always: true })
+    }
+
+    const fn private(rule: &'static str) -> Option<Self> {
+        Some(Self {
+            rule,
+            always: false,
+        })
     }
 }
 
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+/// The class of `ip`, or `None` for a public unicast address. IPv4-mapped
+/// (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`, RFC 6052) addresses
+/// are judged by the IPv4 address they reach.
+pub fn classify(ip: IpAddr) -> Option<AddressClass> {
+    match embedded_v4(ip) {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+/// The address a connection to `ip` really reaches, for judging it.
+fn embedded_v4(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            ip
+        }
+        v4 => v4,
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
     let o = ip.octets();
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_private() {
-        Some("a private address")
-    } else if ip.is_link_local() {
-        Some("a link-local address")
-    } else if ip.is_unspecified() || o[0] == 0 {
-        Some("an unspecified address")
+    if ip.is_link_local() {
+        AddressClass::always("link-local")
+    } else if o[0] == 0 {
+        // 0.0.0.0/8, "this network" (RFC 791): 0.0.0.0 reaches this host.
+        AddressClass::always("unspecified")
     } else if ip.is_multicast() {
-        Some("a multicast address")
+        AddressClass::always("multicast")
     } else if ip.is_broadcast() {
-        Some("the broadcast address")
+        AddressClass::always("broadcast")
+    } else if ip.is_loopback() {
+        AddressClass::private("loopback")
+    } else if ip.is_private() {
+        AddressClass::private("private")
     } else if ip.is_documentation() {
-        Some("a documentation address")
+        AddressClass::private("reserved for documentation")
     } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        Some("a shared (carrier-grade NAT) address")
+        AddressClass::private("shared (carrier-grade NAT)")
     } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
-        Some("a benchmarking address")
+        AddressClass::private("reserved for benchmarking")
     } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
-        Some("an IETF protocol assignment address")
+        AddressClass::private("reserved for IETF protocol assignments")
     } else if o[0] >= 240 {
-        Some("a reserved address")
+        AddressClass::private("reserved")
     } else {
         None
     }
 }
 
-fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
     let s = ip.segments();
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_unspecified() {
-        Some("an unspecified address")
+    if ip.is_unspecified() {
+        AddressClass::always("unspecified")
     } else if ip.is_multicast() {
-        Some("a multicast address")
+        AddressClass::always("multicast")
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        AddressClass::always("link-local")
+    } else if ip.is_loopback() {
+        AddressClass::private("loopback")
     } else if (s[0] & 0xfe00) == 0xfc00 {
-        Some("a private (unique local) address")
-    } else if (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xffc0) == 0xfec0 {
-        Some("a link-local address")
+        AddressClass::private("private (unique local)")
+    } else if (s[0] & 0xffc0) == 0xfec0 {
+        AddressClass::private("site-local")
     } else if s[0] == 0x2001 && s[1] == 0x0db8 {
-        Some("a documentation address")
+        AddressClass::private("reserved for documentation")
     } else if s[..6] == [0, 0, 0, 0, 0, 0] {
         // IPv4-compatible (deprecated) addresses, ::a.b.c.d.
-        Some("a reserved address")
+        AddressClass::private("reserved")
     } else {
         None
     }
+}
+
+/// Which addresses a connection made for a customer may reach: never the
+/// [`AddressClass::always`] ones nor the hub's own listeners; private ones
+/// only when allowed. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    /// Private, loopback and other non-public unicast addresses may be reached.
+    pub allow_private: bool,
+    /// The hub's own listeners and what each is, e.g. "HTTPS listener".
+    own: Arc<[(SocketAddr, &'static str)]>,
+}
+
+impl TargetPolicy {
+    pub fn new(allow_private: bool, own: Vec<(SocketAddr, &'static str)>) -> Self {
+        Self {
+            allow_private,
+            own: own.into(),
+        }
+    }
+
+    /// The same policy with private targets allowed or not.
+    pub fn with_private(&self, allow: bool) -> Self {
+        Self {
+            allow_private: allow,
+            own: self.own.clone(),
+        }
+    }
+
+    /// `Ok` when a connection to `target` is allowed; otherwise why not, as
+    /// a sentence that names the address and the rule and ends "refused by
+    /// policy" (nothing about what the target would have answered: it is
+    /// not contacted).
+    pub fn check(&self, target: SocketAddr) -> Result<(), String> {
+        let ip = embedded_v4(target.ip());
+        let class = classify(ip);
+        if let Some(class) = class.filter(|c| c.always) {
+            return Err(format!("{ip} is {}: refused by policy", class.rule));
+        }
+        if let Some(what) = self.own_listener(ip, target.port()) {
+            return Err(format!(
+                "{} is the hub's own {what}: refused by policy",
+                SocketAddr::new(ip, target.port())
+            ));
+        }
+        match class {
+            Some(class) if !self.allow_private => Err(format!(
+                "{ip} is {}: refused by policy (private targets are off for this instance)",
+                class.rule
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The listener of the hub's that `ip:port` reaches, if any. A listener
+    /// bound to a wildcard address is every local address on its port.
+    fn own_listener(&self, ip: IpAddr, port: u16) -> Option<&'static str> {
+        self.own.iter().find_map(|(addr, what)| {
+            let bound = embedded_v4(addr.ip());
+            let same =
+                addr.port() == port && (bound == ip || (bound.is_unspecified() && is_local(ip)));
+            same.then_some(*what)
+        })
+    }
+}
+
+/// Whether `ip` is an address of this host: loopback, or one a socket can
+/// bind (the kernel knows its own addresses; no packet is sent).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Where a URL or an identifier points: a name to resolve or an address.
@@ -105,18 +218,17 @@ impl Validator {
         let mut allowed = Vec::new();
         let mut refused = None;
         for ip in addresses {
-            match forbidden_reason(ip) {
-                Some(why) if !self.allow_private_targets => refused = Some((ip, why)),
-                _ => allowed.push(SocketAddr::new(ip, port)),
+            let target = SocketAddr::new(ip, port);
+            match self.policy.check(target) {
+                Ok(()) => allowed.push(target),
+                Err(why) => refused = Some(why),
             }
         }
         if allowed.is_empty() {
-            let (ip, why) = refused.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "no address"));
+            let why = refused.unwrap_or_else(|| "no address".to_string());
             return Err(Failure::permanent(
                 ErrorKind::Connection,
-                format!(
-                    "refusing to connect to {ip} for {purpose}: it is {why}, and this instance does not validate private targets"
-                ),
+                format!("refusing to connect to {purpose}: {why}"),
             ));
         }
         // A host that swallows SYNs must not use up the whole attempt before
@@ -179,31 +291,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_reserved_addresses_are_named() {
+    fn addresses_are_classed_and_the_dangerous_ones_always_refused() {
+        let always = |rule| Some(AddressClass { rule, always: true });
+        let private = |rule| {
+            Some(AddressClass {
+                rule,
+                always: false,
+            })
+        };
         for (ip, expect) in [
-            ("127.0.0.1", Some("a loopback address")),
-            ("10.1.2.3", Some("a private address")),
-            ("172.16.0.1", Some("a private address")),
-            ("192.168.1.1", Some("a private address")),
-            ("169.254.169.254", Some("a link-local address")),
-            ("0.0.0.0", Some("an unspecified address")),
-            ("224.0.0.1", Some("a multicast address")),
-            ("192.0.2.10", Some("a documentation address")),
-            ("100.64.0.1", Some("a shared (carrier-grade NAT) address")),
-            ("::1", Some("a loopback address")),
-            ("::", Some("an unspecified address")),
-            ("fd00::1", Some("a private (unique local) address")),
-            ("fe80::1", Some("a link-local address")),
-            ("ff02::1", Some("a multicast address")),
-            ("2001:db8::1", Some("a documentation address")),
-            ("::ffff:10.0.0.1", Some("a private address")),
-            ("::ffff:127.0.0.1", Some("a loopback address")),
+            ("127.0.0.1", private("loopback")),
+            ("10.1.2.3", private("private")),
+            ("172.16.0.1", private("private")),
+            ("192.168.1.1", private("private")),
+            ("169.254.169.254", always("link-local")),
+            ("0.0.0.0", always("unspecified")),
+            ("0.1.2.3", always("unspecified")),
+            ("224.0.0.1", always("multicast")),
+            ("255.255.255.255", always("broadcast")),
+            ("192.0.2.10", private("reserved for documentation")),
+            ("100.64.0.1", private("shared (carrier-grade NAT)")),
+            ("::1", private("loopback")),
+            ("::", always("unspecified")),
+            ("fd00::1", private("private (unique local)")),
+            ("fe80::1", always("link-local")),
+            ("ff02::1", always("multicast")),
+            ("2001:db8::1", private("reserved for documentation")),
+            ("::ffff:10.0.0.1", private("private")),
+            ("::ffff:127.0.0.1", private("loopback")),
+            ("::ffff:169.254.169.254", always("link-local")),
+            ("::ffff:0.0.0.0", always("unspecified")),
+            ("::ffff:224.0.0.1", always("multicast")),
+            ("64:ff9b::a9fe:a9fe", always("link-local")),
             ("8.8.8.8", None),
             ("172.32.0.1", None),
             ("2606:4700::1111", None),
             ("::ffff:8.8.8.8", None),
         ] {
-            assert_eq!(forbidden_reason(ip.parse().unwrap()), expect, "{ip}");
+            assert_eq!(classify(ip.parse().unwrap()), expect, "{ip}");
         }
+    }
+
+    #[test]
+    fn the_policy_names_the_address_and_the_rule() {
+        let target = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let open = TargetPolicy::new(true, vec![(target("127.0.0.1:8443"), "HTTPS listener")]);
+        assert_eq!(
+            open.check(target("[::ffff:169.254.169.254]:80")),
+            Err("169.254.169.254 is link-local: refused by policy".into())
+        );
+        assert_eq!(
+            open.check(target("127.0.0.1:8443")),
+            Err("127.0.0.1:8443 is the hub's own HTTPS listener: refused by policy".into())
+        );
+        assert_eq!(open.check(target("127.0.0.1:80")), Ok(()));
+        assert_eq!(open.check(target("8.8.8.8:443")), Ok(()));
+        let strict = open.with_private(false);
+        let refused = strict.check(target("10.0.0.1:80")).unwrap_err();
+        assert!(
+            refused.starts_with("10.0.0.1 is private: refused by policy"),
+            "{refused}"
+        );
+        assert_eq!(strict.check(target("8.8.8.8:443")), Ok(()));
+        // A wildcard listener is every local address on its port.
+        let wildcard = TargetPolicy::new(true, vec![(target("[::]:53"), "DNS listener")]);
+        assert!(wildcard.check(target("127.0.0.1:53")).is_err());
+        assert!(wildcard.check(target("127.0.0.1:54")).is_ok());
+        assert!(wildcard.check(target("8.8.8.8:53")).is_ok());
     }
 }

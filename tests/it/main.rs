@@ -10,6 +10,7 @@ mod flows;
 mod harness;
 mod jws_rules;
 mod managed;
+mod outbound;
 mod raw;
 mod relay;
 mod replicas;
