@@ -12,4 +12,5 @@ mod managed;
 mod raw;
 mod relay;
 mod replicas;
+mod scoped;
 mod ui;

@@ -115,6 +115,30 @@ impl<'a> Browser<'a> {
         self.send(request).await
     }
 
+    /// A browser whose connections come from `ip`, one of the loopback
+    /// addresses: the hub tells clients apart by address.
+    fn at(t: &'a TestHub, ip: &str) -> Self {
+        let mut b = Self::new(t);
+        let root = std::fs::read(&t.root_pem).unwrap();
+        b.http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(Some(ip.parse().unwrap()))
+            .build()
+            .unwrap();
+        b
+    }
+
+    /// Signs in with a user name and password.
+    async fn sign_in_as(&mut self, user: &str, password: &str) -> Page {
+        let csrf = self.get("/ui/login").await.csrf();
+        self.post(
+            "/ui/login",
+            &[("csrf", &csrf), ("user", user), ("password", password)],
+        )
+        .await
+    }
+
     async fn sign_in(&mut self, token: &str) -> Page {
         let login = self.get("/ui/login").await;
         let csrf = login.csrf();
@@ -1017,5 +1041,74 @@ async fn an_instance_is_deleted_only_when_its_name_is_typed_and_it_is_empty() {
         .await;
     assert_eq!(page.location, "/ui/instances?done=deleted");
     assert_eq!(api.get("/api/v1/instances/empty").await.status, 404);
+    t.stop().await;
+}
+
+/// A refused sign-in as a person sees it: the status and the words.
+fn sign_in_refusal(page: &Page) -> (u16, String) {
+    let text = page
+        .body
+        .split("role=\"alert\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_string();
+    (page.status, text)
+}
+
+async fn hub_with_user(name: &str, password: &str) -> TestHub {
+    let t = TestHub::start(Db::Sqlite).await;
+    let r = Api::admin(&t)
+        .post(
+            "/api/v1/users",
+            json!({"name": name, "password": password, "scope": "instance:default", "role": "read"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    t
+}
+
+#[tokio::test]
+async fn an_unknown_user_name_is_answered_as_a_known_one_with_a_wrong_password() {
+    let password = "correct horse battery staple";
+    let t = hub_with_user("alice", password).await;
+    let mut b = Browser::new(&t);
+    // Attempt after attempt, past the lock-out, nothing tells the names apart.
+    for attempt in 1..=7 {
+        let unknown = sign_in_refusal(&b.sign_in_as("mallory", "wrong password!!").await);
+        let known = sign_in_refusal(&b.sign_in_as("alice", "wrong password!!").await);
+        assert_eq!(unknown, known, "attempt {attempt}");
+        assert_eq!(known.0, 401);
+        assert!(!known.1.is_empty(), "attempt {attempt}: the page says why");
+    }
+    // Locked out, the right password is answered as a wrong one.
+    let locked = sign_in_refusal(&b.sign_in_as("alice", password).await);
+    let unknown = sign_in_refusal(&b.sign_in_as("mallory", password).await);
+    assert_eq!(locked, unknown);
+    assert!(!b.cookies.contains_key("__Host-acmehub_session"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_locked_out_from_one_address_still_signs_in_from_another() {
+    let password = "correct horse battery staple";
+    let t = hub_with_user("alice", password).await;
+    let mut stranger = Browser::at(&t, "127.0.0.2");
+    for _ in 0..6 {
+        let page = stranger.sign_in_as("alice", "guessing....").await;
+        assert_eq!(page.status, 401);
+    }
+    // The stranger's address is locked out, even with the right password...
+    let page = stranger.sign_in_as("alice", password).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    // ...and alice, elsewhere, is not.
+    let mut alice = Browser::at(&t, "127.0.0.3");
+    let page = alice.sign_in_as("alice", password).await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/ui/i/default"),
+        "{}",
+        page.body
+    );
     t.stop().await;
 }
