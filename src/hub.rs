@@ -67,6 +67,8 @@ pub struct Hub {
     /// Set while this hub delivers notifications: one sweep at a time per
     /// hub (replicas coordinate through each notification's lease).
     pub notify_sweeping: std::sync::atomic::AtomicBool,
+    /// Failed console sign-ins, per user name and client address.
+    pub sign_in_failures: crate::policy::SignInFailures,
 }
 
 impl Hub {
@@ -142,6 +144,7 @@ impl Hub {
             instances,
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             notify_sweeping: std::sync::atomic::AtomicBool::new(false),
+            sign_in_failures: Default::default(),
         }))
     }
 

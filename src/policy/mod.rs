@@ -5,7 +5,9 @@
 mod access;
 mod identifier;
 mod rate;
+pub mod sign_in;
 
 pub use access::{AccessPolicy, Pattern, ValidationMode};
 pub use identifier::{Identifier, IdentifierKind};
 pub use rate::{Limit, RateLimits};
+pub use sign_in::SignInFailures;

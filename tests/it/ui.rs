@@ -751,12 +751,13 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
             .await;
         assert_eq!(page.status, 401);
         assert!(
-            page.body.contains("Wrong user name or password."),
+            page.body.contains("Wrong user name or password"),
             "{}",
             page.body
         );
     }
-    // Five failures in a row lock the user, even against the right password.
+    // Five failures in a row lock the user out from this address, even
+    // against the right password, in the same words.
     for _ in 0..4 {
         let csrf = other.get("/ui/login").await.csrf();
         other
@@ -778,7 +779,11 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
         )
         .await;
     assert_eq!(page.status, 401);
-    assert!(page.body.contains("locked"), "{}", page.body);
+    assert!(
+        page.body.contains("Wrong user name or password"),
+        "{}",
+        page.body
+    );
     assert!(!other.cookies.contains_key("__Host-acmehub_session"));
     let listed = api.get("/api/v1/users").await;
     assert!(
