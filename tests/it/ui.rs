@@ -1117,3 +1117,87 @@ async fn a_user_locked_out_from_one_address_still_signs_in_from_another() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_instance_token_in_the_console_cannot_widen_what_an_admin_set() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "alpha", "external_account_required": true, "allowed_challenges": ["dns-01"]}),
+    )
+    .await;
+    let token = api
+        .expect(
+            201,
+            "/api/v1/tokens",
+            json!({"name": "alpha-rw", "scope": "instance:alpha", "role": "write"}),
+        )
+        .await;
+    let mut b = Browser::new(&t);
+    b.sign_in(token["token"].as_str().unwrap()).await;
+
+    // The settings form without the EAB box ticked: refused, saying why.
+    let csrf = b.get("/ui/i/alpha").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/alpha",
+            &[
+                ("csrf", &csrf),
+                ("description", "opened up"),
+                ("allowed_challenges", "dns-01"),
+                ("failover", "on"),
+            ],
+        )
+        .await;
+    assert!(
+        page.body.contains("needs a hub-wide token"),
+        "{}",
+        page.body
+    );
+    let alpha = api.get("/api/v1/instances/alpha").await.body;
+    assert_eq!(
+        (
+            alpha["external_account_required"].clone(),
+            alpha["description"].clone()
+        ),
+        (json!(true), json!(""))
+    );
+    // Saved as it is, the form is accepted.
+    let page = b
+        .post(
+            "/ui/i/alpha",
+            &[
+                ("csrf", &csrf),
+                ("description", "kept closed"),
+                ("external_account_required", "on"),
+                ("allowed_challenges", "dns-01"),
+                ("failover", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+
+    // A pre-authorized key is an admin's to make.
+    let csrf = b.get("/ui/i/alpha/keys").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/alpha/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "fleet"),
+                ("allowed_identifiers", "*.corp.example.test"),
+                ("validation", "pre-authorized"),
+            ],
+        )
+        .await;
+    assert!(
+        page.body.contains("needs a hub-wide token"),
+        "{}",
+        page.body
+    );
+    let keys = api.get("/api/v1/instances/alpha/access-keys").await.body;
+    assert_eq!(keys, json!([]));
+    t.stop().await;
+}
