@@ -257,8 +257,13 @@ fn refused_sign_in(why: &str) -> Response {
 /// The one answer to every refused password sign-in: an unknown name, a
 /// wrong password and a locked-out address read the same, so that the page
 /// tells no one which names exist or are being guessed.
-const REFUSED_PASSWORD: &str = "Wrong user name or password, or too many failed sign-ins from \
-    this address (then wait 15 minutes before trying again).";
+fn refused_password() -> String {
+    format!(
+        "Wrong user name or password, or too many failed sign-ins from this address (then wait \
+         {} minutes before trying again).",
+        crate::policy::sign_in::LOCK_SECS / 60
+    )
+}
 
 /// Whether a password sign-in succeeds. The password is checked every time
 /// (against the user's hash, or a decoy when there is no such user), locked
@@ -296,7 +301,15 @@ async fn password_sign_in(
     if !locked {
         if let Some(until) = failures.failed(name, client, at) {
             if let Some(u) = &user {
-                hub.store.note_sign_in_lock(&u.id, until).await?;
+                // Recorded for admins without holding up the answer: a known
+                // name's refusal must take no longer than an unknown one's.
+                let (store, id) = (hub.store.clone(), u.id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = store.note_sign_in_lock(&id, until).await {
+                        tracing::warn!(event = "ui.sign_in_lock_unrecorded", error = %e,
+                            "a console sign-in lock was not recorded");
+                    }
+                });
             }
             tracing::warn!(event = "ui.sign_in_lock", %client, known = user.is_some(),
                 "console sign-ins locked for one address after repeated failures");
@@ -306,7 +319,7 @@ async fn password_sign_in(
     // password typed into the wrong field.
     tracing::info!(event = "ui.sign_in_refused", user = user.as_ref().map(|u| u.name.as_str()),
         %client, why, "console sign-in refused");
-    Ok(Err(refused_sign_in(REFUSED_PASSWORD)))
+    Ok(Err(refused_sign_in(&refused_password())))
 }
 
 /// The address a sign-in comes from: the connection's peer, or what a
@@ -429,7 +442,11 @@ mod tests {
 
     #[test]
     fn the_refusal_does_not_say_which_part_was_wrong() {
-        assert!(REFUSED_PASSWORD.starts_with("Wrong user name or password"));
-        assert!(!REFUSED_PASSWORD.contains("locked"));
+        let text = refused_password();
+        assert!(text.starts_with("Wrong user name or password"), "{text}");
+        assert!(
+            text.contains("15 minutes") && !text.contains("locked"),
+            "{text}"
+        );
     }
 }

@@ -785,7 +785,15 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
         page.body
     );
     assert!(!other.cookies.contains_key("__Host-acmehub_session"));
-    let listed = api.get("/api/v1/users").await;
+    // Admins see that someone was locked out (recorded just after the answer).
+    let mut listed = api.get("/api/v1/users").await;
+    for _ in 0..50 {
+        if listed.body[0]["locked_until"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        listed = api.get("/api/v1/users").await;
+    }
     assert!(
         listed.body[0]["locked_until"].is_string(),
         "{}",
