@@ -129,6 +129,7 @@ pub async fn list_access_keys(
     params(("i" = String, Path, description = "Instance id or name")),
     responses((status = 201, description = "Created; the HMAC key is shown this once", body = NewAccessKeyView),
               (status = 400, description = "A field is invalid"),
+              (status = 403, description = "A pre-authorized key, asked for with an instance-scoped token"),
               (status = 404, description = "No such instance"),
               (status = 409, description = "The name is taken")))]
 pub async fn create_access_key(
