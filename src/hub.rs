@@ -76,6 +76,8 @@ pub struct Hub {
     /// Audit events of refused requests, per account (or client address):
     /// a flood of refusals cannot fill the audit log.
     pub refusal_events: crate::policy::Throttle,
+    /// Failed console sign-ins, per user name and client address.
+    pub sign_in_failures: crate::policy::SignInFailures,
 }
 
 impl Hub {
@@ -163,6 +165,7 @@ impl Hub {
                 60,
                 REFUSAL_EVENT_KEYS,
             ),
+            sign_in_failures: Default::default(),
         }))
     }
 

@@ -73,7 +73,7 @@ pub async fn show_instance(
     params(("i" = String, Path, description = "Instance id or name")),
     responses((status = 200, description = "Updated", body = InstanceView),
               (status = 400, description = "A field is invalid"),
-              (status = 403, description = "Only a hub-wide token may allow private targets"),
+              (status = 403, description = "An instance-scoped token widened a setting (private targets allowed, EAB off, longer lifetime, more challenge types, higher rate limits)"),
               (status = 404, description = "No such instance")))]
 pub async fn patch_instance(
     State(hub): Hub_,
@@ -82,7 +82,7 @@ pub async fn patch_instance(
     ApiJson(settings): ApiJson<InstanceSettings>,
 ) -> ApiResult<Json<InstanceView>> {
     let instance = who.instance(&hub, &i).await?;
-    tenants::check_private_target_rights(&settings, &instance, who.require_admin().is_ok())?;
+    tenants::check_instance_rights(&hub, &instance, &settings, who.require_admin().is_ok())?;
     let updated = tenants::update_instance(&hub, &who.actor(), &instance, &settings).await?;
     Ok(Json(InstanceView::new(&hub, &updated)))
 }
@@ -129,6 +129,7 @@ pub async fn list_access_keys(
     params(("i" = String, Path, description = "Instance id or name")),
     responses((status = 201, description = "Created; the HMAC key is shown this once", body = NewAccessKeyView),
               (status = 400, description = "A field is invalid"),
+              (status = 403, description = "A pre-authorized key, asked for with an instance-scoped token"),
               (status = 404, description = "No such instance"),
               (status = 409, description = "The name is taken")))]
 pub async fn create_access_key(
@@ -138,7 +139,7 @@ pub async fn create_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Created<NewAccessKeyView>> {
     let instance = who.instance(&hub, &i).await?;
-    tenants::check_pre_authorization_rights(&settings, None, who.require_admin().is_ok())?;
+    tenants::check_access_key_rights(&settings, None, who.require_admin().is_ok())?;
     let (key, hmac_key) =
         tenants::create_access_key(&hub, &who.actor(), &instance, &settings).await?;
     Ok(Created(NewAccessKeyView {
@@ -192,6 +193,7 @@ pub async fn show_access_key(
            ("id" = String, Path, description = "Access key id or name")),
     responses((status = 200, description = "Updated", body = AccessKeyView),
               (status = 400, description = "A field is invalid"),
+              (status = 403, description = "An instance-scoped token widened a pre-authorized key (re-enabled it, later or no expiry, more identifiers, wildcards, pre-authorization)"),
               (status = 404, description = "No such access key"),
               (status = 409, description = "The key is revoked")))]
 pub async fn patch_access_key(
@@ -201,7 +203,7 @@ pub async fn patch_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Json<AccessKeyView>> {
     let (key, accounts) = find_key(&hub, &who, &i, &id).await?;
-    tenants::check_pre_authorization_rights(&settings, Some(&key), who.require_admin().is_ok())?;
+    tenants::check_access_key_rights(&settings, Some(&key), who.require_admin().is_ok())?;
     let updated = tenants::update_access_key(&hub, &who.actor(), &key, &settings).await?;
     Ok(Json(AccessKeyView::new(&updated, accounts)))
 }

@@ -182,7 +182,8 @@ pub struct UserView {
     pub role: String,
     pub created_by: String,
     pub created_at: String,
-    /// Set while sign-ins are refused after too many failures.
+    /// Set while sign-ins as this user are refused from some client address
+    /// after too many failures there (other addresses are not refused).
     pub locked_until: Option<String>,
 }
 

@@ -203,7 +203,11 @@ async fn fail_recorded(hub: &Hub, cert: &Certificate, error: &Error) -> Result<(
         ("certificate", &cert.id),
         serde_json::json!({"serial": cert.serial, "order": cert.order_id, "error": error.detail}),
     );
-    if hub.store.fail_issuance(cert, &problem, Some(&event)).await? {
+    if hub
+        .store
+        .fail_issuance(cert, &problem, Some(&event))
+        .await?
+    {
         metrics::counter!("acmehub_certificates_failed_total", "issuer" => LOCAL_ISSUER)
             .increment(1);
         tracing::warn!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial,

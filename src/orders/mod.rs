@@ -299,9 +299,7 @@ async fn record_refusal(
     let identifiers: Vec<serde_json::Value> = requested
         .iter()
         .take(100)
-        .map(|(kind, value)| {
-            serde_json::json!({"type": clip(kind, 16), "value": clip(value, 255)})
-        })
+        .map(|(kind, value)| serde_json::json!({"type": clip(kind, 16), "value": clip(value, 255)}))
         .collect();
     audit::record(
         hub,
@@ -996,9 +994,13 @@ mod tests {
         };
         // The finding: a notAfter in the past used to reach the signer.
         assert!(detail(check(None, Some(978_307_200), None)).contains("in the past"));
-        assert!(detail(check(Some(now + day), Some(now + 10), None)).contains("later than notBefore"));
+        assert!(
+            detail(check(Some(now + day), Some(now + 10), None)).contains("later than notBefore")
+        );
         assert!(detail(check(None, Some(now + 91 * day), None)).contains("90 day"));
-        assert!(detail(check(None, Some(now + 30 * day), Some(now + 10 * day))).contains("issuing CA"));
+        assert!(
+            detail(check(None, Some(now + 30 * day), Some(now + 10 * day))).contains("issuing CA")
+        );
         assert!(detail(check(Some(now - 2 * 3600), None, None)).contains("notBefore"));
         assert!(detail(check(Some(now + 31 * day), None, None)).contains("notBefore"));
     }

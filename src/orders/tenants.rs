@@ -180,29 +180,6 @@ pub fn private_targets_allowed(hub: &Hub, instance: &Instance) -> bool {
         .unwrap_or(hub.config.validation.allow_private_targets)
 }
 
-/// Allowing private targets widens what the hub reaches on an instance's
-/// behalf (its internal network), so only a hub-wide token may do it; an
-/// instance-scoped token may turn them off, or send the stored value back
-/// unchanged (a console form does). Falling back to the hub default (null)
-/// needs a hub-wide token too: the default may allow, now or later.
-pub fn check_private_target_rights(
-    settings: &InstanceSettings,
-    existing: &Instance,
-    admin: bool,
-) -> Result<(), Error> {
-    match settings.allow_private_targets {
-        Some(wanted)
-            if !admin && wanted != Some(false) && wanted != existing.allow_private_targets =>
-        {
-            Err(Error::unauthorized(
-                "only a hub-wide (admin) token may let an instance reach private targets; \
-                 an instance-scoped token may only set allow_private_targets to false",
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Creates an instance from its settings (`name` required).
 pub async fn create_instance(
     hub: &Hub,
@@ -283,6 +260,76 @@ pub async fn update_instance(
     )
     .await;
     Ok(updated)
+}
+
+/// What a change to an instance's settings would open up that an admin
+/// had closed, in words; empty when it only narrows. These are the
+/// instance's guards against the outside and its share of the hub: who may
+/// register (EAB), how long certificates from the shared CA live, which
+/// proofs the validator accepts, how much work a client may ask for.
+pub fn instance_widening(default_days: i64, before: &Instance, after: &Instance) -> Vec<String> {
+    let mut widens = Vec::new();
+    if before.external_account_required && !after.external_account_required {
+        widens.push("turning off external_account_required".to_string());
+    }
+    // Unset follows the hub's default, which an operator may turn to allow
+    // later: only an explicit `false` (or the value already stored) narrows.
+    if after.allow_private_targets != before.allow_private_targets
+        && after.allow_private_targets != Some(false)
+    {
+        widens.push("letting the instance's validation reach private and loopback targets (allow_private_targets true or unset)".to_string());
+    }
+    let days = |i: &Instance| i.cert_validity_days.unwrap_or(default_days);
+    if days(after) > days(before) {
+        widens.push(format!(
+            "a longer certificate lifetime ({} days, was {})",
+            days(after),
+            days(before)
+        ));
+    }
+    let added: Vec<&str> = after
+        .allowed_challenges
+        .iter()
+        .filter(|c| !before.allowed_challenges.contains(c))
+        .map(String::as_str)
+        .collect();
+    if !added.is_empty() {
+        widens.push(format!(
+            "offering more challenge types ({})",
+            added.join(", ")
+        ));
+    }
+    // 0 means no limit: the widest of all.
+    let raised = |old: u32, new: u32| old != 0 && (new == 0 || new > old);
+    let (old, new) = (before.rate_limits, after.rate_limits);
+    if raised(old.orders_per_hour, new.orders_per_hour)
+        || raised(
+            old.failed_validations_per_hour,
+            new.failed_validations_per_hour,
+        )
+        || raised(old.requests_per_second, new.requests_per_second)
+    {
+        widens.push("raising or lifting a rate limit".into());
+    }
+    widens
+}
+
+/// Refuses (403, nothing changed) a change to an instance's settings that
+/// widens them ([`instance_widening`]) unless the caller's token reaches
+/// the whole hub.
+pub fn check_instance_rights(
+    hub: &Hub,
+    instance: &Instance,
+    settings: &InstanceSettings,
+    hub_wide: bool,
+) -> Result<(), Error> {
+    if hub_wide {
+        return Ok(());
+    }
+    let mut after = instance.clone();
+    apply_settings(&mut after, settings)?;
+    let default_days = i64::from(hub.config.ca.leaf_validity_days);
+    refuse_widening(instance_widening(default_days, instance, &after))
 }
 
 /// The names of the fields a change touched, for the audit log.
@@ -443,22 +490,99 @@ fn apply_key_settings(key: &mut AccessKey, s: &AccessKeySettings, now: i64) -> R
     Ok(())
 }
 
-/// Pre-authorized keys make the CA issue without proof, from the root every
-/// instance shares, so only an admin token may create one or widen one.
-pub fn check_pre_authorization_rights(
-    settings: &AccessKeySettings,
-    existing: Option<&AccessKey>,
-    admin: bool,
-) -> Result<(), Error> {
-    let becomes = settings.validation == Some(ValidationMode::PreAuthorized);
-    let widens = existing.is_some_and(|k| k.validation == ValidationMode::PreAuthorized)
-        && (settings.allowed_identifiers.is_some() || settings.allow_wildcard == Some(true));
-    if (becomes || widens) && !admin {
-        return Err(Error::unauthorized(
-            "only an admin token may create or widen a pre-authorized access key",
+/// What a change to an access key would let it do that it could not before,
+/// in words; empty when the change only narrows it (or leaves it as it was).
+///
+/// These are the changes only a hub-wide token may make, on every key: an
+/// admin who disabled a key, or gave it an expiry, has decided that the
+/// accounts bound to it stop (or will stop) ordering, and a token of the
+/// instance must not undo that. Pre-authorized keys make the CA issue
+/// without proof, so turning that on counts too. A revoked key gains
+/// nothing (revocation is final).
+pub fn access_key_widening(before: &AccessKey, after: &AccessKey) -> Vec<String> {
+    let mut widens = Vec::new();
+    if after.status == AccessKeyStatus::Revoked {
+        return widens;
+    }
+    if before.validation != ValidationMode::PreAuthorized
+        && after.validation == ValidationMode::PreAuthorized
+    {
+        widens.push("switching an access key to pre-authorized validation".into());
+    }
+    if before.status != AccessKeyStatus::Active && after.status == AccessKeyStatus::Active {
+        widens.push("re-enabling a disabled access key".into());
+    }
+    match (before.expires_at, after.expires_at) {
+        (Some(_), None) => widens.push("removing an access key's expiry".into()),
+        (Some(old), Some(new)) if new > old => {
+            widens.push("moving an access key's expiry later".into())
+        }
+        _ => {}
+    }
+    // Stored patterns were parsed when saved; one that no longer parses
+    // covers nothing, so anything added against it counts as wider.
+    let parse = |texts: &[String]| -> Vec<crate::policy::Pattern> {
+        texts
+            .iter()
+            .filter_map(|t| crate::policy::Pattern::parse(t).ok())
+            .collect()
+    };
+    let old = parse(&before.allowed_identifiers);
+    let added: Vec<String> = parse(&after.allowed_identifiers)
+        .iter()
+        .filter(|p| !old.iter().any(|o| p.within(o)))
+        .map(|p| p.to_string())
+        .collect();
+    if !added.is_empty() {
+        widens.push(format!(
+            "allowing an access key more identifiers ({})",
+            added.join(", ")
         ));
     }
-    Ok(())
+    if after.allow_wildcard && !before.allow_wildcard {
+        widens.push("allowing wildcard names to an access key".into());
+    }
+    widens
+}
+
+/// Refuses (403, nothing changed) a new access key or a change to one
+/// that widens what it may have issued without proof
+/// ([`access_key_widening`]) unless the caller's token reaches the whole
+/// hub: an instance-scoped token may narrow such a key, never widen it.
+pub fn check_access_key_rights(
+    settings: &AccessKeySettings,
+    existing: Option<&AccessKey>,
+    hub_wide: bool,
+) -> Result<(), Error> {
+    if hub_wide {
+        return Ok(());
+    }
+    let widens = match existing {
+        Some(key) => {
+            let mut after = key.clone();
+            apply_key_settings(&mut after, settings, now())?;
+            access_key_widening(key, &after)
+        }
+        // Whatever else it allows, a new challenge-mode key is one that
+        // any token of the instance may make.
+        None if settings.validation == Some(ValidationMode::PreAuthorized) => {
+            vec!["creating a pre-authorized access key".to_string()]
+        }
+        None => Vec::new(),
+    };
+    refuse_widening(widens)
+}
+
+/// 403 naming each widening, or nothing.
+fn refuse_widening(widens: Vec<String>) -> Result<(), Error> {
+    if widens.is_empty() {
+        return Ok(());
+    }
+    Err(Error::unauthorized(format!(
+        "{} needs a hub-wide token; this token is scoped to one instance and may only narrow \
+         these settings. Nothing was changed.",
+        widens.join(", and ")
+    )))
 }
 
 /// Creates an access key. Returns it with its HMAC key (base64url), which is

@@ -120,6 +120,35 @@ impl Pattern {
             _ => false,
         }
     }
+
+    /// Whether every identifier this rule allows, `other` allows too: the
+    /// rule is no wider than `other`.
+    pub fn within(&self, other: &Pattern) -> bool {
+        match (self, other) {
+            (Self::Exact(name), _) => other.allows(&Identifier {
+                kind: super::IdentifierKind::Dns,
+                value: name.clone(),
+            }),
+            // `*.shop.example.com` allows wildcard names at shop.example.com,
+            // which `*.example.com` allows as well.
+            (Self::Subtree(base), Self::Subtree(_)) => other.allows(&Identifier {
+                kind: super::IdentifierKind::Dns,
+                value: format!("*.{base}"),
+            }),
+            (
+                Self::Network { addr, prefix },
+                Self::Network {
+                    addr: outer,
+                    prefix: outer_prefix,
+                },
+            ) => {
+                addr.is_ipv4() == outer.is_ipv4()
+                    && prefix >= outer_prefix
+                    && mask(*addr, *outer_prefix) == *outer
+            }
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for Pattern {
@@ -198,6 +227,34 @@ impl AccessPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_is_within_another_only_when_it_allows_nothing_more() {
+        let p = |t: &str| Pattern::parse(t).unwrap();
+        for (inner, outer) in [
+            ("a.example.com", "a.example.com"),
+            ("a.example.com", "*.example.com"),
+            ("*.shop.example.com", "*.example.com"),
+            ("*.example.com", "*.example.com"),
+            ("10.1.0.0/16", "10.0.0.0/8"),
+            ("10.1.2.3", "10.0.0.0/8"),
+            ("2001:db8::/48", "2001:db8::/32"),
+        ] {
+            assert!(p(inner).within(&p(outer)), "{inner} within {outer}");
+        }
+        for (inner, outer) in [
+            ("example.com", "*.example.com"),
+            ("*.example.com", "a.example.com"),
+            ("*.example.com", "*.shop.example.com"),
+            ("*.other.com", "*.example.com"),
+            ("10.0.0.0/7", "10.0.0.0/8"),
+            ("11.0.0.0/8", "10.0.0.0/8"),
+            ("10.0.0.1", "a.example.com"),
+            ("::/0", "0.0.0.0/0"),
+        ] {
+            assert!(!p(inner).within(&p(outer)), "{inner} not within {outer}");
+        }
+    }
 
     fn id(text: &str) -> Identifier {
         if text.parse::<IpAddr>().is_ok() {

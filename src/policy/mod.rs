@@ -5,9 +5,11 @@
 mod access;
 mod identifier;
 mod rate;
+pub mod sign_in;
 mod throttle;
 
 pub use access::{AccessPolicy, Pattern, ValidationMode};
 pub use identifier::{Identifier, IdentifierKind};
 pub use rate::{Limit, RateLimits};
+pub use sign_in::SignInFailures;
 pub use throttle::Throttle;

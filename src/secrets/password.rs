@@ -18,7 +18,14 @@ fn hash_now(password: &str) -> Option<String> {
         .map(|h| h.to_string())
 }
 
+/// Password checks run by this process, for tests that a sign-in path
+/// checks a password whatever it ends in.
+#[cfg(test)]
+pub static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn verify_now(password: &str, phc: &str) -> bool {
+    #[cfg(test)]
+    CHECKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     PasswordHash::new(phc).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)

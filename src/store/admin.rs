@@ -513,26 +513,13 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a failed sign-in; the `limit`th in a row locks the user until
-    /// `lock_until`.
-    pub async fn note_failed_login(&self, id: &str, limit: i64, lock_until: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE ui_users SET failed_logins = failed_logins + 1, \
-             locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(limit)
-        .bind(lock_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A good sign-in: the count of failures starts again.
-    pub async fn note_good_login(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE ui_users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
+    /// Notes that sign-ins as this user from some client address are
+    /// refused until `until` (shown to admins; the lock itself is counted
+    /// per address, in memory, by `policy::SignInFailures`).
+    pub async fn note_sign_in_lock(&self, id: &str, until: i64) -> Result<()> {
+        sqlx::query("UPDATE ui_users SET locked_until = $2 WHERE id = $1")
             .bind(id)
+            .bind(until)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -159,9 +159,11 @@ pub struct UiUser {
     pub role: String,
     pub created_by: String,
     pub created_at: i64,
-    /// Failed sign-ins since the last good one.
+    /// No longer counted: failures count per client address, in memory
+    /// (`policy::SignInFailures`); the column stays for existing databases.
     pub failed_logins: i64,
-    /// Sign-ins are refused until then (0: not locked).
+    /// Sign-ins as this user are refused from some client address until
+    /// then (0: never); shown to admins, not consulted at sign-in.
     pub locked_until: i64,
 }
 

@@ -2,6 +2,7 @@
 //! `Secure; HttpOnly; SameSite=Strict` cookie whose secret is stored only
 //! as a hash, and the form token (CSRF) every post must carry.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -16,7 +17,7 @@ use crate::admin::auth::{
 };
 use crate::hub::Hub;
 use crate::secrets::password;
-use crate::store::UiSession;
+use crate::store::{UiSession, UiUser};
 use crate::util::{b64, now, random_bytes};
 
 /// The session cookie. `__Host-`: the browser takes it only from this
@@ -201,11 +202,6 @@ pub async fn login_page() -> Response {
     login_form(None, StatusCode::OK)
 }
 
-/// Failed password sign-ins in a row that lock a user...
-const LOGIN_FAILURES: i64 = 5;
-/// ...for this long.
-const LOCK_SECS: i64 = 15 * 60;
-
 /// Who a session's `subject` stands for now: the token must still be valid
 /// and the user must still exist, so revoking or deleting ends the session.
 async fn subject_principal(hub: &Hub, subject: &str) -> UiResult<Principal> {
@@ -258,44 +254,83 @@ fn refused_sign_in(why: &str) -> Response {
     login_form(Some(why.into()), StatusCode::UNAUTHORIZED)
 }
 
-/// Checks a user's password; `Err` is the page to answer with.
+/// The one answer to every refused password sign-in: an unknown name, a
+/// wrong password and a locked-out address read the same, so that the page
+/// tells no one which names exist or are being guessed.
+fn refused_password() -> String {
+    format!(
+        "Wrong user name or password, or too many failed sign-ins from this address (then wait \
+         {} minutes before trying again).",
+        crate::policy::sign_in::LOCK_SECS / 60
+    )
+}
+
+/// Whether a password sign-in succeeds. The password is checked every time
+/// (against the user's hash, or a decoy when there is no such user), locked
+/// out or not, so that the time taken tells nothing either.
+async fn password_accepted(user: Option<&UiUser>, locked: bool, password: &str) -> bool {
+    let matched =
+        password::verify(password.to_string(), user.map(|u| u.password_hash.clone())).await;
+    matched && !locked && user.is_some()
+}
+
+/// Checks a user's password; `Err` is the page to answer with. Failures are
+/// counted per (name, client address), known name or not: a stranger
+/// guessing locks out only their own address.
 async fn password_sign_in(
     hub: &Hub,
     name: &str,
     password: &str,
+    client: IpAddr,
 ) -> UiResult<Result<(Principal, String), Response>> {
     let user = hub.store.ui_user(name).await?.filter(|u| u.name == name);
     let at = now();
-    if let Some(u) = &user {
-        if u.locked_until > at {
-            tracing::info!(user = %u.name, "console sign-in refused: user locked");
-            return Ok(Err(refused_sign_in(
-                "Too many failed sign-ins: this user is locked for a while. Try again later.",
-            )));
+    let failures = &hub.sign_in_failures;
+    let locked = failures.locked(name, client, at);
+    if password_accepted(user.as_ref(), locked, password).await {
+        if let Some(u) = user {
+            failures.succeeded(name, client);
+            return Ok(Ok((principal_for_user(&u)?, format!("user:{}", u.id))));
         }
     }
-    let matched = password::verify(
-        password.to_string(),
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
-    match user {
-        Some(u) if matched => {
-            hub.store.note_good_login(&u.id).await?;
-            Ok(Ok((principal_for_user(&u)?, format!("user:{}", u.id))))
-        }
-        Some(u) => {
-            hub.store
-                .note_failed_login(&u.id, LOGIN_FAILURES, at + LOCK_SECS)
-                .await?;
-            tracing::info!(user = %u.name, "console sign-in refused: wrong password");
-            Ok(Err(refused_sign_in("Wrong user name or password.")))
-        }
-        None => {
-            tracing::info!("console sign-in refused: unknown user");
-            Ok(Err(refused_sign_in("Wrong user name or password.")))
+    let why = match (&user, locked) {
+        (_, true) => "locked out",
+        (Some(_), false) => "wrong password",
+        (None, false) => "unknown user",
+    };
+    if !locked {
+        if let Some(until) = failures.failed(name, client, at) {
+            if let Some(u) = &user {
+                // Recorded for admins without holding up the answer: a known
+                // name's refusal must take no longer than an unknown one's.
+                let (store, id) = (hub.store.clone(), u.id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = store.note_sign_in_lock(&id, until).await {
+                        tracing::warn!(event = "ui.sign_in_lock_unrecorded", error = %e,
+                            "a console sign-in lock was not recorded");
+                    }
+                });
+            }
+            tracing::warn!(event = "ui.sign_in_lock", %client, known = user.is_some(),
+                "console sign-ins locked for one address after repeated failures");
         }
     }
+    // The name is logged only when it exists: an unknown one may be a
+    // password typed into the wrong field.
+    tracing::info!(event = "ui.sign_in_refused", user = user.as_ref().map(|u| u.name.as_str()),
+        %client, why, "console sign-in refused");
+    Ok(Err(refused_sign_in(&refused_password())))
+}
+
+/// The address a sign-in comes from: the connection's peer, or what a
+/// trusted proxy says.
+fn client_of(hub: &Hub, parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<crate::server::ClientAddr>()
+        .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |c| {
+            crate::server::client_ip(&hub.config.trusted_proxies, c.0.ip(), &parts.headers)
+        })
 }
 
 /// Signs in with a token, or a console user's name and password. The form's
@@ -323,7 +358,8 @@ pub async fn login(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<Re
             }
         }
     } else {
-        match password_sign_in(&hub, name, form.get("password")).await? {
+        let client = client_of(&hub, &parts);
+        match password_sign_in(&hub, name, form.get("password"), client).await? {
             Ok(signed_in) => signed_in,
             Err(page) => return Ok(page),
         }
@@ -359,4 +395,58 @@ pub async fn logout(State(hub): State<Arc<Hub>>, request: Request) -> UiResult<R
         .headers_mut()
         .append(header::SET_COOKIE, set_cookie(COOKIE, "", 0));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Each call checks one password (under nextest, each test is its own
+    /// process, so the count is this test's).
+    async fn checks_during(f: impl std::future::Future<Output = bool>) -> (bool, u64) {
+        let before = password::CHECKS.load(Ordering::SeqCst);
+        let accepted = f.await;
+        (accepted, password::CHECKS.load(Ordering::SeqCst) - before)
+    }
+
+    #[tokio::test]
+    async fn every_password_sign_in_checks_a_password_hash() {
+        let right = "correct horse battery staple";
+        let user = UiUser {
+            id: "u1".into(),
+            name: "alice".into(),
+            password_hash: password::hash(right.into()).await.unwrap(),
+            scope: "admin".into(),
+            role: "read".into(),
+            created_by: "test".into(),
+            created_at: 0,
+            failed_logins: 0,
+            locked_until: 0,
+        };
+        // Unknown user, wrong password, locked out: refused, after one
+        // hash check each, as long as a good sign-in takes.
+        for (who, locked, pw, what) in [
+            (None, false, right, "unknown user"),
+            (Some(&user), false, "wrong", "wrong password"),
+            (Some(&user), true, right, "locked out"),
+        ] {
+            let (accepted, checks) = checks_during(password_accepted(who, locked, pw)).await;
+            assert!(!accepted, "{what}");
+            assert_eq!(checks, 1, "{what}: one password check");
+        }
+        let (accepted, checks) = checks_during(password_accepted(Some(&user), false, right)).await;
+        assert!(accepted);
+        assert_eq!(checks, 1);
+    }
+
+    #[test]
+    fn the_refusal_does_not_say_which_part_was_wrong() {
+        let text = refused_password();
+        assert!(text.starts_with("Wrong user name or password"), "{text}");
+        assert!(
+            text.contains("15 minutes") && !text.contains("locked"),
+            "{text}"
+        );
+    }
 }

@@ -27,7 +27,10 @@ async fn ready_order(t: &TestHub, account: &instant_acme::Account, name: &str) -
         t.dns.add_txt(&format!("_acme-challenge.{name}"), &value);
         challenge.set_ready().await.unwrap();
     }
-    assert_eq!(order.poll_ready(&retry()).await.unwrap(), OrderStatus::Ready);
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
     let order_id = order.url().rsplit('/').next().unwrap().to_string();
     let account_id = account.id().rsplit('/').next().unwrap().to_string();
     (order_id, account_id)
@@ -83,7 +86,10 @@ async fn unsignable_validity_windows_are_refused_at_new_order() {
             let detail = reply.body["detail"].as_str().unwrap();
             assert!(detail.contains(why), "{window}: {detail}");
         }
-        assert!(admin_orders(&t).await.is_empty(), "a refused order was stored");
+        assert!(
+            admin_orders(&t).await.is_empty(),
+            "a refused order was stored"
+        );
         t.stop().await;
     }
 }
@@ -104,7 +110,8 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
         // let such a window through) leaves behind: intents recorded, never
         // signed. The first cannot be signed at all.
         let now = acmehub::util::now();
-        let spki = rcgen::PublicKeyData::subject_public_key_info(&rcgen::KeyPair::generate().unwrap());
+        let spki =
+            rcgen::PublicKeyData::subject_public_key_info(&rcgen::KeyPair::generate().unwrap());
         let intent = |order: &str, name: &str, serial: &str, not_after: i64| {
             acmehub::store::CertificateIntent {
                 instance_id: "default".into(),
@@ -118,7 +125,13 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
                 not_after,
             }
         };
-        let instance = t.hub.store.instance_by_name("default").await.unwrap().unwrap();
+        let instance = t
+            .hub
+            .store
+            .instance_by_name("default")
+            .await
+            .unwrap()
+            .unwrap();
         let stuck = t
             .hub
             .store
@@ -145,17 +158,27 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
             // A shared database's start takes over only work past its
             // deadline (a live replica may own the rest): sweep it all, as
             // the periodic sweep does once the deadline has passed.
-            acmehub::orders::take_over_stale(&t.hub, true).await.unwrap();
+            acmehub::orders::take_over_stale(&t.hub, true)
+                .await
+                .unwrap();
         }
         let store = &t.hub.store;
         let order = store.order(&instance.id, &bad).await.unwrap().unwrap();
         assert_eq!(order.status, acmehub::store::OrderStatus::Invalid);
         let error = order.error.expect("the failed order carries its error");
         assert!(error.contains("malformed"), "{error}");
-        let cert = store.certificate(&instance.id, &stuck.id).await.unwrap().unwrap();
+        let cert = store
+            .certificate(&instance.id, &stuck.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(cert.status, acmehub::store::CertificateStatus::Failed);
         // The work queued behind the failed one was done all the same.
-        let cert = store.certificate(&instance.id, &waiting.id).await.unwrap().unwrap();
+        let cert = store
+            .certificate(&instance.id, &waiting.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(cert.status, acmehub::store::CertificateStatus::Valid);
         let order = store.order(&instance.id, &good).await.unwrap().unwrap();
         assert_eq!(order.status, acmehub::store::OrderStatus::Valid);
@@ -182,7 +205,8 @@ async fn the_jws_url_covers_the_query_string_and_next_links_work() {
     raw.register().await;
     let new_order = t.url("/acme/default/new-order");
     for i in 0..101 {
-        let payload = json!({"identifiers": [{"type": "dns", "value": format!("n{i}.example.test")}]});
+        let payload =
+            json!({"identifiers": [{"type": "dns", "value": format!("n{i}.example.test")}]});
         let reply = raw.post(&new_order, &payload.to_string()).await;
         assert_eq!(reply.status, 201, "{}", reply.text);
     }
@@ -199,7 +223,11 @@ async fn the_jws_url_covers_the_query_string_and_next_links_work() {
         .to_string();
     assert!(next.ends_with("?page=1"), "{next}");
     let second = raw.post(&next, "").await;
-    assert_eq!(second.status, 200, "the next link must work: {}", second.text);
+    assert_eq!(
+        second.status, 200,
+        "the next link must work: {}",
+        second.text
+    );
     assert_eq!(second.body["orders"].as_array().unwrap().len(), 1);
 
     // Signed for the list without the query, sent with it.
@@ -207,7 +235,10 @@ async fn the_jws_url_covers_the_query_string_and_next_links_work() {
     let body = crate::raw::jws(&raw.key, &header, "").to_string();
     let reply = raw.send(&next, body).await;
     assert_eq!(reply.status, 403, "{}", reply.text);
-    assert_eq!(reply.problem_type(), "urn:ietf:params:acme:error:unauthorized");
+    assert_eq!(
+        reply.problem_type(),
+        "urn:ietf:params:acme:error:unauthorized"
+    );
 
     // A page that is not a number is an error, not page 0.
     let bad = format!("{list}?page=x");
@@ -236,7 +267,11 @@ async fn refused_orders_are_audited_and_a_flood_cannot_fill_the_log() {
     .await;
     let eab = instant_acme::ExternalAccountKey::new(kid, &hmac);
     let account = eab_account(&t, &directory, Some(&eab)).await.unwrap();
-    let p = problem(account.new_order(&NewOrder::new(&dns(&["bank.example"]))).await);
+    let p = problem(
+        account
+            .new_order(&NewOrder::new(&dns(&["bank.example"])))
+            .await,
+    );
     assert_eq!(
         p.r#type.as_deref(),
         Some("urn:ietf:params:acme:error:rejectedIdentifier")
@@ -258,18 +293,38 @@ async fn refused_orders_are_audited_and_a_flood_cannot_fill_the_log() {
         .iter()
         .find(|e| e["detail"]["reason"] == "rejectedIdentifier")
         .unwrap_or_else(|| panic!("no rejectedIdentifier event: {events}"));
-    assert_eq!(rejected["detail"]["identifiers"][0]["value"], "bank.example");
+    assert_eq!(
+        rejected["detail"]["identifiers"][0]["value"],
+        "bank.example"
+    );
     assert_eq!(rejected["detail"]["client"], "127.0.0.1");
     assert!(rejected["detail"]["access_key"].is_string(), "{rejected}");
-    assert!(rejected["actor"].as_str().unwrap().starts_with("acme-account:"));
-    assert!(items.iter().any(|e| e["detail"]["reason"] == "invalidProfile"));
+    assert!(
+        rejected["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("acme-account:")
+    );
+    assert!(
+        items
+            .iter()
+            .any(|e| e["detail"]["reason"] == "invalidProfile")
+    );
 
     // A flood: every refusal is answered, only a few are written down.
     for i in 0..30 {
         let name = format!("n{i}.bank.example");
-        assert!(account.new_order(&NewOrder::new(&dns(&[&name]))).await.is_err());
+        assert!(
+            account
+                .new_order(&NewOrder::new(&dns(&[&name])))
+                .await
+                .is_err()
+        );
     }
-    let events = api.get("/api/v1/events?action=order.refuse&limit=100").await.body;
+    let events = api
+        .get("/api/v1/events?action=order.refuse&limit=100")
+        .await
+        .body;
     let n = events["items"].as_array().unwrap().len();
     // 32 refusals, written down at most 10 a minute: 10, or up to 20 when
     // the run straddles the turn of a minute.

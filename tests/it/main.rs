@@ -14,4 +14,5 @@ mod outbound;
 mod raw;
 mod relay;
 mod replicas;
+mod scoped;
 mod ui;

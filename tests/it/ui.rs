@@ -115,6 +115,30 @@ impl<'a> Browser<'a> {
         self.send(request).await
     }
 
+    /// A browser whose connections come from `ip`, one of the loopback
+    /// addresses: the hub tells clients apart by address.
+    fn at(t: &'a TestHub, ip: &str) -> Self {
+        let mut b = Self::new(t);
+        let root = std::fs::read(&t.root_pem).unwrap();
+        b.http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(Some(ip.parse().unwrap()))
+            .build()
+            .unwrap();
+        b
+    }
+
+    /// Signs in with a user name and password.
+    async fn sign_in_as(&mut self, user: &str, password: &str) -> Page {
+        let csrf = self.get("/ui/login").await.csrf();
+        self.post(
+            "/ui/login",
+            &[("csrf", &csrf), ("user", user), ("password", password)],
+        )
+        .await
+    }
+
     async fn sign_in(&mut self, token: &str) -> Page {
         let login = self.get("/ui/login").await;
         let csrf = login.csrf();
@@ -727,12 +751,13 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
             .await;
         assert_eq!(page.status, 401);
         assert!(
-            page.body.contains("Wrong user name or password."),
+            page.body.contains("Wrong user name or password"),
             "{}",
             page.body
         );
     }
-    // Five failures in a row lock the user, even against the right password.
+    // Five failures in a row lock the user out from this address, even
+    // against the right password, in the same words.
     for _ in 0..4 {
         let csrf = other.get("/ui/login").await.csrf();
         other
@@ -754,9 +779,21 @@ async fn a_console_user_signs_in_with_a_password_and_is_locked_after_five_failur
         )
         .await;
     assert_eq!(page.status, 401);
-    assert!(page.body.contains("locked"), "{}", page.body);
+    assert!(
+        page.body.contains("Wrong user name or password"),
+        "{}",
+        page.body
+    );
     assert!(!other.cookies.contains_key("__Host-acmehub_session"));
-    let listed = api.get("/api/v1/users").await;
+    // Admins see that someone was locked out (recorded just after the answer).
+    let mut listed = api.get("/api/v1/users").await;
+    for _ in 0..50 {
+        if listed.body[0]["locked_until"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        listed = api.get("/api/v1/users").await;
+    }
     assert!(
         listed.body[0]["locked_until"].is_string(),
         "{}",
@@ -1017,5 +1054,158 @@ async fn an_instance_is_deleted_only_when_its_name_is_typed_and_it_is_empty() {
         .await;
     assert_eq!(page.location, "/ui/instances?done=deleted");
     assert_eq!(api.get("/api/v1/instances/empty").await.status, 404);
+    t.stop().await;
+}
+
+/// A refused sign-in as a person sees it: the status and the words.
+fn sign_in_refusal(page: &Page) -> (u16, String) {
+    let text = page
+        .body
+        .split("role=\"alert\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_string();
+    (page.status, text)
+}
+
+async fn hub_with_user(name: &str, password: &str) -> TestHub {
+    let t = TestHub::start(Db::Sqlite).await;
+    let r = Api::admin(&t)
+        .post(
+            "/api/v1/users",
+            json!({"name": name, "password": password, "scope": "instance:default", "role": "read"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    t
+}
+
+#[tokio::test]
+async fn an_unknown_user_name_is_answered_as_a_known_one_with_a_wrong_password() {
+    let password = "correct horse battery staple";
+    let t = hub_with_user("alice", password).await;
+    let mut b = Browser::new(&t);
+    // Attempt after attempt, past the lock-out, nothing tells the names apart.
+    for attempt in 1..=7 {
+        let unknown = sign_in_refusal(&b.sign_in_as("mallory", "wrong password!!").await);
+        let known = sign_in_refusal(&b.sign_in_as("alice", "wrong password!!").await);
+        assert_eq!(unknown, known, "attempt {attempt}");
+        assert_eq!(known.0, 401);
+        assert!(!known.1.is_empty(), "attempt {attempt}: the page says why");
+    }
+    // Locked out, the right password is answered as a wrong one.
+    let locked = sign_in_refusal(&b.sign_in_as("alice", password).await);
+    let unknown = sign_in_refusal(&b.sign_in_as("mallory", password).await);
+    assert_eq!(locked, unknown);
+    assert!(!b.cookies.contains_key("__Host-acmehub_session"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_locked_out_from_one_address_still_signs_in_from_another() {
+    let password = "correct horse battery staple";
+    let t = hub_with_user("alice", password).await;
+    let mut stranger = Browser::at(&t, "127.0.0.2");
+    for _ in 0..6 {
+        let page = stranger.sign_in_as("alice", "guessing....").await;
+        assert_eq!(page.status, 401);
+    }
+    // The stranger's address is locked out, even with the right password...
+    let page = stranger.sign_in_as("alice", password).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    // ...and alice, elsewhere, is not.
+    let mut alice = Browser::at(&t, "127.0.0.3");
+    let page = alice.sign_in_as("alice", password).await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/ui/i/default"),
+        "{}",
+        page.body
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_token_in_the_console_cannot_widen_what_an_admin_set() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    api.expect(
+        201,
+        "/api/v1/instances",
+        json!({"name": "alpha", "external_account_required": true, "allowed_challenges": ["dns-01"]}),
+    )
+    .await;
+    let token = api
+        .expect(
+            201,
+            "/api/v1/tokens",
+            json!({"name": "alpha-rw", "scope": "instance:alpha", "role": "write"}),
+        )
+        .await;
+    let mut b = Browser::new(&t);
+    b.sign_in(token["token"].as_str().unwrap()).await;
+
+    // The settings form without the EAB box ticked: refused, saying why.
+    let csrf = b.get("/ui/i/alpha").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/alpha",
+            &[
+                ("csrf", &csrf),
+                ("description", "opened up"),
+                ("allowed_challenges", "dns-01"),
+                ("failover", "on"),
+            ],
+        )
+        .await;
+    assert!(
+        page.body.contains("needs a hub-wide token"),
+        "{}",
+        page.body
+    );
+    let alpha = api.get("/api/v1/instances/alpha").await.body;
+    assert_eq!(
+        (
+            alpha["external_account_required"].clone(),
+            alpha["description"].clone()
+        ),
+        (json!(true), json!(""))
+    );
+    // Saved as it is, the form is accepted.
+    let page = b
+        .post(
+            "/ui/i/alpha",
+            &[
+                ("csrf", &csrf),
+                ("description", "kept closed"),
+                ("external_account_required", "on"),
+                ("allowed_challenges", "dns-01"),
+                ("failover", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+
+    // A pre-authorized key is an admin's to make.
+    let csrf = b.get("/ui/i/alpha/keys").await.csrf();
+    let page = b
+        .post(
+            "/ui/i/alpha/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "fleet"),
+                ("allowed_identifiers", "*.corp.example.test"),
+                ("validation", "pre-authorized"),
+            ],
+        )
+        .await;
+    assert!(
+        page.body.contains("needs a hub-wide token"),
+        "{}",
+        page.body
+    );
+    let keys = api.get("/api/v1/instances/alpha/access-keys").await.body;
+    assert_eq!(keys, json!([]));
     t.stop().await;
 }
