@@ -414,7 +414,7 @@ def _(ctx):
     status, key = ctx.hub.api("POST", f"/api/v1/instances/{name}/access-keys",
                               {"name": "k", "allowed_identifiers": ["*.corp.test"], "validation": "pre-authorized"})
     expect(status == 201, f"key: {status}")
-    status, tok = ctx.hub.api("POST", "/api/v1/tokens", {"name": f"w-{name}", "instance": name, "role": "write"})
+    status, tok = ctx.hub.api("POST", "/api/v1/tokens", {"name": f"w-{name}", "scope": f"instance:{name}", "role": "write"})
     expect(status == 201, f"token: {status} {tok}")
     scoped = tok["token"]
     status, _ = ctx.hub.api("PATCH", f"/api/v1/instances/{name}/access-keys/k", {"status": "disabled"})

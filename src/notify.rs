@@ -139,7 +139,15 @@ pub async fn create_channel(
             if !hub_wide {
                 let port = parsed.port_or_known_default().unwrap_or(80);
                 let host = parsed.host_str().unwrap_or_default();
-                check_target(hub, instance, host, port, "url").await?;
+                crate::orders::tenants::check_outbound_target(
+                    hub,
+                    instance,
+                    host,
+                    port,
+                    "url",
+                    "notification target",
+                )
+                .await?;
             }
             channel.config = json!({"url": url});
             match &s.secret {
@@ -186,7 +194,15 @@ pub async fn create_channel(
                 )?;
             }
             if !hub_wide {
-                check_target(hub, instance, host, s.smtp_port.unwrap_or(587), "smtp_host").await?;
+                crate::orders::tenants::check_outbound_target(
+                    hub,
+                    instance,
+                    host,
+                    s.smtp_port.unwrap_or(587),
+                    "smtp_host",
+                    "notification target",
+                )
+                .await?;
             }
             channel.config = json!({
                 "smtp_host": host, "smtp_port": s.smtp_port.unwrap_or(587),
@@ -351,66 +367,6 @@ pub async fn test_channel(hub: &Hub, c: &NotificationChannel) -> Result<(), Stri
     deliver(hub, c, "test", &body.to_string()).await
 }
 
-/// The addresses `host:port` reaches, each allowed by the instance's
-/// target policy (the validator's, with the instance's private-target
-/// setting); otherwise the first refusal ("... refused by policy"). Names
-/// go through the hub's resolvers; a name that does not resolve gives no
-/// address and no refusal.
-async fn policed_addresses(
-    hub: &Hub,
-    instance: &Instance,
-    host: &str,
-    port: u16,
-) -> Result<Vec<std::net::SocketAddr>, String> {
-    let policy =
-        hub.validator
-            .policy()
-            .with_private(crate::orders::tenants::private_targets_allowed(
-                hub, instance,
-            ));
-    let ips = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => hub
-            .validator
-            .resolver()
-            .lookup_ips(host)
-            .await
-            .unwrap_or_default(),
-    };
-    let addresses: Vec<_> = ips
-        .into_iter()
-        .map(|ip| std::net::SocketAddr::new(ip, port))
-        .collect();
-    for address in &addresses {
-        policy.check(*address)?;
-    }
-    Ok(addresses)
-}
-
-/// A channel target set by an instance-scoped token: 400 on `field` when
-/// the instance's policy refuses where it leads.
-async fn check_target(
-    hub: &Hub,
-    instance: &Instance,
-    host: &str,
-    port: u16,
-    field: &'static str,
-) -> Result<(), Error> {
-    policed_addresses(hub, instance, host, port)
-        .await
-        .map(|_| ())
-        .map_err(|why| {
-            let named = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-                Ok(_) => why,
-                Err(_) => format!("{host}: {why}"),
-            };
-            Error::invalid(
-                field,
-                format!("{named}; only a hub-wide token may set such a notification target"),
-            )
-        })
-}
-
 /// For a restricted channel, the checked addresses to deliver to (the
 /// lookup is not repeated by the HTTP or SMTP client, so what was checked
 /// is what is dialed); `None` for a channel a hub-wide token made.
@@ -429,7 +385,7 @@ async fn delivery_addresses(
         .await
         .map_err(|e| format!("reading the channel's instance: {e}"))?
         .ok_or("the channel's instance is gone")?;
-    let addresses = policed_addresses(hub, &instance, host, port)
+    let addresses = crate::orders::tenants::policed_addresses(hub, &instance, host, port)
         .await
         .map_err(|why| format!("{host}: {why}"))?;
     if addresses.is_empty() {

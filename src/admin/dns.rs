@@ -77,8 +77,26 @@ pub async fn create_credential(
     ApiJson(settings): ApiJson<CredentialSettings>,
 ) -> ApiResult<Created<CredentialView>> {
     let instance = who.instance(&hub, &i).await?;
+    check_credential_targets(&hub, &who, &instance, &settings).await?;
     let c = credentials::create_credential(&hub, &who.actor(), &instance, &settings).await?;
     Ok(Created(credential_view(&hub, &c).await?))
+}
+
+/// The DNS servers and endpoints an instance-scoped token puts in a
+/// credential must lead where the instance's target policy allows; hub-wide
+/// tokens may name any.
+async fn check_credential_targets(
+    hub: &Hub,
+    who: &Principal,
+    instance: &crate::store::Instance,
+    settings: &CredentialSettings,
+) -> Result<(), Error> {
+    match &settings.config {
+        Some(config) if who.require_admin().is_err() => {
+            crate::orders::tenants::check_credential_targets(hub, instance, config).await
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn find_credential(
@@ -122,6 +140,8 @@ pub async fn patch_credential(
     ApiJson(settings): ApiJson<CredentialSettings>,
 ) -> ApiResult<Json<CredentialView>> {
     let c = find_credential(&hub, &who, &i, &id).await?;
+    let instance = who.instance(&hub, &i).await?;
+    check_credential_targets(&hub, &who, &instance, &settings).await?;
     let updated = credentials::update_credential(&hub, &who.actor(), &c, &settings).await?;
     Ok(Json(credential_view(&hub, &updated).await?))
 }

@@ -44,9 +44,34 @@ pub async fn create_ca_account(
     ApiJson(settings): ApiJson<CaAccountSettings>,
 ) -> ApiResult<Created<CaAccountView>> {
     let instance = who.instance(&hub, &i).await?;
+    check_directory(&hub, &who, &instance, settings.directory_url.as_deref()).await?;
     let a = ca_accounts::create_ca_account(&hub, &who.actor(), &instance, &settings).await?;
     let a = find(&hub, &who, &i, &a.id).await?;
     Ok(Created(CaAccountView::new(&a)))
+}
+
+/// A CA directory URL an instance-scoped token sets or tests must lead
+/// where the instance's target policy allows ("Save and Test" shows what
+/// the directory answers); hub-wide tokens may name any.
+async fn check_directory(
+    hub: &Hub,
+    who: &Principal,
+    instance: &crate::store::Instance,
+    url: Option<&str>,
+) -> Result<(), Error> {
+    match url {
+        Some(url) if who.require_admin().is_err() => {
+            crate::orders::tenants::check_outbound_url(
+                hub,
+                instance,
+                url,
+                "directory_url",
+                "CA directory",
+            )
+            .await
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn find(hub: &Hub, who: &Principal, i: &str, id: &str) -> Result<CaAccount, Error> {
@@ -84,6 +109,8 @@ pub async fn patch_ca_account(
     ApiJson(settings): ApiJson<CaAccountSettings>,
 ) -> ApiResult<Json<CaAccountView>> {
     let a = find(&hub, &who, &i, &id).await?;
+    let instance = who.instance(&hub, &i).await?;
+    check_directory(&hub, &who, &instance, settings.directory_url.as_deref()).await?;
     let a = ca_accounts::update_ca_account(&hub, &who.actor(), &a, &settings).await?;
     Ok(Json(CaAccountView::new(
         &find(&hub, &who, &i, &a.id).await?,
@@ -117,6 +144,18 @@ pub async fn test_ca_account(
 ) -> ApiResult<Json<CaTestView>> {
     who.require_write()?;
     let a = find(&hub, &who, &i, &id).await?;
+    // The test answers with what the directory says: an instance token must
+    // not turn it on an address its instance may not reach.
+    let instance = who.instance(&hub, &i).await?;
+    check_directory(
+        &hub,
+        &who,
+        &instance,
+        Some(&a.directory_url)
+            .filter(|u| !u.is_empty())
+            .map(String::as_str),
+    )
+    .await?;
     let (report, _) = ca_accounts::test_ca_account(&hub, &who.actor(), &a).await?;
     Ok(Json(CaTestView {
         available: report.available,

@@ -210,3 +210,39 @@ async fn an_instance_token_cannot_widen_its_instance_settings() {
     assert_eq!(r.status, 200, "{}", r.body);
     t.stop().await;
 }
+
+/// The same class as finding 7 elsewhere: a CA directory ("Save and Test"
+/// shows what it answers) or a DNS server an instance-scoped token sets is
+/// an outbound target, held to the instance's policy; a hub-wide token may
+/// name any.
+#[tokio::test]
+async fn an_instance_token_cannot_aim_ca_directories_or_dns_servers_at_forbidden_addresses() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let admin = Api::admin(&t);
+    let writer = alpha_writer(&admin).await;
+    let rw = Api::new(&t, Some(&writer));
+    let own = t.hub.config.listen.port();
+    for url in [
+        "https://169.254.169.254/directory".to_string(),
+        format!("https://127.0.0.1:{own}/acme/default/directory"),
+    ] {
+        let body = json!({"name": "meta", "ca": "custom", "directory_url": url,
+                          "email": "ops@example.test"});
+        let r = rw.post("/api/v1/instances/alpha/ca-accounts", body).await;
+        assert_eq!(r.status, 400, "{url}: {}", r.body);
+        let text = r.body["error"].as_str().unwrap_or_default();
+        assert!(text.contains("refused by policy"), "{url}: {text}");
+    }
+    let credential = json!({"name": "bind", "kind": "rfc2136",
+        "config": {"server": "169.254.169.254:53", "key_name": "k", "algorithm": "hmac-sha256"},
+        "secret": {"key": "c2VjcmV0LXNlY3JldC1zZWNyZXQ="}});
+    let r = rw.post("/api/v1/instances/alpha/credentials", credential.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["error"].as_str().unwrap_or_default().contains("refused by policy"));
+    // Nothing was stored; the operator may still point them anywhere.
+    let listed = admin.get("/api/v1/instances/alpha/credentials").await.body;
+    assert!(!listed.to_string().contains("\"bind\""), "{listed}");
+    let r = admin.post("/api/v1/instances/alpha/credentials", credential).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    t.stop().await;
+}
