@@ -8,6 +8,7 @@ mod dns;
 mod flows;
 mod harness;
 mod jws_rules;
+mod listener;
 mod managed;
 mod raw;
 mod relay;
