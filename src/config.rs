@@ -536,6 +536,20 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_have_defaults_and_refuse_zero() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.server.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(c.server.max_connections, 1024);
+        let file: FileConfig =
+            toml::from_str("[server]\nidle_timeout_secs = 5\nmax_connections = 8\n").unwrap();
+        assert_eq!(file.server.idle_timeout_secs, 5);
+        assert_eq!(file.server.header_read_timeout_secs, 10);
+        let file: FileConfig = toml::from_str("[server]\nmax_connections = 0\n").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
+    }
+
+    #[test]
     fn resolvers_take_optional_ports() {
         let v = ValidationConfig {
             resolvers: vec!["127.0.0.1:8053".into(), "::1".into()],

@@ -211,13 +211,16 @@ async fn h2_oversized(
     })
 }
 
+/// A route, the headers a client sends it, and whether its answers are
+/// ACME problem documents.
+type Route = (&'static str, Vec<(&'static str, String)>, bool);
+
 #[tokio::test]
 async fn oversized_bodies_get_a_whole_413_on_every_route_and_protocol() {
     let t = TestHub::start(Db::Sqlite).await;
     let bearer = format!("Bearer {}", t.admin_token());
     let json = "application/json".to_string();
-    // (route, headers, whether the answer is an ACME problem document)
-    let routes: Vec<(&str, Vec<(&str, String)>, bool)> = vec![
+    let routes: Vec<Route> = vec![
         (
             "/acme/default/new-account",
             vec![("content-type", "application/jose+json".into())],
@@ -461,5 +464,46 @@ async fn connections_over_the_cap_are_refused_until_one_closes() {
     }
     assert!(served, "no connection was served after one of two closed");
     drop(first);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn slow_bodies_are_cut_off_with_an_answer() {
+    let t = TestHub::start_with(Db::Sqlite, |f| f.server.body_read_timeout_secs = 1).await;
+    let stream = tls(&t, &[b"http/1.1"]).await.unwrap();
+    let (mut from_hub, mut to_hub) = tokio::io::split(stream);
+    let head = format!(
+        "POST /api/v1/instances HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{",
+        t.admin_token()
+    );
+    to_hub.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let reading = tokio::spawn(async move {
+        let answer = read_h1(&mut from_hub).await;
+        let closed = closed_within(&mut from_hub, Duration::from_secs(1)).await;
+        (answer, closed)
+    });
+    // A space every 300 ms would take 5 minutes: the hub waits 1 s.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if reading.is_finished() || to_hub.write_all(b" ").await.is_err() {
+            break;
+        }
+        let _ = to_hub.flush().await;
+    }
+    let (answer, closed) = tokio::time::timeout(Duration::from_secs(3), reading)
+        .await
+        .expect("a body trickling in is still being waited for")
+        .unwrap();
+    let answer = answer.expect("an answer to the slow body");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not arrive within 1 s")),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(3000));
+    assert!(closed, "the connection of a body too slow stays open");
     t.stop().await;
 }
