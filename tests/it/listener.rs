@@ -507,3 +507,26 @@ async fn slow_bodies_are_cut_off_with_an_answer() {
     assert!(closed, "the connection of a body too slow stays open");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_waiting_to_continue_is_told_413_before_it_sends_the_body() {
+    let t = TestHub::start(Db::Sqlite).await;
+    let mut stream = tls(&t, &[b"http/1.1"]).await.unwrap();
+    // curl's way with large bodies (RFC 9110 §10.1.1): the headers, then
+    // the body only after a 100 Continue.
+    let head = format!(
+        "POST /acme/default/new-account HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/jose+json\r\ncontent-length: {OVERSIZED}\r\nexpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_h1(&mut stream))
+        .await
+        .expect("no answer before the body")
+        .unwrap();
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(
+        answer.json()["type"],
+        "urn:ietf:params:acme:error:malformed",
+        "{answer:?}"
+    );
+    t.stop().await;
+}
