@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub acme: AcmeConfig,
     #[serde(default)]
     pub ca: CaConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -213,6 +215,98 @@ impl Default for AcmeConfig {
     }
 }
 
+/// `[server]`: what the HTTPS listener grants one client, so that slow,
+/// idle or too many connections cannot wedge it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Time a client gets to finish its TLS handshake, in seconds.
+    pub handshake_timeout_secs: u64,
+    /// Time an HTTP/1.1 client gets to send a request's headers, in
+    /// seconds, counted from the request's first byte or from the end of
+    /// the previous answer on a kept-alive connection.
+    pub header_read_timeout_secs: u64,
+    /// Time a request body gets to arrive in full, in seconds, from the
+    /// moment its handler starts reading it.
+    pub body_read_timeout_secs: u64,
+    /// A connection (HTTP/1.1 or HTTP/2) with no request in flight for this
+    /// many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; one more is closed as soon as it is
+    /// accepted. Each costs up to about 1 MiB (TLS buffers, HTTP/1.1 read
+    /// buffer, HTTP/2 flow-control windows) and one file descriptor.
+    pub max_connections: usize,
+    /// Largest request body outside the ACME routes (the admin API,
+    /// acme-dns and httpreq), in bytes; `[acme] max_body_bytes` governs
+    /// ACME and the console has its own, smaller, form limits.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            // About 1 GiB at the worst case of 1 MiB each: what a 2-core
+            // box can spare; a fleet's renewals rarely need more than
+            // a few dozen at once.
+            max_connections: 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("server.handshake_timeout_secs", self.handshake_timeout_secs),
+            (
+                "server.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("server.body_read_timeout_secs", self.body_read_timeout_secs),
+            ("server.idle_timeout_secs", self.idle_timeout_secs),
+            ("server.max_connections", self.max_connections as u64),
+            ("server.max_body_bytes", self.max_body_bytes as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    why: "must be at least 1".into(),
+                });
+            }
+        }
+        // The shutdown waits for every connection's slot at once, and
+        // tokio counts those in u32.
+        if u32::try_from(self.max_connections).is_err() {
+            return Err(ConfigError::Invalid {
+                field: "server.max_connections",
+                why: format!("must be at most {}", u32::MAX),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `[ca]`: the local CA's certificate profile.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -262,6 +356,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub acme: AcmeConfig,
     pub ca: CaConfig,
+    pub server: ServerConfig,
 }
 
 /// Values that come from flags or the environment (clap merges the two).
@@ -341,6 +436,7 @@ impl Config {
             });
         }
         file.validation.resolver_addrs()?;
+        file.server.check()?;
         if file.validation.attempts == 0 {
             return Err(ConfigError::Invalid {
                 field: "validation.attempts",
@@ -398,6 +494,7 @@ impl Config {
             dns: file.dns,
             acme: file.acme,
             ca: file.ca,
+            server: file.server,
         })
     }
 
@@ -440,6 +537,20 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(FileConfig::default(), o).is_err());
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_refuse_zero() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.server.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(c.server.max_connections, 1024);
+        let file: FileConfig =
+            toml::from_str("[server]\nidle_timeout_secs = 5\nmax_connections = 8\n").unwrap();
+        assert_eq!(file.server.idle_timeout_secs, 5);
+        assert_eq!(file.server.header_read_timeout_secs, 10);
+        let file: FileConfig = toml::from_str("[server]\nmax_connections = 0\n").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The HTTPS listener: router assembly, a tokio-rustls accept loop in front
-//! of axum, operational endpoints and graceful shutdown.
+//! of axum, operational endpoints and graceful shutdown. What one client may
+//! take (connections, time, body bytes) is bounded here, by `[server]`.
+
+mod body;
+mod connection;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,30 +11,24 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, State};
-use axum::http::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::hub::{DEFAULT_INSTANCE, Hub, HubError};
 
-/// Time a client gets to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole HTTP application.
 pub fn app(hub: Arc<Hub>) -> Router {
     let (admin, _) = crate::admin::router();
+    let max_body = hub.config.server.max_body_bytes;
     crate::acme::router(hub.clone())
         .merge(admin)
         .merge(crate::dns::managed::router())
@@ -38,6 +36,13 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // axum's own limit (2 MiB unless a router sets one) behind the
+        // guard's, so that a larger `max_body_bytes` means what it says.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            body::guard,
+        ))
         .route_layer(axum::middleware::from_fn(track))
         .with_state(hub)
 }
@@ -155,6 +160,7 @@ impl Server {
             listener,
             TlsAcceptor::from(Arc::new(tls)),
             app,
+            hub.config.server.clone(),
             stopped,
         ));
         tracing::info!(
@@ -181,9 +187,12 @@ async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
+    limits: crate::config::ServerConfig,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let capacity = limits.max_connections;
+    // One slot per connection, from accept to close.
+    let slots = Arc::new(Semaphore::new(capacity));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -196,37 +205,33 @@ async fn serve(
                         continue;
                     }
                 };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                // Over the cap a connection is closed at once, before its
+                // handshake costs anything: the clients already in keep
+                // their service, and a newcomer can try again.
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    metrics::counter!("acmehub_connections_refused_total").increment(1);
+                    tracing::debug!(%peer, max_connections = capacity, "connection refused: the hub is full");
+                    continue;
+                };
+                tokio::spawn(connection::serve(
+                    tcp,
+                    peer,
+                    acceptor.clone(),
                     app.clone(),
-                    move |mut request: Request<hyper::body::Incoming>| {
-                        request.extensions_mut().insert(ClientAddr(peer));
-                        request
-                    },
+                    limits.clone(),
+                    stopped.clone(),
+                    slot,
                 ));
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let connection = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
             }
             _ = stopped.changed() => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Every connection gives its slot back when it has closed, which each
+    // does within the drain timeout of the stop: all slots back, all done.
+    let all = u32::try_from(capacity).unwrap_or(u32::MAX);
+    let backstop = DRAIN_TIMEOUT + Duration::from_secs(1);
+    if tokio::time::timeout(backstop, slots.acquire_many(all))
         .await
         .is_err()
     {

@@ -88,23 +88,37 @@ pub fn router(hub: Arc<Hub>) -> Router<Arc<Hub>> {
 /// Every ACME response carries a fresh Replay-Nonce (RFC 8555 §6.5), a link
 /// to the directory (§7.1) and is never cached.
 async fn acme_headers(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
-    let instance = request
-        .uri()
-        .path()
-        .strip_prefix("/acme/")
+    let instance = instance_in(request.uri().path()).to_string();
+    let mut response = next.run(request).await;
+    decorate(&hub, &instance, &mut response);
+    response
+}
+
+/// A request to an ACME path refused before it reached its handler (the
+/// listener's body limits), answered as any ACME error is: a problem
+/// document with a fresh nonce.
+pub fn refusal(hub: &Hub, path: &str, error: Error) -> Response {
+    let mut response = AcmeError(error).into_response();
+    decorate(hub, instance_in(path), &mut response);
+    response
+}
+
+/// The instance named in an `/acme/{instance}/...` path.
+fn instance_in(path: &str) -> &str {
+    path.strip_prefix("/acme/")
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default()
-        .to_string();
-    let mut response = next.run(request).await;
+}
+
+fn decorate(hub: &Hub, instance: &str, response: &mut Response) {
     let headers = response.headers_mut();
     if let Ok(nonce) = HeaderValue::from_str(&hub.nonces.issue()) {
         headers.insert("replay-nonce", nonce);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(index) =
-        HeaderValue::from_str(&format!("<{}>;rel=\"index\"", hub.directory_url(&instance)))
+        HeaderValue::from_str(&format!("<{}>;rel=\"index\"", hub.directory_url(instance)))
     {
         headers.append(header::LINK, index);
     }
-    response
 }

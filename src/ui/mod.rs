@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 
 pub use form::{Form, Values};
-pub use session::{Post, Session};
+pub use session::{Post, Session, form_limit};
 
 /// The console's pages: what an operator sees on each, and what a page
 /// needs from its session to draw the frame around it.

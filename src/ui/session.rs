@@ -36,6 +36,17 @@ const MAX_FORM: usize = 256 * 1024;
 /// Largest sign-in form.
 const MAX_LOGIN_FORM: usize = 8 * 1024;
 
+/// The largest body a console path takes (`None` outside the console): the
+/// listener holds posts to it, so that every route answers an oversized
+/// body the same way.
+pub fn form_limit(path: &str) -> Option<usize> {
+    match path {
+        "/ui/login" => Some(MAX_LOGIN_FORM),
+        _ if path == "/ui" || path.starts_with("/ui/") => Some(MAX_FORM),
+        _ => None,
+    }
+}
+
 /// A signed-in operator.
 #[derive(Debug, Clone)]
 pub struct Session {

@@ -9,6 +9,7 @@ mod dns;
 mod flows;
 mod harness;
 mod jws_rules;
+mod listener;
 mod managed;
 mod outbound;
 mod raw;
