@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-use super::ratelimit::{ResponseRateLimiter, Verdict};
+use super::ratelimit::{ResponseRateLimiter, Verdict, subnet};
 
 /// What one server answers, to whom, and how much. The defaults suit the
 /// mock that tests use as the Internet's DNS: every name, no rate limit.
@@ -355,6 +355,50 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// allocated for it.
 const MAX_TCP_QUERY: u16 = 4096;
 
+/// Most TCP connections one client subnet (IPv4 /24, IPv6 /56) holds at
+/// once, so that one client cannot take every slot of
+/// `max_tcp_connections` from the resolvers that TC sent there.
+const MAX_TCP_PER_SUBNET: usize = 16;
+
+/// Open TCP connections by client subnet.
+#[derive(Default)]
+struct TcpClients(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl TcpClients {
+    /// Counts one more connection from `peer`'s subnet, unless it holds
+    /// its most; the slot is given back when the returned guard drops.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<TcpClientSlot> {
+        let key = subnet(peer);
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key).or_default();
+        if *count >= MAX_TCP_PER_SUBNET {
+            return None;
+        }
+        *count += 1;
+        Some(TcpClientSlot {
+            clients: self.clone(),
+            key,
+        })
+    }
+}
+
+struct TcpClientSlot {
+    clients: Arc<TcpClients>,
+    key: IpAddr,
+}
+
+impl Drop for TcpClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// What the serving tasks share besides the records.
 struct Served {
     /// Lowercase, without the trailing dot; empty: every name.
@@ -420,27 +464,30 @@ async fn serve_tcp(
     max_connections: usize,
 ) {
     // RFC 7766 §6.2.2: a server may limit its concurrent connections; each
-    // connection holds a permit, and one beyond the limit is closed at once.
+    // connection holds a permit and its subnet's slot, and one beyond
+    // either limit is closed at once.
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let clients = Arc::new(TcpClients::default());
     // Connections live in this set so that aborting the accept task (on drop)
     // also ends every open connection.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let (zone, served) = (zone.clone(), served.clone());
-                        connections.spawn(async move {
-                            serve_tcp_connection(stream, zone, served).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, max_connections, "memory DNS: TCP connection refused, too many open");
-                        drop(stream);
-                    }
-                },
+                Ok((stream, peer)) => {
+                    let permit = slots.clone().try_acquire_owned().ok();
+                    let slot = clients.admit(peer.ip());
+                    let (Some(permit), Some(slot)) = (permit, slot) else {
+                        tracing::debug!(%peer, max_connections, MAX_TCP_PER_SUBNET,
+                            "memory DNS: TCP connection closed, too many open in all or from its subnet");
+                        continue;
+                    };
+                    let (zone, served) = (zone.clone(), served.clone());
+                    connections.spawn(async move {
+                        serve_tcp_connection(stream, zone, served).await;
+                        drop((permit, slot));
+                    });
+                }
                 Err(e) => {
                     // Out of file descriptors, mostly: pause rather than spin.
                     tracing::debug!(error = %e, "memory DNS: TCP accept failed");
@@ -1100,6 +1147,37 @@ mod tests {
             }
         }
         assert!(freed.is_some(), "the freed slot is never reused");
+    }
+
+    #[tokio::test]
+    async fn one_subnet_cannot_take_every_tcp_connection() {
+        let dns = zone_server(ServerOptions::default()).await;
+        let connect_from = |ip: &str| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(SocketAddr::new(ip.parse().unwrap(), 0))
+                .unwrap();
+            socket.connect(dns.addr())
+        };
+        dns.add_txt("s.zone.test", "value");
+        let request = query("s.zone.test.", RecordType::TXT, None);
+        let mut held = Vec::new();
+        for _ in 0..MAX_TCP_PER_SUBNET {
+            let mut stream = connect_from("127.0.0.1").await.unwrap();
+            tcp_exchange(&mut stream, &request).await;
+            held.push(stream);
+        }
+        let mut extra = connect_from("127.0.0.2").await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2))
+                .await
+                .is_some(),
+            "127.0.0.0/24 holds more than {MAX_TCP_PER_SUBNET} connections"
+        );
+        // Well under max_tcp_connections, another subnet is served.
+        let mut other = connect_from("127.0.1.1").await.unwrap();
+        let answer = Message::from_vec(&tcp_exchange(&mut other, &request).await).unwrap();
+        assert_eq!(answer.answers.len(), 1);
     }
 
     #[tokio::test]

@@ -109,7 +109,7 @@ impl ResponseRateLimiter {
 
 /// The subnet a client is counted in: its /24 (IPv4) or /56 (IPv6, the
 /// smallest prefix a site commonly gets); IPv4-mapped IPv6 counts as IPv4.
-fn subnet(client: IpAddr) -> IpAddr {
+pub(super) fn subnet(client: IpAddr) -> IpAddr {
     match client.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 72) - 1)).into()),
