@@ -180,10 +180,63 @@ pub struct TechnicalZoneConfig {
     /// TTL of the zone's records, in seconds.
     #[serde(default = "default_zone_ttl")]
     pub ttl: u32,
+    /// Most TXT values one name of the zone holds at once (an acme-dns
+    /// label, a delegation's target). A wildcard and its base need 2,
+    /// parallel orders at several CAs a few more; a write beyond this is
+    /// refused (HTTP 409) until a value is removed or expires, so that a
+    /// name's answer stays small.
+    #[serde(default = "default_max_txt_values_per_name")]
+    pub max_txt_values_per_name: usize,
+    /// UDP responses per second (and burst) each client subnet (IPv4 /24,
+    /// IPv6 /56) gets; beyond it every second response is a truncated one
+    /// (TC, so real resolvers retry over TCP) and the rest are dropped.
+    /// 0 turns the limit off.
+    #[serde(default = "default_udp_responses_per_second")]
+    pub udp_responses_per_second: u32,
+    /// How long a DNS-over-TCP connection may stay silent (or take to send
+    /// one query) before it is closed, in milliseconds (RFC 7766 §6.2.3).
+    #[serde(default = "default_tcp_idle_timeout_ms")]
+    pub tcp_idle_timeout_ms: u64,
+    /// Most DNS-over-TCP connections open at once; more are closed at once.
+    #[serde(default = "default_max_tcp_connections")]
+    pub max_tcp_connections: usize,
+}
+
+impl TechnicalZoneConfig {
+    /// The zone `name` served on `listen`, with no NS names and every other
+    /// setting at its default.
+    pub fn new(name: &str, listen: SocketAddr) -> Self {
+        Self {
+            name: name.to_string(),
+            listen,
+            nameservers: Vec::new(),
+            ttl: default_zone_ttl(),
+            max_txt_values_per_name: default_max_txt_values_per_name(),
+            udp_responses_per_second: default_udp_responses_per_second(),
+            tcp_idle_timeout_ms: default_tcp_idle_timeout_ms(),
+            max_tcp_connections: default_max_tcp_connections(),
+        }
+    }
 }
 
 fn default_zone_ttl() -> u32 {
     60
+}
+
+fn default_max_txt_values_per_name() -> usize {
+    8
+}
+
+fn default_udp_responses_per_second() -> u32 {
+    50
+}
+
+fn default_tcp_idle_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_tcp_connections() -> usize {
+    128
 }
 
 /// `[acme]`: what the directory advertises and how long objects live.
@@ -459,6 +512,24 @@ impl Config {
                 field: "dns.technical_zone.name",
                 why: e.detail,
             })?;
+            if zone.max_txt_values_per_name == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "dns.technical_zone.max_txt_values_per_name",
+                    why: "must be at least 1".into(),
+                });
+            }
+            if zone.max_tcp_connections == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "dns.technical_zone.max_tcp_connections",
+                    why: "must be at least 1".into(),
+                });
+            }
+            if zone.tcp_idle_timeout_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "dns.technical_zone.tcp_idle_timeout_ms",
+                    why: "must be at least 1".into(),
+                });
+            }
         }
         if file.ca.leaf_validity_days == 0 || file.ca.leaf_validity_days > 398 {
             return Err(ConfigError::Invalid {

@@ -4,8 +4,10 @@
 //!
 //! - acme-dns (`/acme-dns/{instance}/register`, `/update` with `X-Api-User`
 //!   / `X-Api-Key`): each registration owns one random label of the
-//!   technical zone, and may touch only that label. Unlike acme-dns, any
-//!   number of values can be live at once (wildcard + apex, parallel orders).
+//!   technical zone, and may touch only that label. Unlike acme-dns, which
+//!   keeps the latest 2, a label holds up to `max_txt_values_per_name`
+//!   values at once (wildcard + apex, parallel orders); a write beyond that
+//!   is refused with 409 until one expires, never dropped silently.
 //! - lego httpreq (`/httpreq/{instance}/present`, `/cleanup`): HTTP Basic
 //!   (or Bearer) with a write token of the instance; the name must be
 //!   covered by one of the instance's zone bindings or delegations.
@@ -28,7 +30,7 @@ use crate::orders::audit::{self, Actor};
 use crate::store::{AcmeDnsAccount, Instance};
 use crate::util::{now, random_bytes, random_id};
 
-use super::publish::solver_for;
+use super::publish::{add_to_technical_zone, solver_for};
 
 /// How long an acme-dns TXT value is served.
 const ACME_DNS_RECORD_LIFETIME: i64 = 86400;
@@ -150,11 +152,7 @@ async fn acme_dns_update(
     check_txt(&update.txt, "txt")?;
     let zone = crate::orders::delegations::zone_name(&hub)?;
     let name = format!("{}.{zone}", account.label);
-    let now = now();
-    hub.store
-        .add_zone_record(&name, &update.txt, now, now + ACME_DNS_RECORD_LIFETIME)
-        .await?;
-    hub.refresh_technical_zone().await;
+    add_to_technical_zone(&hub, &name, &update.txt, ACME_DNS_RECORD_LIFETIME).await?;
     audit::record(
         &hub,
         Some(&instance.id),

@@ -1,7 +1,14 @@
 //! A small authoritative DNS server over UDP and TCP whose records live in
-//! memory. Tests use it as "the internet's DNS"; the hub will serve its
+//! memory. Tests use it as "the internet's DNS"; the hub serves its
 //! technical zone from it. It answers only from its own records (it never
 //! recurses or forwards) and never dials anyone.
+//!
+//! Whatever a client sends, it cannot make the server an amplifier or wedge
+//! it: UDP answers fit 1232 bytes (less if the client says so, 512 without
+//! EDNS) and a bigger one is truncated; UDP answers are rate-limited per
+//! client subnet when [`ServerOptions`] say so; TCP connections are capped
+//! in number, closed when idle, and never claim more than a few kB. With
+//! [`ServerOptions::zones`] set, names outside them are REFUSED.
 //!
 //! Answers follow RFC 1034 §4.3.2: the exact name and type; a CNAME at the name
 //! is returned for any other type, followed by the target's records when the
@@ -11,13 +18,45 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::timeout;
+
+use super::ratelimit::{ResponseRateLimiter, Verdict, subnet};
+
+/// What one server answers, to whom, and how much. The defaults suit the
+/// mock that tests use as the Internet's DNS: every name, no rate limit.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The zones served; a question for any other name is REFUSED. Empty:
+    /// every name is answered and RA is set, as the recursive resolver a
+    /// test points the hub at would.
+    pub zones: Vec<String>,
+    /// UDP responses per second (and burst) per client subnet; 0: no limit.
+    pub udp_responses_per_second: u32,
+    /// How long a TCP connection may stay silent, or take to send a query.
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections served at once.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            zones: Vec::new(),
+            udp_responses_per_second: 0,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_tcp_connections: 128,
+        }
+    }
+}
 
 /// An in-memory authoritative DNS server listening on one UDP and one TCP
 /// socket (same port). Dropping it stops serving.
@@ -31,12 +70,30 @@ impl MemoryDns {
     /// Binds UDP and TCP on the same port of `addr` (port 0 picks a free one)
     /// and serves on the current tokio runtime.
     pub async fn start(addr: SocketAddr) -> std::io::Result<MemoryDns> {
+        Self::start_with(addr, ServerOptions::default()).await
+    }
+
+    /// [`MemoryDns::start`] with its limits.
+    pub async fn start_with(
+        addr: SocketAddr,
+        options: ServerOptions,
+    ) -> std::io::Result<MemoryDns> {
         let (udp, tcp) = bind_pair(addr).await?;
         let addr = udp.local_addr()?;
         let zone: Arc<RwLock<HashMap<String, Node>>> = Arc::default();
+        let served = Arc::new(Served {
+            zones: options.zones.iter().map(|z| normalize(z)).collect(),
+            limiter: ResponseRateLimiter::new(options.udp_responses_per_second),
+            tcp_idle_timeout: options.tcp_idle_timeout,
+        });
         let tasks = vec![
-            tokio::spawn(serve_udp(udp, zone.clone())),
-            tokio::spawn(serve_tcp(tcp, zone.clone())),
+            tokio::spawn(serve_udp(udp, zone.clone(), served.clone())),
+            tokio::spawn(serve_tcp(
+                tcp,
+                zone.clone(),
+                served,
+                options.max_tcp_connections,
+            )),
         ];
         Ok(MemoryDns { zone, addr, tasks })
     }
@@ -288,7 +345,86 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     Err(last_err.unwrap_or_else(|| std::io::Error::other("could not bind DNS sockets")))
 }
 
-async fn serve_udp(socket: UdpSocket, zone: Arc<RwLock<HashMap<String, Node>>>) {
+/// The largest UDP answer sent whatever EDNS size a client claims: the
+/// DNS Flag Day 2020 value, which fits a 1280-byte IPv6 MTU unfragmented
+/// and keeps what a forged 40-byte question can reflect at a victim small.
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The largest DNS-over-TCP message read: a question is a few hundred bytes
+/// at most, so a larger length prefix is refused before anything is
+/// allocated for it.
+const MAX_TCP_QUERY: u16 = 4096;
+
+/// Most TCP connections one client subnet (IPv4 /24, IPv6 /56) holds at
+/// once, so that one client cannot take every slot of
+/// `max_tcp_connections` from the resolvers that TC sent there.
+const MAX_TCP_PER_SUBNET: usize = 16;
+
+/// Open TCP connections by client subnet.
+#[derive(Default)]
+struct TcpClients(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl TcpClients {
+    /// Counts one more connection from `peer`'s subnet, unless it holds
+    /// its most; the slot is given back when the returned guard drops.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<TcpClientSlot> {
+        let key = subnet(peer);
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key).or_default();
+        if *count >= MAX_TCP_PER_SUBNET {
+            return None;
+        }
+        *count += 1;
+        Some(TcpClientSlot {
+            clients: self.clone(),
+            key,
+        })
+    }
+}
+
+struct TcpClientSlot {
+    clients: Arc<TcpClients>,
+    key: IpAddr,
+}
+
+impl Drop for TcpClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What the serving tasks share besides the records.
+struct Served {
+    /// Lowercase, without the trailing dot; empty: every name.
+    zones: Vec<String>,
+    limiter: Option<ResponseRateLimiter>,
+    tcp_idle_timeout: Duration,
+}
+
+impl Served {
+    /// Whether `name` (normalized) is at or below one of our zones.
+    fn covers(&self, name: &str) -> bool {
+        self.zones.is_empty()
+            || self.zones.iter().any(|z| {
+                name == z
+                    || name
+                        .strip_suffix(z.as_str())
+                        .is_some_and(|p| p.ends_with('.'))
+            })
+    }
+}
+
+async fn serve_udp(
+    socket: UdpSocket,
+    zone: Arc<RwLock<HashMap<String, Node>>>,
+    served: Arc<Served>,
+) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -301,7 +437,19 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<RwLock<HashMap<String, Node>>>) 
         let Some(request) = buf.get(..len) else {
             continue;
         };
-        if let Some(response) = handle(request, &zone, Transport::Udp) {
+        let verdict = match &served.limiter {
+            Some(limiter) => limiter.check(peer.ip(), std::time::Instant::now()),
+            None => Verdict::Answer,
+        };
+        let reply = match verdict {
+            Verdict::Answer => Reply::Udp,
+            Verdict::Slip => Reply::Truncated,
+            Verdict::Drop => {
+                tracing::trace!(%peer, "memory DNS: UDP answer dropped by the rate limit");
+                continue;
+            }
+        };
+        if let Some(response) = handle(request, &zone, &served, reply) {
             if let Err(e) = socket.send_to(&response, peer).await {
                 tracing::debug!(error = %e, %peer, "memory DNS: UDP send failed");
             }
@@ -309,34 +457,74 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<RwLock<HashMap<String, Node>>>) 
     }
 }
 
-async fn serve_tcp(listener: TcpListener, zone: Arc<RwLock<HashMap<String, Node>>>) {
+async fn serve_tcp(
+    listener: TcpListener,
+    zone: Arc<RwLock<HashMap<String, Node>>>,
+    served: Arc<Served>,
+    max_connections: usize,
+) {
+    // RFC 7766 §6.2.2: a server may limit its concurrent connections; each
+    // connection holds a permit and its subnet's slot, and one beyond
+    // either limit is closed at once.
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let clients = Arc::new(TcpClients::default());
     // Connections live in this set so that aborting the accept task (on drop)
     // also ends every open connection.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_tcp_connection(stream, zone.clone()));
+                Ok((stream, peer)) => {
+                    let permit = slots.clone().try_acquire_owned().ok();
+                    let slot = clients.admit(peer.ip());
+                    let (Some(permit), Some(slot)) = (permit, slot) else {
+                        tracing::debug!(%peer, max_connections, MAX_TCP_PER_SUBNET,
+                            "memory DNS: TCP connection closed, too many open in all or from its subnet");
+                        continue;
+                    };
+                    let (zone, served) = (zone.clone(), served.clone());
+                    connections.spawn(async move {
+                        serve_tcp_connection(stream, zone, served).await;
+                        drop((permit, slot));
+                    });
                 }
-                Err(e) => tracing::debug!(error = %e, "memory DNS: TCP accept failed"),
+                Err(e) => {
+                    // Out of file descriptors, mostly: pause rather than spin.
+                    tracing::debug!(error = %e, "memory DNS: TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 }
 
-async fn serve_tcp_connection(mut stream: TcpStream, zone: Arc<RwLock<HashMap<String, Node>>>) {
-    // RFC 1035 §4.2.2 / RFC 7766: each message is prefixed by its 2-byte length.
+async fn serve_tcp_connection(
+    mut stream: TcpStream,
+    zone: Arc<RwLock<HashMap<String, Node>>>,
+    served: Arc<Served>,
+) {
+    // RFC 1035 §4.2.2 / RFC 7766: each message is prefixed by its 2-byte
+    // length. RFC 7766 §6.2.3: idle connections are closed after seconds;
+    // the same time bounds reading one whole query (a client trickling a
+    // byte at a time is idle too) and writing its answer (one not reading).
+    let idle = served.tcp_idle_timeout;
     loop {
-        let Ok(len) = stream.read_u16().await else {
+        let Ok(Ok(len)) = timeout(idle, stream.read_u16()).await else {
             return;
         };
-        let mut request = vec![0u8; usize::from(len)];
-        if stream.read_exact(&mut request).await.is_err() {
+        if len > MAX_TCP_QUERY {
+            tracing::debug!(len, "memory DNS: TCP message too long, connection closed");
             return;
         }
-        let Some(response) = handle(&request, &zone, Transport::Tcp) else {
+        let mut request = vec![0u8; usize::from(len)];
+        if !matches!(
+            timeout(idle, stream.read_exact(&mut request)).await,
+            Ok(Ok(_))
+        ) {
+            return;
+        }
+        let Some(response) = handle(&request, &zone, &served, Reply::Tcp) else {
             continue;
         };
         let Ok(len) = u16::try_from(response.len()) else {
@@ -345,15 +533,20 @@ async fn serve_tcp_connection(mut stream: TcpStream, zone: Arc<RwLock<HashMap<St
         let mut framed = Vec::with_capacity(response.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&response);
-        if stream.write_all(&framed).await.is_err() {
+        if !matches!(timeout(idle, stream.write_all(&framed)).await, Ok(Ok(_))) {
             return;
         }
     }
 }
 
+/// How an answer goes back.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Transport {
+enum Reply {
+    /// Over UDP, within the client's payload size.
     Udp,
+    /// Over UDP, header and question only with TC: the rate limit's "slip".
+    Truncated,
+    /// Over TCP, up to 65535 bytes.
     Tcp,
 }
 
@@ -362,7 +555,8 @@ enum Transport {
 fn handle(
     request: &[u8],
     zone: &RwLock<HashMap<String, Node>>,
-    transport: Transport,
+    served: &Served,
+    reply: Reply,
 ) -> Option<Vec<u8>> {
     let request = match Message::from_vec(request) {
         Ok(m) => m,
@@ -379,13 +573,16 @@ fn handle(
     }
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata.recursion_desired = request.metadata.recursion_desired;
-    // AA: we are the authority for everything we hold. RA: resolvers that
-    // query us as their "recursive" upstream expect it (hickory accepts either).
+    // AA: we are the authority for everything we hold. RA (RFC 1035
+    // §4.1.1): a server for its own zones only never recurses and says so;
+    // the test mock that serves every name stands in for a recursive
+    // resolver, and claims it.
     response.metadata.authoritative = true;
-    response.metadata.recursion_available = true;
-    if let Some(edns) = &request.edns {
+    response.metadata.recursion_available = served.zones.is_empty();
+    if request.edns.is_some() {
+        // RFC 6891 §6.2.3: our OPT carries the payload size we accept.
         let mut ours = Edns::new();
-        ours.set_max_payload(edns.max_payload().max(512));
+        ours.set_max_payload(MAX_UDP_PAYLOAD);
         response.set_edns(ours);
     }
     response.add_queries(request.queries.iter().cloned());
@@ -395,26 +592,38 @@ fn handle(
     } else if request.queries.len() != 1 {
         response.metadata.response_code = ResponseCode::FormErr;
     } else if let Some(query) = request.queries.first() {
-        let zone = zone.read().unwrap_or_else(|p| p.into_inner());
-        let (code, answers) = answer(&zone, query.name(), query.query_type());
-        response.metadata.response_code = code;
-        if answers.is_empty() {
-            // RFC 2308 §3: a negative answer carries the zone's SOA.
-            if let Some(soa) = enclosing_soa(&zone, &normalize(&query.name().to_ascii())) {
-                response.add_authority(soa);
+        let qname = normalize(&query.name().to_ascii());
+        if !served.covers(&qname) {
+            // RFC 1035 §4.1.1: REFUSED for policy reasons. Not ours, so not
+            // authoritative either.
+            response.metadata.response_code = ResponseCode::Refused;
+            response.metadata.authoritative = false;
+        } else {
+            let zone = zone.read().unwrap_or_else(|p| p.into_inner());
+            let (code, answers) = answer(&zone, query.name(), query.query_type());
+            response.metadata.response_code = code;
+            if answers.is_empty() {
+                // RFC 2308 §3: a negative answer carries the zone's SOA.
+                if let Some(soa) = enclosing_soa(&zone, &qname) {
+                    response.add_authority(soa);
+                }
             }
+            response.add_answers(answers);
         }
-        response.add_answers(answers);
     }
 
-    let bytes = response.to_vec().ok()?;
-    let limit = match (&request.edns, transport) {
-        (_, Transport::Tcp) => usize::from(u16::MAX),
-        (Some(edns), Transport::Udp) => usize::from(edns.max_payload().max(512)),
-        (None, Transport::Udp) => 512,
+    // RFC 6891 §6.2.5: the client's EDNS size, never below 512; capped at
+    // ours. Without EDNS, RFC 1035 §4.2.1's 512 bytes.
+    let limit = match (&request.edns, reply) {
+        (_, Reply::Tcp) => usize::from(u16::MAX),
+        (_, Reply::Truncated) => 0,
+        (Some(edns), Reply::Udp) => usize::from(edns.max_payload().clamp(512, MAX_UDP_PAYLOAD)),
+        (None, Reply::Udp) => 512,
     };
+    let bytes = response.to_vec().ok()?;
     if bytes.len() > limit {
-        // RFC 1035 §4.2.1: too big for UDP, set TC so the client retries over TCP.
+        // RFC 1035 §4.2.1 / RFC 2181 §9: too big, so TC with the header and
+        // question only (no partial RRset) and the client asks over TCP.
         return response.truncate().to_vec().ok();
     }
     Some(bytes)
@@ -650,6 +859,325 @@ mod tests {
                 (128, "tbs".to_string(), b"unknown".to_vec()),
             ]
         );
+    }
+
+    // ---- limits of a server that answers for its zones only ----
+
+    const ZONE: &str = "zone.test";
+
+    async fn zone_server(options: ServerOptions) -> MemoryDns {
+        let dns = MemoryDns::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions {
+                zones: vec![ZONE.to_string()],
+                ..options
+            },
+        )
+        .await
+        .unwrap();
+        dns.set_soa(ZONE, "ns1.zone.test", "hostmaster.zone.test", 60);
+        dns
+    }
+
+    fn query(name: &str, qtype: RecordType, edns_payload: Option<u16>) -> Vec<u8> {
+        let mut m = Message::query();
+        m.add_query(hickory_proto::op::Query::query(
+            Name::from_ascii(name).unwrap(),
+            qtype,
+        ));
+        if let Some(size) = edns_payload {
+            let mut edns = Edns::new();
+            edns.set_max_payload(size);
+            m.set_edns(edns);
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// Sends one UDP query from `bind` and waits a second for its answer.
+    async fn udp_exchange(dns: &MemoryDns, bind: &str, request: &[u8]) -> Option<Vec<u8>> {
+        let socket = UdpSocket::bind(bind).await.unwrap();
+        socket.send_to(request, dns.addr()).await.unwrap();
+        let mut buf = vec![0u8; 65535];
+        let wait = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf));
+        let len = wait.await.ok()?.unwrap();
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    /// Sends one query over `stream` and reads its answer.
+    async fn tcp_exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(request.len()).unwrap();
+        stream.write_all(&len.to_be_bytes()).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let len = stream.read_u16().await.unwrap();
+        let mut answer = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// How long the server takes to close `stream` (None: still open after `within`).
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout_at(
+                tokio::time::Instant::from_std(started + within),
+                stream.read(&mut buf),
+            )
+            .await
+            {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_big_txt_rrset_is_truncated_over_udp_and_whole_over_tcp() {
+        let dns = zone_server(ServerOptions::default()).await;
+        let name = "big.zone.test.";
+        for i in 0..20 {
+            dns.add_txt(name, &format!("{i:02}{}", "x".repeat(250)));
+        }
+        // A 40-byte question must not buy a 5 kB answer: at most 1232 bytes
+        // whatever EDNS size the client claims, less if it says less, 512
+        // without EDNS (RFC 1035 §4.2.1); TC tells it to ask over TCP.
+        for (edns, limit) in [(Some(65535), 1232), (Some(900), 900), (None, 512)] {
+            let request = query(name, RecordType::TXT, edns);
+            let answer = udp_exchange(&dns, "127.0.0.1:0", &request).await.unwrap();
+            assert!(
+                answer.len() <= limit,
+                "EDNS {edns:?}: {} bytes for a {}-byte question",
+                answer.len(),
+                request.len()
+            );
+            let answer = Message::from_vec(&answer).unwrap();
+            assert!(answer.metadata.truncation, "EDNS {edns:?}: TC clear");
+            assert!(answer.answers.is_empty(), "EDNS {edns:?}: no partial RRset");
+        }
+        let mut stream = TcpStream::connect(dns.addr()).await.unwrap();
+        let answer = tcp_exchange(&mut stream, &query(name, RecordType::TXT, Some(65535))).await;
+        let answer = Message::from_vec(&answer).unwrap();
+        assert!(!answer.metadata.truncation);
+        assert_eq!(answer.answers.len(), 20, "TCP carries the whole RRset");
+        // A small answer still fits in UDP untouched.
+        dns.add_txt("small.zone.test", "one");
+        let answer = udp_exchange(
+            &dns,
+            "127.0.0.1:0",
+            &query("small.zone.test.", RecordType::TXT, None),
+        )
+        .await
+        .unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert!(!answer.metadata.truncation);
+        assert_eq!(answer.answers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn names_outside_the_zone_are_refused_and_recursion_is_not_offered() {
+        let dns = zone_server(ServerOptions::default()).await;
+        dns.add_txt("in.zone.test", "value");
+        for name in ["example.com.", "zone.test.example.com.", "notzone.test."] {
+            let answer = udp_exchange(&dns, "127.0.0.1:0", &query(name, RecordType::A, None))
+                .await
+                .unwrap();
+            let answer = Message::from_vec(&answer).unwrap();
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name}"
+            );
+            assert!(!answer.metadata.recursion_available, "{name}: RA set");
+            assert!(!answer.metadata.authoritative, "{name}: AA set");
+            assert!(answer.answers.is_empty() && answer.authorities.is_empty());
+        }
+        let answer = udp_exchange(
+            &dns,
+            "127.0.0.1:0",
+            &query("IN.Zone.Test.", RecordType::TXT, None),
+        )
+        .await
+        .unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert!(
+            !answer.metadata.recursion_available,
+            "an authority only: RA clear"
+        );
+        assert_eq!(answer.answers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_udp_flood_from_one_subnet_is_rate_limited_and_another_subnet_still_answered() {
+        let dns = zone_server(ServerOptions {
+            udp_responses_per_second: 10,
+            ..Default::default()
+        })
+        .await;
+        dns.add_txt("flood.zone.test", "value");
+        let request = query("flood.zone.test.", RecordType::TXT, None);
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..200 {
+            socket.send_to(&request, dns.addr()).await.unwrap();
+        }
+        let (mut full, mut truncated) = (0u32, 0u32);
+        let mut buf = vec![0u8; 4096];
+        while let Ok(Ok(len)) =
+            tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buf)).await
+        {
+            let answer = Message::from_vec(&buf[..len]).unwrap();
+            if answer.metadata.truncation {
+                truncated += 1;
+            } else {
+                full += 1;
+            }
+        }
+        // A burst of 10, then 10 a second for the time the flood lasted.
+        let allowed = 10 + (started.elapsed().as_secs_f64() * 10.0).ceil() as u32 + 1;
+        assert!(
+            full <= allowed,
+            "{full} full answers to 200 queries (allowed {allowed})"
+        );
+        assert!(full >= 5, "the burst is answered: {full}");
+        assert!(
+            truncated >= 1,
+            "some limited queries get TC so resolvers retry over TCP"
+        );
+        assert!(full + truncated < 150, "most of the excess is dropped");
+        // 127.0.1.0/24 is another subnet: its bucket is full.
+        let answer = udp_exchange(&dns, "127.0.1.1:0", &request).await;
+        let answer = Message::from_vec(&answer.expect("another subnet is answered")).unwrap();
+        assert!(!answer.metadata.truncation);
+        assert_eq!(answer.answers.len(), 1);
+        // TCP is not limited: a client sent there by TC gets its answer.
+        let mut stream = TcpStream::connect(dns.addr()).await.unwrap();
+        let answer = Message::from_vec(&tcp_exchange(&mut stream, &request).await).unwrap();
+        assert_eq!(answer.answers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_silent_tcp_connection_is_closed_after_the_idle_timeout() {
+        let dns = zone_server(ServerOptions {
+            tcp_idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        })
+        .await;
+        dns.add_txt("t.zone.test", "value");
+        let mut silent = TcpStream::connect(dns.addr()).await.unwrap();
+        let took = closed_within(&mut silent, Duration::from_secs(3)).await;
+        let took = took.expect("a silent connection is still open after 3 s");
+        assert!(
+            took >= Duration::from_millis(250),
+            "closed too early: {took:?}"
+        );
+        // One that asks is answered, then closed once it falls silent.
+        let mut asking = TcpStream::connect(dns.addr()).await.unwrap();
+        let answer = tcp_exchange(&mut asking, &query("t.zone.test.", RecordType::TXT, None)).await;
+        assert_eq!(Message::from_vec(&answer).unwrap().answers.len(), 1);
+        assert!(
+            closed_within(&mut asking, Duration::from_secs(3))
+                .await
+                .is_some()
+        );
+        // Half a query is not activity that keeps it open.
+        let mut trickling = TcpStream::connect(dns.addr()).await.unwrap();
+        trickling.write_all(&[0, 40, 1, 2]).await.unwrap();
+        assert!(
+            closed_within(&mut trickling, Duration::from_secs(3))
+                .await
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_tcp_length_prefix_closes_the_connection_at_once() {
+        let dns = zone_server(ServerOptions::default()).await;
+        let mut stream = TcpStream::connect(dns.addr()).await.unwrap();
+        // Claims 65535 bytes and sends none: no query needs more than a few
+        // hundred, so the server hangs up instead of allocating and waiting
+        // out the (10 s) idle timeout.
+        stream.write_all(&[0xff, 0xff]).await.unwrap();
+        let took = closed_within(&mut stream, Duration::from_secs(2)).await;
+        assert!(took.is_some(), "still open after 2 s");
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_beyond_the_cap_are_closed() {
+        let dns = zone_server(ServerOptions {
+            max_tcp_connections: 4,
+            ..Default::default()
+        })
+        .await;
+        dns.add_txt("c.zone.test", "value");
+        let request = query("c.zone.test.", RecordType::TXT, None);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(dns.addr()).await.unwrap();
+            // An answer proves the server took this connection in.
+            tcp_exchange(&mut stream, &request).await;
+            held.push(stream);
+        }
+        let mut extra = TcpStream::connect(dns.addr()).await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2))
+                .await
+                .is_some(),
+            "a fifth connection is served beyond a cap of 4"
+        );
+        // Those within the cap still work, and a closed one frees its slot.
+        let answer = Message::from_vec(&tcp_exchange(&mut held[0], &request).await).unwrap();
+        assert_eq!(answer.answers.len(), 1);
+        drop(held.pop());
+        let mut freed = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut stream = TcpStream::connect(dns.addr()).await.unwrap();
+            let len = u16::try_from(request.len()).unwrap();
+            stream.write_all(&len.to_be_bytes()).await.unwrap();
+            stream.write_all(&request).await.unwrap();
+            if let Ok(Ok(len)) =
+                tokio::time::timeout(Duration::from_secs(1), stream.read_u16()).await
+            {
+                freed = Some(len);
+                break;
+            }
+        }
+        assert!(freed.is_some(), "the freed slot is never reused");
+    }
+
+    #[tokio::test]
+    async fn one_subnet_cannot_take_every_tcp_connection() {
+        let dns = zone_server(ServerOptions::default()).await;
+        let connect_from = |ip: &str| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(SocketAddr::new(ip.parse().unwrap(), 0))
+                .unwrap();
+            socket.connect(dns.addr())
+        };
+        dns.add_txt("s.zone.test", "value");
+        let request = query("s.zone.test.", RecordType::TXT, None);
+        let mut held = Vec::new();
+        for _ in 0..MAX_TCP_PER_SUBNET {
+            let mut stream = connect_from("127.0.0.1").await.unwrap();
+            tcp_exchange(&mut stream, &request).await;
+            held.push(stream);
+        }
+        let mut extra = connect_from("127.0.0.2").await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2))
+                .await
+                .is_some(),
+            "127.0.0.0/24 holds more than {MAX_TCP_PER_SUBNET} connections"
+        );
+        // Well under max_tcp_connections, another subnet is served.
+        let mut other = connect_from("127.0.1.1").await.unwrap();
+        let answer = Message::from_vec(&tcp_exchange(&mut other, &request).await).unwrap();
+        assert_eq!(answer.answers.len(), 1);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use super::providers;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::orders::audit::{self, Actor};
-use crate::store::{Credential, DnsZone, Instance};
+use crate::store::{Credential, DnsZone, Instance, ZoneRecordWrite};
 use crate::util::now;
 
 /// The prefix every "nothing can publish this record" error starts with.
@@ -155,11 +155,7 @@ pub struct ZonePublisher {
 
 impl ChallengePublisher for ZonePublisher {
     async fn publish(&self, hub: &Hub, _name: &str, value: &str) -> Result<(), Error> {
-        let now = now();
-        hub.store
-            .add_zone_record(&self.target, value, now, now + ZONE_RECORD_LIFETIME)
-            .await?;
-        hub.refresh_technical_zone().await;
+        add_to_technical_zone(hub, &self.target, value, ZONE_RECORD_LIFETIME).await?;
         tracing::info!(record = %self.target, "TXT record published in the technical zone");
         Ok(())
     }
@@ -174,6 +170,57 @@ impl ChallengePublisher for ZonePublisher {
         // The hub is the zone's authority: the record is served once stored
         // and the zone refreshed (replicas poll the store every second).
         Ok(())
+    }
+}
+
+/// Adds `value` to the TXT values at `name` of the technical zone for
+/// `lifetime` seconds and serves it. Every writer into the zone (acme-dns,
+/// delegations for httpreq, the relay and managed certificates) comes
+/// through here, so a name never holds more than `max_txt_values_per_name`
+/// values: beyond it the write is refused (409) and says why, for the
+/// answer to one question stays small (a 300-value RRset was a 65 kB
+/// answer).
+pub async fn add_to_technical_zone(
+    hub: &Hub,
+    name: &str,
+    value: &str,
+    lifetime: i64,
+) -> Result<(), Error> {
+    let Some(zone) = &hub.technical_zone else {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "this hub serves no technical zone: configure [dns.technical_zone] to use delegations or acme-dns",
+        ));
+    };
+    let max = zone.max_txt_values();
+    let now = now();
+    match hub
+        .store
+        .add_zone_record(name, value, now, now + lifetime, max)
+        .await?
+    {
+        ZoneRecordWrite::Added => {
+            hub.refresh_technical_zone().await;
+            Ok(())
+        }
+        ZoneRecordWrite::Full { oldest_expires_at } => {
+            tracing::info!(
+                record = name,
+                max,
+                "TXT record refused: the name holds its most values"
+            );
+            let wait = oldest_expires_at
+                .map(|at| format!(" (the oldest expires in {} s)", (at - now).max(1)))
+                .unwrap_or_default();
+            Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{name} already holds {max} TXT values, the most one name of the technical \
+                     zone serves ([dns.technical_zone] max_txt_values_per_name); remove one \
+                     (httpreq /cleanup) or wait until one expires{wait}"
+                ),
+            ))
+        }
     }
 }
 

@@ -295,25 +295,48 @@ impl Store {
 
     // ---- technical-zone records ----
 
-    /// Adds a TXT value at `name` (idempotent), kept until `expires_at`.
+    /// Adds a TXT value at `name`, kept until `expires_at`, unless `name`
+    /// already holds `max_values` other live values. A value already there
+    /// only has its expiry moved, whatever the count. One statement, so two
+    /// writers on SQLite (one writer) cannot both take the last place; on
+    /// PostgreSQL two concurrent writes of different values may (read
+    /// committed), which overshoots the cap by the writes in flight at most.
     pub async fn add_zone_record(
         &self,
         name: &str,
         value: &str,
         now: i64,
         expires_at: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO zone_records (name, value, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+        max_values: usize,
+    ) -> Result<ZoneRecordWrite> {
+        let max_values = i64::try_from(max_values).unwrap_or(i64::MAX);
+        let added = sqlx::query(
+            "INSERT INTO zone_records (name, value, created_at, expires_at) \
+             SELECT $1, $2, CAST($3 AS BIGINT), CAST($4 AS BIGINT) \
+             WHERE (SELECT COUNT(*) FROM zone_records \
+                    WHERE name = $1 AND value <> $2 AND expires_at > $3) < $5 \
              ON CONFLICT (name, value) DO UPDATE SET expires_at = $4",
         )
         .bind(name)
         .bind(value)
         .bind(now)
         .bind(expires_at)
+        .bind(max_values)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        if added > 0 {
+            return Ok(ZoneRecordWrite::Added);
+        }
+        let oldest_expires_at: Option<i64> = sqlx::query(
+            "SELECT MIN(expires_at) AS oldest FROM zone_records WHERE name = $1 AND expires_at > $2",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("oldest")?;
+        Ok(ZoneRecordWrite::Full { oldest_expires_at })
     }
 
     pub async fn remove_zone_record(&self, name: &str, value: &str) -> Result<()> {

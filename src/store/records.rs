@@ -584,3 +584,15 @@ pub struct Notification {
     pub created_at: i64,
     pub sent_at: Option<i64>,
 }
+
+/// What [`Store::add_zone_record`](super::Store::add_zone_record) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneRecordWrite {
+    /// The value is served (new, or its expiry moved).
+    Added,
+    /// The name holds its most values already; nothing was written.
+    Full {
+        /// When the first of them expires (unix seconds).
+        oldest_expires_at: Option<i64>,
+    },
+}

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use acmehub::config::TechnicalZoneConfig;
 use acmehub::validation::resolver::Resolver;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
 use serde_json::{Value, json};
 
 use crate::admin::Api;
@@ -19,10 +20,8 @@ const TSIG: &str = "c3VwZXItc2VjcmV0LXRzaWcta2V5LXZhbHVlLTEyMzQ1Ng==";
 async fn hub_with_zone(db: Db) -> TestHub {
     TestHub::start_with(db, |f| {
         f.dns.technical_zone = Some(TechnicalZoneConfig {
-            name: ZONE.into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             nameservers: vec!["ns1.hub.test".into()],
-            ttl: 60,
+            ..TechnicalZoneConfig::new(ZONE, "127.0.0.1:0".parse().unwrap())
         });
         f.dns.propagation_timeout_secs = 3;
     })
@@ -540,4 +539,151 @@ async fn an_instance_learns_nothing_of_another_instance_credentials() {
         "another instance's credential is told apart"
     );
     t.stop().await;
+}
+
+/// One raw question to the technical zone over UDP (EDNS payload size when
+/// given): the answer's bytes, or None after a second of silence.
+async fn zone_udp(
+    t: &TestHub,
+    name: &str,
+    qtype: RecordType,
+    edns: Option<u16>,
+) -> Option<Vec<u8>> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = t.hub.technical_zone.as_ref().unwrap().addr();
+    socket
+        .send_to(&raw_query(name, qtype, edns), addr)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let len = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// The same over TCP (RFC 7766: a 2-byte length before each message).
+async fn zone_tcp(t: &TestHub, name: &str, qtype: RecordType) -> Message {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = t.hub.technical_zone.as_ref().unwrap().addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = raw_query(name, qtype, Some(65535));
+    let len = u16::try_from(request.len()).unwrap();
+    stream.write_all(&len.to_be_bytes()).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let len = stream.read_u16().await.unwrap();
+    let mut answer = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut answer).await.unwrap();
+    Message::from_vec(&answer).unwrap()
+}
+
+fn raw_query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn a_name_of_the_technical_zone_holds_few_values_and_never_amplifies_over_udp() {
+    for db in databases() {
+        let t = hub_with_zone(db).await;
+        let http = t.http();
+        let reg: Value = http
+            .post(t.url("/acme-dns/default/register"))
+            .bearer_auth(t.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (user, key) = (
+            reg["username"].as_str().unwrap(),
+            reg["password"].as_str().unwrap(),
+        );
+        let sub = reg["subdomain"].as_str().unwrap();
+        let fulldomain = format!("{sub}.{ZONE}");
+        let update = |txt: String| {
+            http.post(t.url("/acme-dns/default/update"))
+                .header("X-Api-User", user)
+                .header("X-Api-Key", key)
+                .json(&json!({"subdomain": sub, "txt": txt}))
+                .send()
+        };
+        // The longest values a client may send, up to the cap (8 by default).
+        let value = |i: usize| format!("{i}{}", "v".repeat(254));
+        for i in 0..8 {
+            let r = update(value(i)).await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        let r = update(value(8)).await.unwrap();
+        assert_eq!(r.status(), 409, "a ninth value is refused");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(&fulldomain) && error.contains("already holds 8 TXT values"),
+            "{body}"
+        );
+        // Sending a live value again only refreshes it.
+        let r = update(value(3)).await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+        // Eight 255-byte values are 2 kB: UDP gets a truncated answer within
+        // 1232 bytes whatever EDNS size the client claims, TCP the whole set.
+        let answer = zone_udp(&t, &format!("{fulldomain}."), RecordType::TXT, Some(65535))
+            .await
+            .unwrap();
+        assert!(answer.len() <= 1232, "{} bytes over UDP", answer.len());
+        assert!(Message::from_vec(&answer).unwrap().metadata.truncation);
+        let whole = zone_tcp(&t, &format!("{fulldomain}."), RecordType::TXT).await;
+        assert_eq!(whole.answers.len(), 8);
+        // The resolver a CA uses follows TC to TCP and sees all of them.
+        assert_eq!(txt(&zone_resolver(&t), &fulldomain).await.len(), 8);
+
+        // Not our zone: REFUSED, and no recursion on offer.
+        let answer = zone_udp(&t, "example.com.", RecordType::A, None)
+            .await
+            .unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        assert!(!answer.metadata.recursion_available);
+
+        // httpreq into a delegation's label meets the same cap.
+        let api = Api::admin(&t);
+        api.expect(
+            201,
+            "/api/v1/instances/default/delegations",
+            json!({"domain": "shop.customer.test"}),
+        )
+        .await;
+        let token = t.admin_token();
+        let present = |value: String| {
+            http.post(t.url("/httpreq/default/present"))
+                .basic_auth("lego", Some(&token))
+                .json(&json!({"fqdn": "_acme-challenge.shop.customer.test.", "value": value}))
+                .send()
+        };
+        for i in 0..8 {
+            let r = present(value(i)).await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        let r = present(value(8)).await.unwrap();
+        assert_eq!(r.status(), 409);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("already holds 8 TXT values"),
+            "{body}"
+        );
+        t.stop().await;
+    }
 }

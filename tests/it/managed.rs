@@ -14,10 +14,8 @@ const ZONE: &str = "acme.hub.test";
 pub(crate) async fn hub_with_zone(db: Db) -> TestHub {
     TestHub::start_with(db, |f| {
         f.dns.technical_zone = Some(acmehub::config::TechnicalZoneConfig {
-            name: ZONE.into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             nameservers: vec!["ns1.hub.test".into()],
-            ttl: 60,
+            ..acmehub::config::TechnicalZoneConfig::new(ZONE, "127.0.0.1:0".parse().unwrap())
         });
         f.dns.propagation_timeout_secs = 5;
     })

@@ -278,10 +278,8 @@ async fn every_replica_serves_the_technical_zone_records_another_one_wrote() {
     let key = master_key();
     let zone = |f: &mut FileConfig| {
         f.dns.technical_zone = Some(TechnicalZoneConfig {
-            name: "acme.hub.test".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             nameservers: vec!["ns1.hub.test".into()],
-            ttl: 60,
+            ..TechnicalZoneConfig::new("acme.hub.test", "127.0.0.1:0".parse().unwrap())
         });
     };
     let a = TestHub::replica_with(&url, &key, zone).await;
@@ -311,13 +309,9 @@ async fn every_replica_serves_the_technical_zone_records_another_one_wrote() {
         served_by_b(false).await,
         "nothing served before it is written"
     );
-    let now = acmehub::util::now();
-    a.hub
-        .store
-        .add_zone_record(name, "value-1", now, now + 600)
+    acmehub::dns::publish::add_to_technical_zone(&a.hub, name, "value-1", 600)
         .await
         .unwrap();
-    a.hub.refresh_technical_zone().await;
     assert!(served_by_b(true).await, "b serves what a wrote");
     a.hub
         .store
