@@ -309,55 +309,79 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
 async fn deliver_due(hub: &Hub) -> Result<usize, Error> {
     let due = hub.store.due_notifications(now()).await?;
     let mut n = 0;
+    // Each notification stands alone: one whose channel cannot be read or
+    // whose outcome cannot be written is logged, and the rest go on.
     for notification in due {
-        let at = now();
-        let lease = at + DELIVERY_TIMEOUT.as_secs() as i64 * 3;
-        if !hub
-            .store
-            .lease_notification(&notification.id, at, lease)
-            .await?
-        {
-            continue;
-        }
-        n += 1;
-        let Some(channel) = hub
-            .store
-            .channel(&notification.instance_id, &notification.channel_id)
-            .await?
-        else {
-            continue;
-        };
-        let outcome = deliver(hub, &channel, &notification.event, &notification.payload).await;
-        let attempts = notification.attempts + 1;
-        let at = now();
-        match outcome {
-            Ok(()) => {
-                hub.store
-                    .record_delivery(&notification.id, "sent", attempts, at, None, at)
-                    .await?
-            }
-            Err(why) => {
-                let status = if attempts >= MAX_ATTEMPTS {
-                    "failed"
-                } else {
-                    "pending"
-                };
-                let wait = (RETRY_START_SECS << (attempts - 1).clamp(0, 16)).min(RETRY_CAP_SECS);
-                tracing::warn!(channel = %channel.name, event = %notification.event, attempts, error = %why, "a notification was not delivered");
-                hub.store
-                    .record_delivery(
-                        &notification.id,
-                        status,
-                        attempts,
-                        at + wait,
-                        Some(&why),
-                        at,
-                    )
-                    .await?
+        match deliver_one(hub, &notification).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(notification = %notification.id, error = %e.detail, "a notification could not be handled")
             }
         }
     }
     Ok(n)
+}
+
+/// Leases and delivers one notification; false when another worker has it.
+async fn deliver_one(hub: &Hub, notification: &crate::store::Notification) -> Result<bool, Error> {
+    let at = now();
+    let lease = at + DELIVERY_TIMEOUT.as_secs() as i64 * 3;
+    if !hub
+        .store
+        .lease_notification(&notification.id, at, lease)
+        .await?
+    {
+        return Ok(false);
+    }
+    let attempts = notification.attempts + 1;
+    let Some(channel) = hub
+        .store
+        .channel(&notification.instance_id, &notification.channel_id)
+        .await?
+    else {
+        // Nothing will ever deliver it: say so once instead of retrying.
+        hub.store
+            .record_delivery(
+                &notification.id,
+                "failed",
+                attempts,
+                at,
+                Some("the channel is gone"),
+                at,
+            )
+            .await?;
+        return Ok(true);
+    };
+    let outcome = deliver(hub, &channel, &notification.event, &notification.payload).await;
+    let at = now();
+    match outcome {
+        Ok(()) => {
+            hub.store
+                .record_delivery(&notification.id, "sent", attempts, at, None, at)
+                .await?
+        }
+        Err(why) => {
+            let status = if attempts >= MAX_ATTEMPTS {
+                "failed"
+            } else {
+                "pending"
+            };
+            let wait = (RETRY_START_SECS << (attempts - 1).clamp(0, 16)).min(RETRY_CAP_SECS);
+            tracing::warn!(channel = %channel.name, event = %notification.event, attempts, error = %why, "a notification was not delivered");
+            hub.store
+                .record_delivery(
+                    &notification.id,
+                    status,
+                    attempts,
+                    at + wait,
+                    Some(&why),
+                    at,
+                )
+                .await?
+        }
+    }
+    Ok(true)
 }
 
 /// Sends a sample notification to a channel now; what happened, in words.

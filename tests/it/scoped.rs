@@ -236,13 +236,22 @@ async fn an_instance_token_cannot_aim_ca_directories_or_dns_servers_at_forbidden
     let credential = json!({"name": "bind", "kind": "rfc2136",
         "config": {"server": "169.254.169.254:53", "key_name": "k", "algorithm": "hmac-sha256"},
         "secret": {"key": "c2VjcmV0LXNlY3JldC1zZWNyZXQ="}});
-    let r = rw.post("/api/v1/instances/alpha/credentials", credential.clone()).await;
+    let r = rw
+        .post("/api/v1/instances/alpha/credentials", credential.clone())
+        .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body["error"].as_str().unwrap_or_default().contains("refused by policy"));
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused by policy")
+    );
     // Nothing was stored; the operator may still point them anywhere.
     let listed = admin.get("/api/v1/instances/alpha/credentials").await.body;
     assert!(!listed.to_string().contains("\"bind\""), "{listed}");
-    let r = admin.post("/api/v1/instances/alpha/credentials", credential).await;
+    let r = admin
+        .post("/api/v1/instances/alpha/credentials", credential)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     t.stop().await;
 }
