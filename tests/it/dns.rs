@@ -420,15 +420,7 @@ async fn acme_dns_registrations_touch_only_their_own_label() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "registering needs a token of the instance");
-    let reg: Value = http
-        .post(t.url("/acme-dns/default/register"))
-        .bearer_auth(t.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg = acme_dns_register(&t).await;
     let (user, key) = (
         reg["username"].as_str().unwrap(),
         reg["password"].as_str().unwrap(),
@@ -595,15 +587,7 @@ async fn a_name_of_the_technical_zone_holds_few_values_and_never_amplifies_over_
     for db in databases() {
         let t = hub_with_zone(db).await;
         let http = t.http();
-        let reg: Value = http
-            .post(t.url("/acme-dns/default/register"))
-            .bearer_auth(t.admin_token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reg = acme_dns_register(&t).await;
         let (user, key) = (
             reg["username"].as_str().unwrap(),
             reg["password"].as_str().unwrap(),
@@ -686,4 +670,17 @@ async fn a_name_of_the_technical_zone_holds_few_values_and_never_amplifies_over_
         );
         t.stop().await;
     }
+}
+
+/// An acme-dns registration on the default instance (admin token).
+async fn acme_dns_register(t: &TestHub) -> Value {
+    t.http()
+        .post(t.url("/acme-dns/default/register"))
+        .bearer_auth(t.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
