@@ -46,6 +46,16 @@ impl MemoryDns {
         self.addr
     }
 
+    /// The wire bytes this server would send back for `request` over UDP
+    /// (`tcp` false) or TCP, or `None` when it would stay silent. A seam for
+    /// the fuzz targets in tests/it/fuzz, which drive the message handling
+    /// without sockets; it answers from the same records as the listeners.
+    #[doc(hidden)]
+    pub fn answer_bytes(&self, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        handle(request, &self.zone, transport)
+    }
+
     /// Replaces the A and AAAA records at `name` (each address goes to the
     /// record type of its family). An empty slice removes both.
     pub fn set_a(&self, name: &str, ips: &[IpAddr]) {
