@@ -398,7 +398,12 @@ fn handle(
         ours.set_max_payload(edns.max_payload().max(512));
         response.set_edns(ours);
     }
-    response.add_queries(request.queries.iter().cloned());
+    // Echo the question only when there is one: several long ones (a
+    // FORMERR) could make the answer outgrow a UDP reply (RFC 1035 §4.2.1),
+    // and truncation keeps the question section.
+    if request.queries.len() == 1 {
+        response.add_queries(request.queries.iter().cloned());
+    }
 
     if request.metadata.op_code != OpCode::Query {
         response.metadata.response_code = ResponseCode::NotImp;

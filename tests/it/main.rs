@@ -6,6 +6,7 @@
 mod admin;
 mod dns;
 mod flows;
+mod fuzz;
 mod harness;
 mod jws_rules;
 mod managed;
