@@ -210,3 +210,31 @@ fn long_run() {
         crash_dir.display()
     );
 }
+
+/// Found by the `dns` target (fuzz/regressions/dns/formerr-*): a UDP query
+/// with several long questions got a FORMERR that echoed them all, over the
+/// 512 bytes a UDP answer without EDNS may take (RFC 1035 §4.2.1); setting TC
+/// cannot help, as truncation keeps the question section. A resolver drops
+/// such an answer; the server must not send it.
+#[test]
+fn dns_formerr_for_many_questions_fits_in_udp() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    let label = "a".repeat(60);
+    let mut query = Message::query();
+    for i in 0..4 {
+        let name = format!("{label}.{label}{i}.acme.hub.example.");
+        query.add_query(Query::query(
+            Name::from_ascii(&name).expect("a name"),
+            RecordType::TXT,
+        ));
+    }
+    let request = query.to_vec().expect("encodes");
+    assert!(request.len() > 512);
+    let answer = targets::dns_server()
+        .answer_bytes(&request, false)
+        .expect("an answer");
+    assert!(answer.len() <= 512, "a {}-byte UDP answer", answer.len());
+    let answer = Message::from_vec(&answer).expect("the answer parses");
+    assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+}

@@ -354,7 +354,7 @@ fn identifier(data: &[u8]) -> String {
 
 /// The server the DNS target asks: a technical zone with the records the
 /// hub publishes (SOA, NS, TXT, CNAME chains, CAA, addresses).
-fn dns_server() -> &'static MemoryDns {
+pub fn dns_server() -> &'static MemoryDns {
     static SERVER: OnceLock<(tokio::runtime::Runtime, MemoryDns)> = OnceLock::new();
     let (_, server) = SERVER.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
