@@ -137,27 +137,29 @@ fn refused(e: &Error) -> String {
     format!("{:?}: {}", e.kind, words(&e.detail))
 }
 
-/// The plain words of a message: quoted parts (input echoed back), digits
-/// and punctuation dropped.
+/// The first plain words of a message, which name the rule: quoted parts
+/// (input echoed back) and any word with digits, dots or capitals dropped,
+/// so that input does not leak into outcomes and swamp the corpus.
 fn words(text: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
+    let mut plain = String::new();
+    let mut opener = None;
     let mut escaped = false;
     for c in text.chars() {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' || c == '`' {
-            quoted = !quoted;
-        } else if !quoted && (c.is_ascii_alphabetic() || c == ' ') {
-            out.push(c);
-        }
-        if out.len() >= 100 {
-            break;
+        match opener {
+            Some(_) if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(open) if c == open => opener = None,
+            Some(_) => {}
+            None if c == '"' || c == '`' => opener = Some(c),
+            None => plain.push(c),
         }
     }
-    out
+    plain
+        .split_whitespace()
+        .filter(|w| w.len() <= 14 && w.bytes().all(|b| b.is_ascii_lowercase()))
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn jws(data: &[u8]) -> String {
@@ -443,7 +445,13 @@ fn admin(data: &[u8]) -> String {
         outcome.push_str(what);
         outcome.push_str(&match result {
             Ok(()) => " ok; ".into(),
-            Err(e) => format!(" {} {:?}; ", refused(&e), e.field),
+            Err(e) => {
+                // A field path of the rule, not one a body made up.
+                let field = e.field.clone().filter(|f| {
+                    f.len() <= 24 && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                });
+                format!(" {} {field:?}; ", refused(&e))
+            }
         });
     };
     note(
