@@ -103,6 +103,16 @@ impl MemoryDns {
         self.addr
     }
 
+    /// The wire bytes this server would send back for `request` over UDP
+    /// (`tcp` false) or TCP, or `None` when it would stay silent. A seam for
+    /// the fuzz targets in tests/it/fuzz, which drive the message handling
+    /// without sockets; it answers from the same records as the listeners.
+    #[doc(hidden)]
+    pub fn answer_bytes(&self, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        handle(request, &self.zone, transport)
+    }
+
     /// Replaces the A and AAAA records at `name` (each address goes to the
     /// record type of its family). An empty slice removes both.
     pub fn set_a(&self, name: &str, ips: &[IpAddr]) {
@@ -585,7 +595,12 @@ fn handle(
         ours.set_max_payload(MAX_UDP_PAYLOAD);
         response.set_edns(ours);
     }
-    response.add_queries(request.queries.iter().cloned());
+    // Echo the question only when there is one: several long ones (a
+    // FORMERR) could make the answer outgrow a UDP reply (RFC 1035 §4.2.1),
+    // and truncation keeps the question section.
+    if request.queries.len() == 1 {
+        response.add_queries(request.queries.iter().cloned());
+    }
 
     if request.metadata.op_code != OpCode::Query {
         response.metadata.response_code = ResponseCode::NotImp;

@@ -7,6 +7,7 @@ mod abuse;
 mod admin;
 mod dns;
 mod flows;
+mod fuzz;
 mod harness;
 mod jws_rules;
 mod listener;
