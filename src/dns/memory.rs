@@ -64,6 +64,8 @@ pub struct MemoryDns {
     zone: Arc<RwLock<HashMap<String, Node>>>,
     addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// What the listeners serve, for [`MemoryDns::answer_bytes`].
+    served: Arc<Served>,
 }
 
 impl MemoryDns {
@@ -91,11 +93,16 @@ impl MemoryDns {
             tokio::spawn(serve_tcp(
                 tcp,
                 zone.clone(),
-                served,
+                served.clone(),
                 options.max_tcp_connections,
             )),
         ];
-        Ok(MemoryDns { zone, addr, tasks })
+        Ok(MemoryDns {
+            zone,
+            addr,
+            tasks,
+            served,
+        })
     }
 
     /// The address both UDP and TCP listen on.
@@ -109,8 +116,8 @@ impl MemoryDns {
     /// without sockets; it answers from the same records as the listeners.
     #[doc(hidden)]
     pub fn answer_bytes(&self, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        handle(request, &self.zone, transport)
+        let reply = if tcp { Reply::Tcp } else { Reply::Udp };
+        handle(request, &self.zone, &self.served, reply)
     }
 
     /// Replaces the A and AAAA records at `name` (each address goes to the

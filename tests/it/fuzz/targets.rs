@@ -18,8 +18,8 @@ use acmehub::orders::delegations::DelegationSettings;
 use acmehub::orders::managed::ManagedSettings;
 use acmehub::orders::parse_identifiers;
 use acmehub::orders::tenants::{
-    AccessKeySettings, InstanceSettings, check_environment, check_name,
-    check_pre_authorization_rights, validate_instance_name,
+    AccessKeySettings, InstanceSettings, check_access_key_rights, check_environment, check_name,
+    validate_instance_name,
 };
 use acmehub::orders::users::NewUser;
 use acmehub::policy::AccessPolicy;
@@ -480,7 +480,7 @@ fn admin(data: &[u8]) -> String {
                 acmehub::util::parse_rfc3339(at)
                     .ok_or_else(|| Error::invalid("expires_at", "not RFC 3339"))?;
             }
-            check_pre_authorization_rights(&s, None, false)
+            check_access_key_rights(&s, None, false)
         }),
     );
     note(
