@@ -16,7 +16,8 @@
 //!   their notifications wait in.
 //!
 //! [`hub`] holds the long-lived parts, [`server`] wires them into an HTTPS
-//! listener, [`config`] resolves settings.
+//! listener, [`jobs`] runs every background loop, [`config`] resolves
+//! settings.
 
 pub mod acme;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod dns;
 pub mod error;
 pub mod hub;
 pub mod issuance;
+pub mod jobs;
 pub mod notify;
 pub mod orders;
 pub mod policy;
