@@ -258,10 +258,9 @@ pub async fn new_order(
     request: OrderRequest,
     client: Option<IpAddr>,
 ) -> Result<Order, Error> {
-    let requested = request.identifiers.clone();
-    let result = create_order(hub, instance, account, request, client).await;
+    let result = create_order(hub, instance, account, &request, client).await;
     if let Err(error) = &result {
-        record_refusal(hub, instance, account, &requested, client, error).await;
+        record_refusal(hub, instance, account, &request.identifiers, client, error).await;
     }
     result
 }
@@ -322,7 +321,7 @@ async fn create_order(
     hub: &Arc<Hub>,
     instance: &Instance,
     account: &Account,
-    request: OrderRequest,
+    request: &OrderRequest,
     client: Option<IpAddr>,
 ) -> Result<Order, Error> {
     let identifiers = parse_identifiers(&request.identifiers)?;
@@ -432,8 +431,8 @@ async fn create_order(
             not_before: request.not_before,
             not_after: request.not_after,
             expires_at: order_expires,
-            replaces: request.replaces,
-            profile: request.profile,
+            replaces: request.replaces.clone(),
+            profile: request.profile.clone(),
             authorizations,
         }, |order| {
             Some(audit::event(

@@ -279,10 +279,8 @@ pub async fn check_credential_targets(
         } else if key == "server" {
             let (host, port) = match text.parse::<std::net::SocketAddr>() {
                 Ok(a) => (a.ip().to_string(), a.port()),
-                Err(_) => match text.rsplit_once(':') {
-                    Some((h, p)) if p.parse::<u16>().is_ok() => {
-                        (h.to_string(), p.parse().unwrap_or(53))
-                    }
+                Err(_) => match text.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+                    Some((h, Ok(p))) => (h.to_string(), p),
                     _ => (text.to_string(), 53),
                 },
             };
