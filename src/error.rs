@@ -1,12 +1,14 @@
 //! The one internal error that travels between the hub's parts (Boulder's
 //! `berrors`): a kind and a human detail. Only the front ends turn it into a
-//! wire format: `acme/problem.rs` into RFC 8555 problem documents.
+//! wire format: `acme/problem.rs` into RFC 8555 problem responses, from the
+//! problem document defined at the end of this file (which a failed order
+//! or authorization also stores as its `error`).
 //! A detail must never contain a secret or a body fetched from a customer host.
 
 use std::fmt;
 
 /// What went wrong, in terms a client can act on. Each kind maps to exactly one
-/// RFC 8555 §6.7 error type in `acme/problem.rs`.
+/// RFC 8555 §6.7 error type ([`kind_info`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The request was malformed.
@@ -67,7 +69,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// A short stable name for logs, metrics and audit events (the RFC 8555
-    /// §6.7 name where there is one; the wire type is `acme/problem.rs`'s).
+    /// §6.7 name where there is one; the wire type is [`kind_info`]'s).
     pub fn name(self) -> &'static str {
         use ErrorKind::*;
         match self {
@@ -120,7 +122,16 @@ pub struct Error {
 pub struct Subproblem {
     pub kind: ErrorKind,
     pub detail: String,
-    pub identifier: crate::policy::Identifier,
+    pub identifier: NamedIdentifier,
+}
+
+/// An identifier as a problem document names it (RFC 8555 §6.7.1):
+/// `{"type": "dns", "value": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NamedIdentifier {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub value: String,
 }
 
 impl Error {
@@ -187,3 +198,95 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// The RFC 8555 §6.7 form of an error: a problem document (RFC 7807). The
+// ACME front end sends it (`acme/problem.rs` adds the HTTP side), and an
+// order or authorization that failed keeps it as its `error` field.
+
+const PREFIX: &str = "urn:ietf:params:acme:error:";
+
+/// The problem document as sent.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub detail: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub subproblems: Vec<SubproblemDoc>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct SubproblemDoc {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub detail: String,
+    pub identifier: NamedIdentifier,
+}
+
+/// The ACME error type name and HTTP status for a kind.
+pub fn kind_info(kind: ErrorKind) -> (&'static str, u16) {
+    use ErrorKind::*;
+    match kind {
+        Malformed => ("malformed", 400),
+        BadNonce => ("badNonce", 400),
+        BadSignatureAlgorithm => ("badSignatureAlgorithm", 400),
+        BadPublicKey => ("badPublicKey", 400),
+        BadCsr => ("badCSR", 400),
+        Unauthorized => ("unauthorized", 403),
+        AccountDoesNotExist => ("accountDoesNotExist", 400),
+        UnsupportedContact => ("unsupportedContact", 400),
+        InvalidContact => ("invalidContact", 400),
+        RejectedIdentifier => ("rejectedIdentifier", 400),
+        UnsupportedIdentifier => ("unsupportedIdentifier", 400),
+        OrderNotReady => ("orderNotReady", 403),
+        AlreadyRevoked => ("alreadyRevoked", 400),
+        BadRevocationReason => ("badRevocationReason", 400),
+        RateLimited => ("rateLimited", 429),
+        ExternalAccountRequired => ("externalAccountRequired", 400),
+        Dns => ("dns", 400),
+        Connection => ("connection", 400),
+        Tls => ("tls", 400),
+        IncorrectResponse => ("incorrectResponse", 400),
+        Caa => ("caa", 403),
+        InvalidProfile => ("invalidProfile", 400),
+        // RFC 8555 has no type for these; `malformed` is what clients expect.
+        NotFound => ("malformed", 404),
+        Conflict => ("malformed", 409),
+        UnsupportedMediaType => ("malformed", 415),
+        PayloadTooLarge => ("malformed", 413),
+        ServerInternal => ("serverInternal", 500),
+    }
+}
+
+impl Problem {
+    pub fn from_error(error: &Error) -> Self {
+        let (name, status) = kind_info(error.kind);
+        // RFC 8555 §6.7.1: several identifiers failing for different reasons is `compound`.
+        let type_ = if error.subproblems.len() > 1
+            && error.subproblems.iter().any(|s| s.kind != error.kind)
+        {
+            format!("{PREFIX}compound")
+        } else {
+            format!("{PREFIX}{name}")
+        };
+        Self {
+            type_,
+            detail: error.detail.clone(),
+            status,
+            subproblems: error
+                .subproblems
+                .iter()
+                .map(|s| SubproblemDoc {
+                    type_: format!("{PREFIX}{}", kind_info(s.kind).0),
+                    detail: s.detail.clone(),
+                    identifier: s.identifier.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use acmehub::config::{Config, LogFormat, Overrides};
-use acmehub::hub::Hub;
 use acmehub::server::Server;
 
 /// mimalloc: glibc's malloc took about a tenth of the hub's CPU under load
@@ -118,7 +117,9 @@ async fn serve(config: Config) -> Result<(), String> {
     let listener = Server::bind(config.listen)
         .await
         .map_err(|e| e.to_string())?;
-    let hub = Hub::open(config).await.map_err(|e| e.to_string())?;
+    let hub = acmehub::bootstrap::open(config)
+        .await
+        .map_err(|e| e.to_string())?;
     let server = Server::start(hub, listener)
         .await
         .map_err(|e| e.to_string())?;

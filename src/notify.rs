@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::orders::audit::{self, Actor};
 use crate::store::{Instance, Notification, NotificationChannel};
 use crate::util::{b64, hex, now, random_bytes, random_id};
 
@@ -93,7 +93,7 @@ pub async fn create_channel(
         .name
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
-    crate::orders::tenants::check_name("channel", &name)?;
+    crate::tenancy::fields::check_name("channel", &name)?;
     let kind = s.kind.as_deref().unwrap_or_default();
     let events = s.events.clone().unwrap_or_default();
     if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
@@ -139,7 +139,7 @@ pub async fn create_channel(
             if !hub_wide {
                 let port = parsed.port_or_known_default().unwrap_or(80);
                 let host = parsed.host_str().unwrap_or_default();
-                crate::orders::tenants::check_outbound_target(
+                crate::tenancy::outbound::check_outbound_target(
                     hub,
                     instance,
                     host,
@@ -194,7 +194,7 @@ pub async fn create_channel(
                 )?;
             }
             if !hub_wide {
-                crate::orders::tenants::check_outbound_target(
+                crate::tenancy::outbound::check_outbound_target(
                     hub,
                     instance,
                     host,
@@ -409,7 +409,7 @@ async fn delivery_addresses(
         .await
         .map_err(|e| format!("reading the channel's instance: {e}"))?
         .ok_or("the channel's instance is gone")?;
-    let addresses = crate::orders::tenants::policed_addresses(hub, &instance, host, port)
+    let addresses = crate::tenancy::outbound::policed_addresses(hub, &instance, host, port)
         .await
         .map_err(|why| format!("{host}: {why}"))?;
     if addresses.is_empty() {

@@ -20,7 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::hub::{DEFAULT_INSTANCE, Hub, HubError};
+use crate::bootstrap::HubError;
+use crate::hub::{DEFAULT_INSTANCE, Hub};
 
 /// Time in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,7 +32,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
     let max_body = hub.config.server.max_body_bytes;
     crate::acme::router(hub.clone())
         .merge(admin)
-        .merge(crate::dns::managed::router())
+        .merge(crate::challenge_api::router())
         .merge(crate::ui::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -87,38 +88,6 @@ async fn track(request: axum::extract::Request, next: Next) -> Response {
     response
 }
 
-/// The peer address of a request's connection, set by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// The client's address: the peer, or, when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy
-/// (entries to its left are whatever the client claimed).
-pub fn client_ip(
-    trusted: &[crate::policy::Pattern],
-    peer: std::net::IpAddr,
-    headers: &axum::http::HeaderMap,
-) -> std::net::IpAddr {
-    let is_trusted = |ip: std::net::IpAddr| {
-        let id = crate::policy::Identifier::from_ip(ip.to_canonical());
-        trusted.iter().any(|p| p.allows(&id))
-    };
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<std::net::IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
-}
-
 /// A running listener.
 pub struct Server {
     pub local_addr: SocketAddr,
@@ -137,7 +106,7 @@ impl Server {
     /// Resumes interrupted work and starts serving on `listener`.
     pub async fn start(hub: Arc<Hub>, listener: TcpListener) -> Result<Server, HubError> {
         crate::telemetry::prometheus();
-        let tls = hub.tls_config()?;
+        let tls = crate::bootstrap::tls_config(&hub)?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| HubError::Setup(format!("listener address: {e}")))?;
@@ -236,35 +205,5 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted = vec![crate::policy::Pattern::parse("10.0.0.0/8").unwrap()];
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "203.0.113.9, 198.51.100.7, 10.0.0.5".parse().unwrap(),
-        );
-        let proxy: std::net::IpAddr = "10.1.2.3".parse().unwrap();
-        let stranger: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-        // Through the proxy: the last untrusted hop, not what the client claimed first.
-        assert_eq!(
-            client_ip(&trusted, proxy, &headers),
-            "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
-        );
-        // From anyone else the header means nothing.
-        assert_eq!(client_ip(&trusted, stranger, &headers), stranger);
-        assert_eq!(client_ip(&[], proxy, &headers), proxy);
-        // A proxy that sends no header is the client.
-        assert_eq!(
-            client_ip(&trusted, proxy, &axum::http::HeaderMap::new()),
-            proxy
-        );
     }
 }

@@ -3,9 +3,9 @@
 
 use axum::http::HeaderMap;
 
-use crate::acme::jws::{AccountKey, Jws, KeyRef};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
+use crate::jws::{AccountKey, Jws, KeyRef};
 use crate::orders::limits::Subject;
 use crate::policy::Limit;
 use crate::store::{Account, AccountStatus, Instance};
@@ -204,9 +204,9 @@ impl<M: Mode + Send> axum::extract::FromRequest<std::sync::Arc<Hub>> for Signed<
         let instance = hub.instance(&name).await?;
         let client = request
             .extensions()
-            .get::<crate::server::ClientAddr>()
+            .get::<crate::policy::ClientAddr>()
             .map(|c| {
-                crate::server::client_ip(&hub.config.trusted_proxies, c.0.ip(), request.headers())
+                crate::policy::client_ip(&hub.config.trusted_proxies, c.0.ip(), request.headers())
             });
         if let Some(ip) = client {
             charge_requests(hub, &instance, Subject::Ip(ip)).await?;

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::AcmeError;
 use super::auth::{ByAccount, ByAccountOrKey, ByNewKey, Signed};
-use super::jws::{AccountKey, Jws, KeyRef};
 use super::resources;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
+use crate::jws::{AccountKey, Jws, KeyRef};
 use crate::orders::{self, OrderRequest, Revoker};
 use crate::util::{parse_rfc3339, rfc3339};
 
@@ -280,7 +280,7 @@ pub async fn finalize(
     Signed { instance, auth, .. }: Signed<ByAccount>,
 ) -> AcmeResult {
     let payload: FinalizePayload = auth.jws.payload_json()?;
-    let csr = super::jws::b64_decode(&payload.csr)
+    let csr = crate::jws::b64_decode(&payload.csr)
         .map_err(|_| Error::new(ErrorKind::BadCsr, "csr must be base64url-encoded DER"))?;
     let order = orders::finalize(&hub, &instance, auth.account()?, &id, &csr).await?;
     Ok(json_response(
@@ -429,7 +429,7 @@ pub async fn revoke_cert(
     Signed { instance, auth, .. }: Signed<ByAccountOrKey>,
 ) -> AcmeResult {
     let payload: RevokePayload = auth.jws.payload_json()?;
-    let der = super::jws::b64_decode(&payload.certificate)?;
+    let der = crate::jws::b64_decode(&payload.certificate)?;
     let jwk = auth.key.to_jwk().to_string();
     let by = match &auth.account {
         Some(account) => Revoker::Account(account),

@@ -4,8 +4,6 @@
 
 pub mod auth;
 pub mod handlers;
-pub mod jws;
-pub mod nonce;
 pub mod problem;
 pub mod resources;
 
@@ -20,44 +18,7 @@ use axum::routing::{get, post};
 
 use crate::error::Error;
 use crate::hub::Hub;
-use problem::Problem;
-
-/// A hub error on its way to the client as a problem document.
-#[derive(Debug)]
-pub struct AcmeError(pub Error);
-
-impl From<Error> for AcmeError {
-    fn from(e: Error) -> Self {
-        Self(e)
-    }
-}
-
-impl From<crate::store::StoreError> for AcmeError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self(e.into())
-    }
-}
-
-impl IntoResponse for AcmeError {
-    fn into_response(self) -> Response {
-        let problem = Problem::from_error(&self.0);
-        let status = axum::http::StatusCode::from_u16(problem.status)
-            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        tracing::debug!(status = problem.status, r#type = %problem.type_, detail = %problem.detail, "ACME problem");
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            problem.to_json(),
-        )
-            .into_response();
-        if let Some(secs) = self.0.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
-}
+pub use problem::AcmeError;
 
 /// The ACME routes, under `/acme/{instance}/`.
 pub fn router(hub: Arc<Hub>) -> Router<Arc<Hub>> {

@@ -1,104 +1,55 @@
-//! The one place that knows ACME error URNs: hub errors become RFC 8555 §6.7
-//! problem documents (`application/problem+json`, RFC 7807) here.
+//! The ACME front end's error responses: a hub error becomes an RFC 8555
+//! §6.7 problem document (`application/problem+json`, RFC 7807) with its
+//! HTTP status. The document itself is the error's own form
+//! (`error::Problem`); this module is the HTTP side.
 
-use axum::http::StatusCode;
-use serde::Serialize;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-use crate::error::{Error, ErrorKind};
-use crate::policy::Identifier;
+use crate::error::{Error, Problem};
 
-/// The problem document as sent.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub detail: String,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub subproblems: Vec<SubproblemDoc>,
-}
+/// A hub error on its way to the client as a problem document.
+#[derive(Debug)]
+pub struct AcmeError(pub Error);
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct SubproblemDoc {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub detail: String,
-    pub identifier: Identifier,
-}
-
-const PREFIX: &str = "urn:ietf:params:acme:error:";
-
-/// The ACME error type name and HTTP status for a kind.
-pub fn kind_info(kind: ErrorKind) -> (&'static str, StatusCode) {
-    use ErrorKind::*;
-    match kind {
-        Malformed => ("malformed", StatusCode::BAD_REQUEST),
-        BadNonce => ("badNonce", StatusCode::BAD_REQUEST),
-        BadSignatureAlgorithm => ("badSignatureAlgorithm", StatusCode::BAD_REQUEST),
-        BadPublicKey => ("badPublicKey", StatusCode::BAD_REQUEST),
-        BadCsr => ("badCSR", StatusCode::BAD_REQUEST),
-        Unauthorized => ("unauthorized", StatusCode::FORBIDDEN),
-        AccountDoesNotExist => ("accountDoesNotExist", StatusCode::BAD_REQUEST),
-        UnsupportedContact => ("unsupportedContact", StatusCode::BAD_REQUEST),
-        InvalidContact => ("invalidContact", StatusCode::BAD_REQUEST),
-        RejectedIdentifier => ("rejectedIdentifier", StatusCode::BAD_REQUEST),
-        UnsupportedIdentifier => ("unsupportedIdentifier", StatusCode::BAD_REQUEST),
-        OrderNotReady => ("orderNotReady", StatusCode::FORBIDDEN),
-        AlreadyRevoked => ("alreadyRevoked", StatusCode::BAD_REQUEST),
-        BadRevocationReason => ("badRevocationReason", StatusCode::BAD_REQUEST),
-        RateLimited => ("rateLimited", StatusCode::TOO_MANY_REQUESTS),
-        ExternalAccountRequired => ("externalAccountRequired", StatusCode::BAD_REQUEST),
-        Dns => ("dns", StatusCode::BAD_REQUEST),
-        Connection => ("connection", StatusCode::BAD_REQUEST),
-        Tls => ("tls", StatusCode::BAD_REQUEST),
-        IncorrectResponse => ("incorrectResponse", StatusCode::BAD_REQUEST),
-        Caa => ("caa", StatusCode::FORBIDDEN),
-        InvalidProfile => ("invalidProfile", StatusCode::BAD_REQUEST),
-        // RFC 8555 has no type for these; `malformed` is what clients expect.
-        NotFound => ("malformed", StatusCode::NOT_FOUND),
-        Conflict => ("malformed", StatusCode::CONFLICT),
-        UnsupportedMediaType => ("malformed", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        PayloadTooLarge => ("malformed", StatusCode::PAYLOAD_TOO_LARGE),
-        ServerInternal => ("serverInternal", StatusCode::INTERNAL_SERVER_ERROR),
+impl From<Error> for AcmeError {
+    fn from(e: Error) -> Self {
+        Self(e)
     }
 }
 
-impl Problem {
-    pub fn from_error(error: &Error) -> Self {
-        let (name, status) = kind_info(error.kind);
-        // RFC 8555 §6.7.1: several identifiers failing for different reasons is `compound`.
-        let type_ = if error.subproblems.len() > 1
-            && error.subproblems.iter().any(|s| s.kind != error.kind)
-        {
-            format!("{PREFIX}compound")
-        } else {
-            format!("{PREFIX}{name}")
-        };
-        Self {
-            type_,
-            detail: error.detail.clone(),
-            status: status.as_u16(),
-            subproblems: error
-                .subproblems
-                .iter()
-                .map(|s| SubproblemDoc {
-                    type_: format!("{PREFIX}{}", kind_info(s.kind).0),
-                    detail: s.detail.clone(),
-                    identifier: s.identifier.clone(),
-                })
-                .collect(),
+impl From<crate::store::StoreError> for AcmeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for AcmeError {
+    fn into_response(self) -> Response {
+        let problem = Problem::from_error(&self.0);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        tracing::debug!(status = problem.status, r#type = %problem.type_, detail = %problem.detail, "ACME problem");
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            problem.to_json(),
+        )
+            .into_response();
+        if let Some(secs) = self.0.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Subproblem;
+    use crate::error::{Error, ErrorKind, Subproblem};
+    use crate::policy::Identifier;
 
     #[test]
     fn kinds_map_to_rfc8555_types() {
@@ -117,12 +68,12 @@ mod tests {
                 Subproblem {
                     kind: ErrorKind::RejectedIdentifier,
                     detail: "a".into(),
-                    identifier: id("a.example.com"),
+                    identifier: (&id("a.example.com")).into(),
                 },
                 Subproblem {
                     kind: ErrorKind::Caa,
                     detail: "b".into(),
-                    identifier: id("b.example.com"),
+                    identifier: (&id("b.example.com")).into(),
                 },
             ]);
         let p = Problem::from_error(&err);

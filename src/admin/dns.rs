@@ -6,15 +6,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::auth::Principal;
 use super::views::{CredentialView, DelegationView, KindView, TestStep, ZoneTestView, ZoneView};
 use super::{ApiJson, ApiResult, Created};
+use crate::dns::credentials::{self, CredentialSettings, ZoneSettings};
+use crate::dns::delegations::{self, DelegationSettings};
 use crate::dns::providers::KINDS;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::orders::credentials::{self, CredentialSettings, ZoneSettings};
-use crate::orders::delegations::{self, DelegationSettings};
 use crate::store::{Credential, DnsZone, Instance};
+use crate::tenancy::principals::Principal;
 
 type Hub_ = State<Arc<Hub>>;
 
@@ -93,7 +93,7 @@ async fn check_credential_targets(
 ) -> Result<(), Error> {
     match &settings.config {
         Some(config) if who.require_admin().is_err() => {
-            crate::orders::tenants::check_credential_targets(hub, instance, config).await
+            crate::tenancy::outbound::check_credential_targets(hub, instance, config).await
         }
         _ => Ok(()),
     }

@@ -7,17 +7,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::auth::{Principal, new_token, resolve_scope, token_hash};
 use super::views::{
     AccessKeyView, InstanceView, NewAccessKeyView, NewTokenView, TokenView, UserView,
 };
 use super::{ApiJson, ApiResult, Created};
+use crate::audit;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::orders::audit;
-use crate::orders::tenants::{self, AccessKeySettings, InstanceSettings};
-use crate::orders::users::{self, NewUser};
+use crate::secrets::{new_token, token_hash};
 use crate::store::{ApiToken, StoreError};
+use crate::tenancy::access_keys::AccessKeySettings;
+use crate::tenancy::instances::InstanceSettings;
+use crate::tenancy::principals::{Principal, resolve_scope};
+use crate::tenancy::users::{self, NewUser};
 use crate::util::{now, random_id};
 
 type Hub_ = State<Arc<Hub>>;
@@ -52,7 +54,8 @@ pub async fn create_instance(
     ApiJson(settings): ApiJson<InstanceSettings>,
 ) -> ApiResult<Created<InstanceView>> {
     who.require_admin()?;
-    let instance = tenants::create_instance(&hub, &who.actor(), &settings).await?;
+    let instance =
+        crate::tenancy::instances::create_instance(&hub, &who.actor(), &settings).await?;
     Ok(Created(InstanceView::new(&hub, &instance)))
 }
 
@@ -82,8 +85,15 @@ pub async fn patch_instance(
     ApiJson(settings): ApiJson<InstanceSettings>,
 ) -> ApiResult<Json<InstanceView>> {
     let instance = who.instance(&hub, &i).await?;
-    tenants::check_instance_rights(&hub, &instance, &settings, who.require_admin().is_ok())?;
-    let updated = tenants::update_instance(&hub, &who.actor(), &instance, &settings).await?;
+    crate::tenancy::instances::check_instance_rights(
+        &hub,
+        &instance,
+        &settings,
+        who.require_admin().is_ok(),
+    )?;
+    let updated =
+        crate::tenancy::instances::update_instance(&hub, &who.actor(), &instance, &settings)
+            .await?;
     Ok(Json(InstanceView::new(&hub, &updated)))
 }
 
@@ -99,7 +109,7 @@ pub async fn delete_instance(
 ) -> ApiResult<StatusCode> {
     who.require_admin()?;
     let instance = who.instance(&hub, &i).await?;
-    tenants::delete_instance(&hub, &who.actor(), &instance).await?;
+    crate::tenancy::instances::delete_instance(&hub, &who.actor(), &instance).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,9 +149,14 @@ pub async fn create_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Created<NewAccessKeyView>> {
     let instance = who.instance(&hub, &i).await?;
-    tenants::check_access_key_rights(&settings, None, who.require_admin().is_ok())?;
+    crate::tenancy::access_keys::check_access_key_rights(
+        &settings,
+        None,
+        who.require_admin().is_ok(),
+    )?;
     let (key, hmac_key) =
-        tenants::create_access_key(&hub, &who.actor(), &instance, &settings).await?;
+        crate::tenancy::access_keys::create_access_key(&hub, &who.actor(), &instance, &settings)
+            .await?;
     Ok(Created(NewAccessKeyView {
         key: AccessKeyView::new(&key, 0),
         hmac_key,
@@ -203,8 +218,13 @@ pub async fn patch_access_key(
     ApiJson(settings): ApiJson<AccessKeySettings>,
 ) -> ApiResult<Json<AccessKeyView>> {
     let (key, accounts) = find_key(&hub, &who, &i, &id).await?;
-    tenants::check_access_key_rights(&settings, Some(&key), who.require_admin().is_ok())?;
-    let updated = tenants::update_access_key(&hub, &who.actor(), &key, &settings).await?;
+    crate::tenancy::access_keys::check_access_key_rights(
+        &settings,
+        Some(&key),
+        who.require_admin().is_ok(),
+    )?;
+    let updated =
+        crate::tenancy::access_keys::update_access_key(&hub, &who.actor(), &key, &settings).await?;
     Ok(Json(AccessKeyView::new(&updated, accounts)))
 }
 
@@ -220,7 +240,7 @@ pub async fn delete_access_key(
     Path((i, id)): Path<(String, String)>,
 ) -> ApiResult<Json<AccessKeyView>> {
     let (key, accounts) = find_key(&hub, &who, &i, &id).await?;
-    let revoked = tenants::revoke_access_key(&hub, &who.actor(), &key).await?;
+    let revoked = crate::tenancy::access_keys::revoke_access_key(&hub, &who.actor(), &key).await?;
     Ok(Json(AccessKeyView::new(&revoked, accounts)))
 }
 
@@ -272,7 +292,7 @@ pub async fn create_token(
     ApiJson(request): ApiJson<NewToken>,
 ) -> ApiResult<Created<NewTokenView>> {
     who.require_admin()?;
-    tenants::check_name("token", &request.name)?;
+    crate::tenancy::fields::check_name("token", &request.name)?;
     if request.name == "bootstrap" {
         return Err(Error::invalid(
             "name",
@@ -280,7 +300,7 @@ pub async fn create_token(
         )
         .into());
     }
-    if super::auth::Role::parse(&request.role).is_none() {
+    if crate::tenancy::principals::Role::parse(&request.role).is_none() {
         return Err(Error::invalid("role", "role must be \"read\" or \"write\"").into());
     }
     let (scope, label) = resolve_scope(&hub, &request.scope).await?;

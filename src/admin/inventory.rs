@@ -8,12 +8,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use super::auth::{Principal, Scope};
 use super::views::{CertificateView, EventListing, EventView, Listing, OrderView};
 use super::{ApiJson, ApiResult, Page};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::{CertificateFilter, EventFilter, Order, OrderFilter};
+use crate::tenancy::principals::{Principal, Scope};
 use crate::util::now;
 
 type Hub_ = State<Arc<Hub>>;

@@ -9,13 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::Principal;
 use super::views::ManagedView;
 use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::orders::managed::{self, ManagedSettings};
+use crate::managed::{self, ManagedSettings};
 use crate::store::{Instance, ManagedCertificate};
+use crate::tenancy::principals::Principal;
 use crate::util::now;
 
 type Hub_ = State<Arc<Hub>>;

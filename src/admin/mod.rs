@@ -1,6 +1,6 @@
 //! The admin REST API under `/api/v1`: JSON in and out, bearer tokens, and an
 //! OpenAPI 3.1 document generated from the same route table. Handlers parse,
-//! call a domain function (`orders::tenants`, `orders`), and render views;
+//! call a domain function (`tenancy`, `dns`, `issuance`, `orders`, `managed`), and render views;
 //! they never write SQL and never return a secret except the one-time key or
 //! token a create call hands out.
 

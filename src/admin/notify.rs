@@ -7,13 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::auth::Principal;
 use super::views::{ChannelView, NotificationView};
 use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::notify::{self, ChannelSettings};
 use crate::store::NotificationChannel;
+use crate::tenancy::principals::Principal;
 
 type Hub_ = State<Arc<Hub>>;
 

@@ -6,13 +6,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::auth::Principal;
 use super::views::{CaAccountView, CaTestView};
 use super::{ApiJson, ApiResult, Created};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::orders::ca_accounts::{self, CaAccountSettings};
+use crate::issuance::ca_accounts::{self, CaAccountSettings};
 use crate::store::CaAccount;
+use crate::tenancy::principals::Principal;
 
 type Hub_ = State<Arc<Hub>>;
 
@@ -61,7 +61,7 @@ async fn check_directory(
 ) -> Result<(), Error> {
     match url {
         Some(url) if who.require_admin().is_err() => {
-            crate::orders::tenants::check_outbound_url(
+            crate::tenancy::outbound::check_outbound_url(
                 hub,
                 instance,
                 url,

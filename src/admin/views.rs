@@ -76,7 +76,7 @@ impl InstanceView {
             environment: i.environment.clone(),
             failover: i.failover,
             allow_private_targets: i.allow_private_targets,
-            effective_allow_private_targets: crate::orders::tenants::private_targets_allowed(
+            effective_allow_private_targets: crate::tenancy::outbound::private_targets_allowed(
                 hub, i,
             ),
             directory_url: hub.directory_url(&i.name),
@@ -476,8 +476,8 @@ impl DelegationView {
         Self {
             id: d.id.clone(),
             domain: d.domain.clone(),
-            cname_name: crate::orders::delegations::cname_name(d),
-            cname_target: crate::orders::delegations::cname_target(hub, d).unwrap_or_default(),
+            cname_name: crate::dns::delegations::cname_name(d),
+            cname_target: crate::dns::delegations::cname_target(hub, d).unwrap_or_default(),
             status: d.status.clone(),
             detail: d.detail.clone(),
             checked_at: d.checked_at.map(time),

@@ -12,9 +12,9 @@ use dns_update::{DnsRecord, DnsRecordType, DnsUpdater};
 use serde_json::json;
 
 use super::providers;
+use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::orders::audit::{self, Actor};
 use crate::store::{Credential, DnsZone, Instance, ZoneRecordWrite};
 use crate::util::now;
 
@@ -46,7 +46,7 @@ impl ProviderPublisher {
     pub fn new(hub: &Hub, zone: DnsZone, credential: Credential) -> Result<Self, Error> {
         let kind = providers::kind(&credential.kind)
             .ok_or_else(|| Error::internal("loading a credential", "unknown kind"))?;
-        let secret = crate::orders::credentials::open_secret(hub, &credential)?;
+        let secret = crate::dns::credentials::open_secret(hub, &credential)?;
         let timeout = Duration::from_secs(hub.config.dns.provider_timeout_secs.max(1));
         let client = providers::client(kind, &credential.config, &secret, Some(timeout))
             .map_err(|why| cannot_proceed(&zone.zone, &zone.zone, Some(&credential), &why))?;
@@ -305,7 +305,7 @@ pub async fn solver_for(hub: &Hub, instance: &Instance, name: &str) -> Result<So
         }
     }
     let zones = hub.store.zones(&instance.id).await?;
-    let Some(zone) = crate::orders::credentials::longest_match(&zones, &name).cloned() else {
+    let Some(zone) = crate::dns::credentials::longest_match(&zones, &name).cloned() else {
         return Err(cannot_proceed(
             &name,
             domain,

@@ -234,7 +234,7 @@ async fn current_account(
         .ok_or_else(|| {
             let mut all = reasons;
             all.extend(tried.iter().map(|t| format!("{t}: failed for this order")));
-            crate::orders::no_matching_account(instance, &all)
+            super::no_matching_account(instance, &all)
         })
 }
 
@@ -251,12 +251,9 @@ async fn upstream_account(hub: &Hub, account: &CaAccount) -> Result<Upstream, Fa
     let mut account = account.clone();
     let mut why = account.status_detail.clone();
     if account.sealed_credentials.is_none() {
-        let (report, registered) = crate::orders::ca_accounts::test_ca_account(
-            hub,
-            &crate::orders::audit::Actor::Hub,
-            &account,
-        )
-        .await?;
+        let (report, registered) =
+            crate::issuance::ca_accounts::test_ca_account(hub, &crate::audit::Actor::Hub, &account)
+                .await?;
         account = registered;
         why = report.detail;
     }
@@ -546,7 +543,7 @@ async fn issue(
         order_id: order.id.clone(),
         instance_id: instance.id.clone(),
         account_id: order.account_id.clone(),
-        serial: crate::orders::hex(parsed.raw_serial()),
+        serial: crate::util::hex(parsed.raw_serial()),
         issuer: format!("ca-account:{}", account.name),
         identifiers: order.identifiers.clone(),
         spki: parsed.public_key().raw.to_vec(),
@@ -556,17 +553,17 @@ async fn issue(
         chain_pem: chain,
         alternate_chains,
         // Without an AKI (RFC 9773 needs one) the certificate simply has no ARI.
-        ari_id: super::ari_cert_id(&leaf).ok(),
+        ari_id: crate::ca::ari_cert_id(&leaf).ok(),
     };
     match hub.store.complete_relayed_issuance(&record).await {
         Ok(cert_id) => {
             metrics::counter!("acmehub_certificates_issued_total", "issuer" => "upstream")
                 .increment(1);
             tracing::info!(order = %order.id, account = %account.name, serial = %record.serial, "relayed certificate issued");
-            crate::orders::audit::record(
+            crate::audit::record(
                 hub,
                 Some(&instance.id),
-                &crate::orders::audit::Actor::Account(order.account_id.clone()),
+                &crate::audit::Actor::Account(order.account_id.clone()),
                 "certificate.issue",
                 ("certificate", &cert_id),
                 json!({"serial": record.serial, "order": order.id, "ca_account": account.name}),
@@ -673,14 +670,14 @@ async fn fail(hub: &Hub, order: &Order, u: &mut UpstreamOrder, e: Error) -> Resu
             .map(|i| Subproblem {
                 kind: e.kind,
                 detail: e.detail.clone(),
-                identifier: i.clone(),
+                identifier: i.into(),
             })
             .collect()
     } else {
         Vec::new()
     };
     let e = Error { subproblems, ..e };
-    let problem = crate::acme::problem::Problem::from_error(&e).to_json();
+    let problem = crate::error::Problem::from_error(&e).to_json();
     u.state = "failed".into();
     u.error = Some(e.detail.clone());
     hub.store.update_upstream_order(u).await?;

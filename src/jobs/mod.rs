@@ -32,7 +32,7 @@ pub fn spawn_all(hub: Arc<Hub>, stopped: watch::Receiver<bool>) {
             "delegations-recheck",
             86400,
             |hub| async move {
-                match crate::orders::delegations::recheck_all(&hub).await {
+                match crate::dns::delegations::recheck_all(&hub).await {
                     Ok(n) => tracing::info!(delegations = n, "delegations re-checked"),
                     Err(e) => tracing::warn!(error = %e, "re-checking delegations failed"),
                 }
@@ -56,7 +56,7 @@ pub fn spawn_all(hub: Arc<Hub>, stopped: watch::Receiver<bool>) {
         Duration::from_secs(MANAGED_SWEEP_SECS),
         true,
         |hub| async move {
-            if let Err(e) = crate::orders::managed::sweep(&hub).await {
+            if let Err(e) = crate::managed::sweep(&hub).await {
                 tracing::warn!(error = %e.detail, "the managed certificate sweep failed");
             }
             // Deliveries wait on other servers: never in this loop.

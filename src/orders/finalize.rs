@@ -1,13 +1,13 @@
 //! Finalization (RFC 8555 §7.4): the CSR is checked against the order, the
 //! intent to sign is recorded with its serial, then the CA signs.
 
+use crate::ca::{LeafRequest, ari_cert_id, parse_csr};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::issuance::{LeafRequest, ari_cert_id, parse_csr};
 use crate::store::{
     Account, Certificate, CertificateIntent, Instance, Order, OrderStatus, StoreError,
 };
-use crate::util::{now, random_bytes};
+use crate::util::{hex, now, random_bytes};
 
 use super::effective_order_status;
 use super::keys::spki_matches_jwk;
@@ -66,8 +66,10 @@ pub async fn finalize(
             ),
         ));
     }
-    if let Some(policy) = super::tenants::account_policy(hub, instance, account).await? {
-        super::tenants::check_identifiers(&policy, &csr.identifiers)?;
+    if let Some(policy) =
+        crate::tenancy::access_keys::account_policy(hub, instance, account).await?
+    {
+        crate::tenancy::access_keys::check_identifiers(&policy, &csr.identifiers)?;
     }
     if spki_matches_jwk(&csr.spki_der, &account.jwk) {
         return Err(Error::new(
@@ -157,7 +159,7 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
         crl_url: &hub.crl_url(),
     };
     let signed = hub.ca.sign(&request).map_err(|e| match e {
-        crate::issuance::CaError::InvalidRequest(why) => Error::malformed(format!(
+        crate::ca::CaError::InvalidRequest(why) => Error::malformed(format!(
             "the certificate cannot be signed as ordered: {why}"
         )),
         other => Error::internal("signing the certificate", other),
@@ -169,9 +171,9 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
             return Err(error);
         }
     };
-    let event = super::audit::event(
+    let event = crate::audit::event(
         Some(&cert.instance_id),
-        &super::audit::Actor::Account(cert.account_id.clone()),
+        &crate::audit::Actor::Account(cert.account_id.clone()),
         "certificate.issue",
         ("certificate", &cert.id),
         serde_json::json!({"serial": cert.serial, "order": cert.order_id, "identifiers": cert.identifiers}),
@@ -195,10 +197,10 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
 /// one log line, so that neither a resume nor the stale-work sweep meets it
 /// again.
 async fn fail_recorded(hub: &Hub, cert: &Certificate, error: &Error) -> Result<(), Error> {
-    let problem = crate::acme::problem::Problem::from_error(error).to_json();
-    let event = super::audit::event(
+    let problem = crate::error::Problem::from_error(error).to_json();
+    let event = crate::audit::event(
         Some(&cert.instance_id),
-        &super::audit::Actor::Hub,
+        &crate::audit::Actor::Hub,
         "certificate.fail",
         ("certificate", &cert.id),
         serde_json::json!({"serial": cert.serial, "order": cert.order_id, "error": error.detail}),
@@ -215,8 +217,6 @@ async fn fail_recorded(hub: &Hub, cert: &Certificate, error: &Error) -> Result<(
     }
     Ok(())
 }
-
-pub use crate::util::hex;
 
 /// Parses lowercase or uppercase hex.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {

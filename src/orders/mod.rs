@@ -4,17 +4,10 @@
 //! HTTP and never writes SQL.
 
 mod accounts;
-pub mod audit;
-pub mod ca_accounts;
-pub mod credentials;
-pub mod delegations;
 mod finalize;
 mod keys;
 pub mod limits;
-pub mod managed;
 mod revoke;
-pub mod tenants;
-pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,6 +16,7 @@ pub use accounts::*;
 pub use finalize::*;
 pub use revoke::*;
 
+use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
 use crate::policy::{Identifier, IdentifierKind, Limit, ValidationMode};
@@ -32,7 +26,6 @@ use crate::store::{
 };
 use crate::util::{b64, now, random_bytes};
 use crate::validation::ChallengeType;
-use audit::Actor;
 use limits::Subject;
 
 /// Most identifiers one order may carry.
@@ -84,10 +77,11 @@ pub fn parse_identifiers(requested: &[(String, String)]) -> Result<Vec<Identifie
             Err(e) => refused.push(Subproblem {
                 kind: e.kind,
                 detail: e.detail,
-                identifier: Identifier {
+                identifier: (&Identifier {
                     kind: kind.parse().unwrap_or(IdentifierKind::Dns),
                     value: value.clone(),
-                },
+                })
+                    .into(),
             }),
         }
     }
@@ -175,24 +169,6 @@ pub(crate) async fn check_profile(
     ))
 }
 
-/// `There is no matching ACME account`, with each account considered and
-/// why it was passed over.
-pub fn no_matching_account(instance: &Instance, reasons: &[String]) -> Error {
-    let considered = if reasons.is_empty() {
-        "none is configured (POST /api/v1/instances/{i}/ca-accounts)".to_string()
-    } else {
-        format!("accounts considered: {}", reasons.join("; "))
-    };
-    Error::new(
-        ErrorKind::ServerInternal,
-        format!(
-            "There is no matching ACME account: instance {:?} issues from upstream CA accounts, \
-             and none can serve this order; {considered}",
-            instance.name
-        ),
-    )
-}
-
 /// Whether the order is relayed upstream; for an upstream instance with no
 /// account that can serve it, `There is no matching ACME account`.
 async fn check_issuer(
@@ -214,7 +190,7 @@ async fn check_issuer(
     )
     .await;
     if fit.is_empty() {
-        return Err(no_matching_account(instance, &reasons));
+        return Err(crate::issuance::no_matching_account(instance, &reasons));
     }
     Ok(true)
 }
@@ -325,9 +301,9 @@ async fn create_order(
     client: Option<IpAddr>,
 ) -> Result<Order, Error> {
     let identifiers = parse_identifiers(&request.identifiers)?;
-    let policy = tenants::account_policy(hub, instance, account).await?;
+    let policy = crate::tenancy::access_keys::account_policy(hub, instance, account).await?;
     if let Some(policy) = &policy {
-        tenants::check_identifiers(policy, &identifiers)?;
+        crate::tenancy::access_keys::check_identifiers(policy, &identifiers)?;
     }
     if let Some(profile) = &request.profile {
         check_profile(hub, instance, profile).await?;
@@ -351,7 +327,7 @@ async fn create_order(
         ca_expires,
     )?;
     if let Some(replaces) = &request.replaces {
-        crate::issuance::parse_ari_cert_id(replaces)?;
+        crate::ca::parse_ari_cert_id(replaces)?;
         match hub
             .store
             .certificate_by_ari_id(&account.instance_id, replaces)
@@ -382,7 +358,7 @@ async fn create_order(
                     Error::new(e.kind, e.detail.clone()).with_subproblems(vec![Subproblem {
                         kind: e.kind,
                         detail: e.detail,
-                        identifier: identifier.clone(),
+                        identifier: identifier.into(),
                     }])
                 })?;
             }
@@ -609,7 +585,7 @@ async fn validate_challenge(
     let allow_private = instance
         .as_ref()
         .map_or(hub.config.validation.allow_private_targets, |i| {
-            tenants::private_targets_allowed(hub, i)
+            crate::tenancy::outbound::private_targets_allowed(hub, i)
         });
     let validator = if allow_private == hub.validator.policy().allow_private {
         std::borrow::Cow::Borrowed(&hub.validator)
@@ -650,11 +626,11 @@ async fn validate_challenge(
     let at = now();
     let valid_until = at + hub.config.acme.authz_valid_secs as i64;
     let error = outcome.as_ref().err().map(|e| {
-        crate::acme::problem::Problem::from_error(&Error {
+        crate::error::Problem::from_error(&Error {
             subproblems: vec![Subproblem {
                 kind: e.kind,
                 detail: e.detail.clone(),
-                identifier: authz.identifier.clone(),
+                identifier: (&authz.identifier).into(),
             }],
             ..e.clone()
         })

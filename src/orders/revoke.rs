@@ -3,16 +3,17 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::ca::RevokedEntry;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::issuance::RevokedEntry;
 use crate::policy::Identifier;
 use crate::store::{Account, Certificate, CertificateStatus, Instance, StoreError};
 use crate::util::now;
 
-use super::audit::{self, Actor};
-use super::finalize::{LOCAL_ISSUER, hex, unhex};
+use super::finalize::{LOCAL_ISSUER, unhex};
 use super::keys::spki_matches_jwk;
+use crate::audit::{self, Actor};
+use crate::util::hex;
 
 /// Who asks for a revocation.
 pub enum Revoker<'a> {
@@ -200,7 +201,7 @@ pub async fn renewal_info(
     instance: &Instance,
     ari_id: &str,
 ) -> Result<RenewalWindow, Error> {
-    crate::issuance::parse_ari_cert_id(ari_id)?;
+    crate::ca::parse_ari_cert_id(ari_id)?;
     let cert = hub
         .store
         .certificate_by_ari_id(&instance.id, ari_id)

@@ -51,6 +51,15 @@ pub struct Identifier {
     pub value: String,
 }
 
+impl From<&Identifier> for crate::error::NamedIdentifier {
+    fn from(id: &Identifier) -> Self {
+        Self {
+            type_: id.kind.as_str().to_string(),
+            value: id.value.clone(),
+        }
+    }
+}
+
 impl Identifier {
     /// Parses and normalizes an identifier from an order or a CSR.
     pub fn parse(kind: &str, value: &str) -> Result<Self, Error> {

@@ -3,12 +3,16 @@
 //! network or the database.
 
 mod access;
+mod client;
+mod contacts;
 mod identifier;
 mod rate;
 pub mod sign_in;
 mod throttle;
 
 pub use access::{AccessPolicy, Pattern, ValidationMode};
+pub use client::{ClientAddr, client_ip};
+pub use contacts::validate_contacts;
 pub use identifier::{Identifier, IdentifierKind};
 pub use rate::{Limit, RateLimits};
 pub use sign_in::SignInFailures;

@@ -166,6 +166,20 @@ pub fn owner(kind: &str, instance_id: &str, id: &str) -> String {
     format!("acmehub:{kind}:{instance_id}:{id}")
 }
 
+/// SHA-256 of a token, lowercase hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    crate::util::hex(digest.as_ref())
+}
+
+/// A new random token secret.
+pub fn new_token() -> String {
+    format!(
+        "ahk_{}",
+        crate::util::b64(&crate::util::random_bytes::<32>())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::{ClientAddr, DRAIN_TIMEOUT};
+use super::DRAIN_TIMEOUT;
 use crate::config::ServerConfig;
+use crate::policy::ClientAddr;
 
 /// Serves one accepted connection until it ends, the hub stops, or it
 /// outstays a timeout; `_slot` is its place under `max_connections`,

@@ -91,7 +91,7 @@ pub struct Store {
     reader: reader::Reader,
     /// Where used nonces are recorded on PostgreSQL (see
     /// [`POSTGRES_NONCE_CONNECTIONS`]); on SQLite nonces are redeemed in
-    /// memory (`acme::nonce`), and the writer records them if asked.
+    /// memory (`nonce`), and the writer records them if asked.
     nonces: Option<used_nonces::UsedNonces>,
     backend: Backend,
     /// Accounts read by id, kept in memory (see [`account_cache`]).

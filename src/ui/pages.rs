@@ -242,7 +242,7 @@ async fn save_instance(hub: &Arc<Hub>, i: &str, post: &Post) -> Result<String, A
             .await?
             .0;
         if accounts.iter().any(|a| a.id == preferred && !a.preferred) {
-            let settings = crate::orders::ca_accounts::CaAccountSettings {
+            let settings = crate::issuance::ca_accounts::CaAccountSettings {
                 preferred: Some(true),
                 ..Default::default()
             };
@@ -327,7 +327,7 @@ const CA_COMMON: &[(&str, Field)] = &[
 fn ca_settings(
     form: &Form,
     creating: bool,
-) -> Result<crate::orders::ca_accounts::CaAccountSettings, Error> {
+) -> Result<crate::issuance::ca_accounts::CaAccountSettings, Error> {
     let mut body = form.json(CA_COMMON)?;
     if creating {
         body.extend(form.json(&[("name", Text), ("ca", Text)])?);
@@ -598,7 +598,7 @@ pub async fn credentials(
 fn credential_settings(
     form: &Form,
     creating: bool,
-) -> Result<crate::orders::credentials::CredentialSettings, Error> {
+) -> Result<crate::dns::credentials::CredentialSettings, Error> {
     let mut body = form.json(&[("description", Text)])?;
     if creating {
         body.extend(form.json(&[("name", Text), ("kind", Text)])?);
@@ -1195,7 +1195,7 @@ async fn certificates_page(
     Ok(render(&CertificatesPage {
         ctx,
         managed,
-        key_types: crate::orders::managed::KEY_TYPES,
+        key_types: crate::managed::KEY_TYPES,
         m,
         rows,
         v,

@@ -11,13 +11,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Ctx, Form, UiError, UiResult, render, see_other};
-use crate::admin::auth::{
-    Principal, Role, Scope, bootstrap, identify, principal_for_token, principal_for_user,
-    token_hash,
-};
 use crate::hub::Hub;
 use crate::secrets::password;
+use crate::secrets::token_hash;
 use crate::store::{UiSession, UiUser};
+use crate::tenancy::principals::{
+    Principal, Role, Scope, bootstrap, identify, principal_for_token, principal_for_user,
+};
 use crate::util::{b64, now, random_bytes};
 
 /// The session cookie. `__Host-`: the browser takes it only from this
@@ -338,9 +338,9 @@ async fn password_sign_in(
 fn client_of(hub: &Hub, parts: &Parts) -> IpAddr {
     parts
         .extensions
-        .get::<crate::server::ClientAddr>()
+        .get::<crate::policy::ClientAddr>()
         .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |c| {
-            crate::server::client_ip(&hub.config.trusted_proxies, c.0.ip(), &parts.headers)
+            crate::policy::client_ip(&hub.config.trusted_proxies, c.0.ip(), &parts.headers)
         })
 }
 

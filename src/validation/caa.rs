@@ -174,9 +174,9 @@ mod tests {
     use super::super::Validator;
     use super::super::testutil::*;
     use super::*;
-    use crate::dns::memory::MemoryDns;
+    use crate::zone::authoritative::AuthoritativeServer;
 
-    async fn check(dns: &MemoryDns, name: &str) -> Result<(), Error> {
+    async fn check(dns: &AuthoritativeServer, name: &str) -> Result<(), Error> {
         let v = Validator::new(&lab_config(dns)).unwrap();
         v.check_caa(&Identifier::dns(name).unwrap()).await
     }

@@ -73,7 +73,7 @@ mod tests {
     const KEY_AUTH: &str = "tok.thumbprint";
 
     async fn validate(
-        dns: &crate::dns::memory::MemoryDns,
+        dns: &crate::zone::authoritative::AuthoritativeServer,
         name: &str,
     ) -> Result<(), crate::error::Error> {
         let v = Validator::new(&lab_config(dns)).unwrap();

@@ -338,7 +338,7 @@ mod tests {
     const PATH: &str = "/.well-known/acme-challenge/evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
 
     struct Setup {
-        _dns: crate::dns::memory::MemoryDns,
+        _dns: crate::zone::authoritative::AuthoritativeServer,
         validator: Validator,
         port: u16,
     }

@@ -1,4 +1,4 @@
-//! A loopback lab for validation tests: a MemoryDns as the only resolver,
+//! A loopback lab for validation tests: a AuthoritativeServer as the only resolver,
 //! small HTTP/HTTPS/TLS servers, fast timeouts and a single attempt.
 
 use std::net::SocketAddr;
@@ -13,17 +13,17 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ValidationConfig;
-use crate::dns::memory::MemoryDns;
+use crate::zone::authoritative::AuthoritativeServer;
 
-pub async fn lab_dns() -> MemoryDns {
-    MemoryDns::start("127.0.0.1:0".parse().unwrap())
+pub async fn lab_dns() -> AuthoritativeServer {
+    AuthoritativeServer::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
 }
 
 /// One fast attempt, private targets allowed (everything here is loopback),
 /// CAA identity `acmehub.local`.
-pub fn lab_config(dns: &MemoryDns) -> ValidationConfig {
+pub fn lab_config(dns: &AuthoritativeServer) -> ValidationConfig {
     ValidationConfig {
         resolvers: vec![dns.addr().to_string()],
         http01_port: 80,

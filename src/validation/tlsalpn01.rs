@@ -284,7 +284,7 @@ mod tests {
         sans: &[&str],
         digest: Option<[u8; 32]>,
         alpn: bool,
-    ) -> (crate::dns::memory::MemoryDns, Validator) {
+    ) -> (crate::zone::authoritative::AuthoritativeServer, Validator) {
         lab_with(sans, digest, alpn, TlsQuirks::default()).await
     }
 
@@ -293,7 +293,7 @@ mod tests {
         digest: Option<[u8; 32]>,
         alpn: bool,
         quirks: TlsQuirks,
-    ) -> (crate::dns::memory::MemoryDns, Validator) {
+    ) -> (crate::zone::authoritative::AuthoritativeServer, Validator) {
         let dns = lab_dns().await;
         let addr = serve_tls_alpn(sans, digest, alpn, quirks).await;
         dns.set_a("www.example.com", &[addr.ip()]);

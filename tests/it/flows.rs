@@ -141,7 +141,7 @@ async fn http01_issue_download_revoke_crl_and_ari() {
         assert_eq!(sans, vec!["web.example.test"], "{db:?}");
 
         // ARI: a window inside the certificate's lifetime
-        let ari = acmehub::issuance::ari_cert_id(&leaf).unwrap();
+        let ari = acmehub::ca::ari_cert_id(&leaf).unwrap();
         let response = t
             .http()
             .get(t.url(&format!("/acme/default/renewal-info/{ari}")))
@@ -428,7 +428,7 @@ async fn a_restart_keeps_the_ca_accounts_and_orders() {
     let mut t = t;
     t.server.take().unwrap().shutdown().await;
     drop(t.hub.clone());
-    let hub = acmehub::hub::Hub::open(config.clone()).await.unwrap();
+    let hub = acmehub::bootstrap::open(config.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let server = acmehub::server::Server::start(hub, listener).await.unwrap();
     assert_eq!(

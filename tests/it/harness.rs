@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use acmehub::config::{Config, FileConfig, Overrides, ValidationConfig};
-use acmehub::dns::memory::MemoryDns;
 use acmehub::hub::Hub;
 use acmehub::server::Server;
+use acmehub::zone::authoritative::AuthoritativeServer;
 use tokio::net::TcpListener;
 
 /// Which database a test hub runs on.
@@ -36,7 +36,7 @@ pub struct TestHub {
     pub hub: Arc<Hub>,
     pub server: Option<Server>,
     pub _dir: tempfile::TempDir,
-    pub dns: MemoryDns,
+    pub dns: AuthoritativeServer,
     pub directory: String,
     pub root_pem: PathBuf,
     pub http01_port: u16,
@@ -118,7 +118,7 @@ impl TestHub {
         tweak: impl FnOnce(&mut FileConfig),
     ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
-        let dns = MemoryDns::start(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+        let dns = AuthoritativeServer::start(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,7 +152,7 @@ impl TestHub {
         )
         .unwrap();
         let base_url = config.public_url.clone();
-        let hub = Hub::open(config).await.unwrap();
+        let hub = acmehub::bootstrap::open(config).await.unwrap();
         let server = Server::start(hub.clone(), listener).await.unwrap();
         TestHub {
             directory: format!("https://localhost:{port}/acme/default/directory"),

@@ -10,6 +10,7 @@ mod flows;
 mod fuzz;
 mod harness;
 mod jws_rules;
+mod layering;
 mod listener;
 mod managed;
 mod outbound;

@@ -562,7 +562,7 @@ async fn webhooks_are_signed_and_tell_of_issuance_renewal_expiry_and_delegation_
 /// Moves the hub's clock and runs the managed-certificate sweep at once.
 async fn advance(t: &TestHub, secs: i64) {
     t.hub.advance_clock(secs);
-    acmehub::orders::managed::sweep(&t.hub).await.unwrap();
+    acmehub::managed::sweep(&t.hub).await.unwrap();
 }
 
 async fn managed(api: &Api<'_>, instance: &str, name: &str) -> Value {
@@ -669,7 +669,7 @@ async fn with_the_clock_moved_on_it_renews_in_its_window_and_reminds_at_each_thr
         }
         let mut got = Vec::new();
         for _ in 0..50 {
-            acmehub::orders::managed::sweep(&t.hub).await.unwrap();
+            acmehub::managed::sweep(&t.hub).await.unwrap();
             got = reminders(&receiver);
             if got.last() == Some(&days) {
                 break;

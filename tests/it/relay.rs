@@ -512,7 +512,7 @@ async fn a_relayed_order_is_issued_by_the_upstream_ca_and_fails_over() {
         );
         assert!(!chains_to(&chain, &t), "the hub issued it locally");
         // Downstream ARI (RFC 9773) answers for the relayed certificate.
-        let ari = acmehub::issuance::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
+        let ari = acmehub::ca::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
         let info: Value = t
             .http()
             .get(t.url(&format!("/acme/relay/renewal-info/{ari}")))
@@ -790,7 +790,7 @@ async fn downstream_renewal_info_for_a_relayed_certificate_is_the_upstream_cas()
     let (upstream, t, client) = relay_to_one_upstream().await;
     let mut order = order_and_finalize(&client, "g.customer.test").await;
     let chain = order.poll_certificate(&retry()).await.unwrap();
-    let ari = acmehub::issuance::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
+    let ari = acmehub::ca::ari_cert_id(&pem_chain(&chain)[0]).unwrap();
     let window = |hub: &TestHub, instance: &'static str| {
         let url = hub.url(&format!("/acme/{instance}/renewal-info/{ari}"));
         let http = hub.http();

@@ -2,7 +2,6 @@
 //! are shared, so a request may land on any of them.
 
 use acmehub::config::{Config, FileConfig, Overrides, TechnicalZoneConfig};
-use acmehub::hub::Hub;
 use instant_acme::{ChallengeType, Identifier};
 
 use crate::flows::{issue, verify_chain};
@@ -79,9 +78,11 @@ async fn hubs_starting_at_once_on_a_fresh_database_agree_on_one_ca() {
         let (url, _db_dir) = shared_database(db).await;
         let key = master_key();
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let hubs =
-            futures::future::join_all(dirs.iter().map(|d| Hub::open(config(d.path(), &url, &key))))
-                .await;
+        let hubs = futures::future::join_all(
+            dirs.iter()
+                .map(|d| acmehub::bootstrap::open(config(d.path(), &url, &key))),
+        )
+        .await;
         let roots: Vec<String> = hubs
             .into_iter()
             .map(|hub| hub.unwrap().ca.root_pem().to_string())
@@ -103,13 +104,13 @@ async fn a_hub_with_another_master_key_refuses_to_start_and_changes_nothing() {
         let (url, _db_dir) = shared_database(db).await;
         let first = tempfile::tempdir().unwrap();
         let first_key = master_key();
-        let hub = Hub::open(config(first.path(), &url, &first_key))
+        let hub = acmehub::bootstrap::open(config(first.path(), &url, &first_key))
             .await
             .unwrap();
         let root = hub.ca.root_pem().to_string();
         drop(hub);
         let other = tempfile::tempdir().unwrap();
-        let err = Hub::open(config(other.path(), &url, &master_key()))
+        let err = acmehub::bootstrap::open(config(other.path(), &url, &master_key()))
             .await
             .err()
             .expect("another master key is refused");
@@ -121,7 +122,7 @@ async fn a_hub_with_another_master_key_refuses_to_start_and_changes_nothing() {
             !other.path().join("ca/root.pem").exists(),
             "{db:?}: no CA was written"
         );
-        let again = Hub::open(config(first.path(), &url, &first_key))
+        let again = acmehub::bootstrap::open(config(first.path(), &url, &first_key))
             .await
             .unwrap();
         assert_eq!(
@@ -139,7 +140,7 @@ async fn a_data_directory_from_another_hub_is_refused_and_one_without_a_database
         // A hub whose CA lives in its data directory and its own database.
         let dir = tempfile::tempdir().unwrap();
         let (own_url, _own) = shared_database(db).await;
-        let own_root = Hub::open(config(dir.path(), &own_url, &key))
+        let own_root = acmehub::bootstrap::open(config(dir.path(), &own_url, &key))
             .await
             .unwrap()
             .ca
@@ -148,10 +149,10 @@ async fn a_data_directory_from_another_hub_is_refused_and_one_without_a_database
         // Another hub's database already has a CA: the directory is refused.
         let (url, _db_dir) = shared_database(db).await;
         let elsewhere = tempfile::tempdir().unwrap();
-        Hub::open(config(elsewhere.path(), &url, &key))
+        acmehub::bootstrap::open(config(elsewhere.path(), &url, &key))
             .await
             .unwrap();
-        let err = Hub::open(config(dir.path(), &url, &key))
+        let err = acmehub::bootstrap::open(config(dir.path(), &url, &key))
             .await
             .err()
             .expect("a foreign CA directory is refused");
@@ -169,14 +170,16 @@ async fn a_data_directory_from_another_hub_is_refused_and_one_without_a_database
             broken.path().join("ca/root.pem"),
         )
         .unwrap();
-        let err = Hub::open(config(broken.path(), &url, &key))
+        let err = acmehub::bootstrap::open(config(broken.path(), &url, &key))
             .await
             .err()
             .expect("a root without its key is refused");
         assert!(err.to_string().contains("restore the key"), "{db:?}: {err}");
         // A fresh database takes the directory's CA (what clients trust).
         let (fresh, _fresh_dir) = shared_database(db).await;
-        let hub = Hub::open(config(dir.path(), &fresh, &key)).await.unwrap();
+        let hub = acmehub::bootstrap::open(config(dir.path(), &fresh, &key))
+            .await
+            .unwrap();
         assert_eq!(hub.ca.root_pem(), own_root, "{db:?}");
     }
 }

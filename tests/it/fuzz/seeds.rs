@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use acmehub::acme::jws::b64;
+use acmehub::jws::b64;
 use base64::Engine as _;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
@@ -142,10 +142,10 @@ fn csrs() -> Vec<(String, Vec<u8>)> {
             .to_vec();
         out.push((format!("{name}.der"), der));
     }
-    // The CSRs the unit tests of src/issuance/csr.rs keep.
+    // The CSRs the unit tests of src/ca/csr.rs keep.
     for name in ["p384", "p521", "rsa1024", "rsa2048-sha1", "rsa2048"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/issuance/testdata")
+            .join("src/ca/testdata")
             .join(format!("{name}.der"));
         out.push((
             format!("testdata-{name}.der"),

@@ -6,24 +6,23 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
-use acmehub::acme::jws::{AccountKey, ExternalAccountBinding, Jws, KeyRef, b64};
 use acmehub::admin::parse_json;
+use acmehub::ca::{KeySummary, parse_csr};
 use acmehub::config::{Config, FileConfig, Overrides};
-use acmehub::dns::memory::MemoryDns;
+use acmehub::dns::credentials::{CredentialSettings, ZoneSettings, parse_zone};
+use acmehub::dns::delegations::DelegationSettings;
 use acmehub::error::Error;
-use acmehub::issuance::{KeySummary, parse_csr};
-use acmehub::orders::ca_accounts::CaAccountSettings;
-use acmehub::orders::credentials::{CredentialSettings, ZoneSettings, parse_zone};
-use acmehub::orders::delegations::DelegationSettings;
-use acmehub::orders::managed::ManagedSettings;
+use acmehub::issuance::ca_accounts::CaAccountSettings;
+use acmehub::jws::{AccountKey, ExternalAccountBinding, Jws, KeyRef, b64};
+use acmehub::managed::ManagedSettings;
 use acmehub::orders::parse_identifiers;
-use acmehub::orders::tenants::{
-    AccessKeySettings, InstanceSettings, check_access_key_rights, check_environment, check_name,
-    validate_instance_name,
-};
-use acmehub::orders::users::NewUser;
 use acmehub::policy::AccessPolicy;
 use acmehub::policy::Identifier;
+use acmehub::tenancy::access_keys::{AccessKeySettings, check_access_key_rights};
+use acmehub::tenancy::fields::{check_environment, check_name};
+use acmehub::tenancy::instances::{InstanceSettings, validate_instance_name};
+use acmehub::tenancy::users::NewUser;
+use acmehub::zone::authoritative::AuthoritativeServer;
 use hickory_proto::op::Message;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
@@ -356,8 +355,8 @@ fn identifier(data: &[u8]) -> String {
 
 /// The server the DNS target asks: a technical zone with the records the
 /// hub publishes (SOA, NS, TXT, CNAME chains, CAA, addresses).
-pub fn dns_server() -> &'static MemoryDns {
-    static SERVER: OnceLock<(tokio::runtime::Runtime, MemoryDns)> = OnceLock::new();
+pub fn dns_server() -> &'static AuthoritativeServer {
+    static SERVER: OnceLock<(tokio::runtime::Runtime, AuthoritativeServer)> = OnceLock::new();
     let (_, server) = SERVER.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -365,7 +364,7 @@ pub fn dns_server() -> &'static MemoryDns {
             .expect("a runtime");
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let server = runtime
-            .block_on(MemoryDns::start(loopback))
+            .block_on(AuthoritativeServer::start(loopback))
             .expect("a loopback DNS socket");
         let zone = "acme.hub.example";
         server.set_soa(zone, "ns1.hub.example", "hostmaster.hub.example", 60);

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::audit::{self, Actor};
+use crate::audit::{self, Actor};
 use crate::dns::providers;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
@@ -58,14 +58,14 @@ pub async fn create_credential(
         .name
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
-    super::tenants::check_name("credential", &name)?;
+    crate::tenancy::fields::check_name("credential", &name)?;
     let kind = kind_of(
         s.kind
             .as_deref()
             .ok_or_else(|| Error::invalid("kind", "kind is required"))?,
     )?;
     let description = s.description.clone().unwrap_or_default();
-    super::tenants::validate_description(&description)?;
+    crate::tenancy::fields::validate_description(&description)?;
     let config = s.config.clone().unwrap_or_else(|| json!({}));
     let secret = s
         .secret
@@ -125,7 +125,7 @@ pub async fn update_credential(
     let kind = kind_of(&credential.kind)?;
     let mut updated = credential.clone();
     if let Some(d) = &s.description {
-        super::tenants::validate_description(d)?;
+        crate::tenancy::fields::validate_description(d)?;
         updated.description = d.clone();
     }
     if let Some(config) = &s.config {

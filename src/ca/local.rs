@@ -65,7 +65,7 @@ pub struct LeafRequest<'a> {
     /// caller); written as a positive INTEGER, so a set high bit gains a
     /// leading 0x00 in the certificate (see [`super::serial_der_content`]).
     pub serial: &'a [u8],
-    /// The CSR's SubjectPublicKeyInfo ([`super::ParsedCsr::spki_der`]).
+    /// The CSR's SubjectPublicKeyInfo ([`super::csr::ParsedCsr::spki_der`]).
     pub spki_der: &'a [u8],
     pub identifiers: &'a [Identifier],
     pub not_before: OffsetDateTime,
@@ -806,7 +806,7 @@ mod tests {
     use x509_parser::prelude::FromDer;
 
     use super::*;
-    use crate::issuance::{ari_cert_id, certificate_serial, parse_csr, serial_der_content};
+    use crate::ca::{ari_cert_id, certificate_serial, parse_csr, serial_der_content};
 
     const CRL_URL: &str = "https://hub.example/acme/default/crl";
 

@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 
-use super::audit::{self, Actor};
-use super::tenants::check_name;
+use super::fields::check_name;
+use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::store::{StoreError, UiUser};

@@ -22,15 +22,17 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::auth::{Principal, principal_for, request_token, token_hash};
+use crate::admin::auth::principal_for;
 use crate::admin::{ApiError, ApiJson};
+use crate::audit::{self, Actor};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::orders::audit::{self, Actor};
+use crate::secrets::token_hash;
 use crate::store::{AcmeDnsAccount, Instance};
+use crate::tenancy::principals::{Principal, request_token};
 use crate::util::{now, random_bytes, random_id};
 
-use super::publish::{add_to_technical_zone, solver_for};
+use crate::dns::publish::{add_to_technical_zone, solver_for};
 
 /// How long an acme-dns TXT value is served.
 const ACME_DNS_RECORD_LIFETIME: i64 = 86400;
@@ -62,8 +64,8 @@ async fn acme_dns_register(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (who, instance) = writer(&hub, &headers, &instance).await?;
-    let zone = crate::orders::delegations::zone_name(&hub)?.to_string();
-    let label = crate::orders::delegations::random_label();
+    let zone = crate::dns::delegations::zone_name(&hub)?.to_string();
+    let label = crate::dns::delegations::random_label();
     let password = crate::util::b64(&random_bytes::<30>());
     let account = AcmeDnsAccount {
         username: random_id(),
@@ -150,7 +152,7 @@ async fn acme_dns_update(
         return Err(Error::unauthorized("this account may update only its own subdomain").into());
     }
     check_txt(&update.txt, "txt")?;
-    let zone = crate::orders::delegations::zone_name(&hub)?;
+    let zone = crate::dns::delegations::zone_name(&hub)?;
     let name = format!("{}.{zone}", account.label);
     add_to_technical_zone(&hub, &name, &update.txt, ACME_DNS_RECORD_LIFETIME).await?;
     audit::record(

@@ -1,18 +1,23 @@
 //! The technical zone the hub serves itself (`[dns.technical_zone]`): an
 //! SOA and NS at its apex, and the TXT records of delegations and acme-dns
 //! registrations, loaded from the store so that every replica answers the
-//! same. It answers only for its own zone and never recurses.
+//! same. It answers only for its own zone and never recurses. The server
+//! is [`authoritative`] (UDP and TCP; tests also use it as "the internet's
+//! DNS"), rate-limited per client subnet over UDP by [`ratelimit`].
+
+pub mod authoritative;
+pub mod ratelimit;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::memory::{MemoryDns, ServerOptions};
 use crate::config::TechnicalZoneConfig;
 use crate::store::Store;
+use authoritative::{AuthoritativeServer, ServerOptions};
 
 /// The running authoritative server for the technical zone.
 pub struct TechnicalZone {
-    dns: MemoryDns,
+    dns: AuthoritativeServer,
     name: String,
     /// Most TXT values served at one name (`max_txt_values_per_name`).
     max_txt_values: usize,
@@ -28,7 +33,7 @@ impl TechnicalZone {
             tcp_idle_timeout: Duration::from_millis(config.tcp_idle_timeout_ms.max(1)),
             max_tcp_connections: config.max_tcp_connections.max(1),
         };
-        let dns = MemoryDns::start_with(config.listen, options).await?;
+        let dns = AuthoritativeServer::start_with(config.listen, options).await?;
         let primary = config
             .nameservers
             .first()

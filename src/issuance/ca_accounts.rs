@@ -5,12 +5,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::audit::{self, Actor};
-use super::tenants::{check_environment, check_name, double_option, validate_description};
+use crate::audit::{self, Actor};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::issuance::upstream::{UpstreamHttp, known_ca};
 use crate::store::{CaAccount, Instance, StoreError};
+use crate::tenancy::fields::{check_environment, check_name, double_option, validate_description};
 use crate::util::{now, random_id};
 
 /// A CA account as sent to the API; on update, absent fields keep their value.
@@ -92,14 +92,14 @@ fn apply(hub: &Hub, a: &mut CaAccount, s: &CaAccountSettings, creating: bool) ->
     }
     if let Some(email) = &s.email {
         if !email.is_empty() {
-            super::validate_contacts(&[format!("mailto:{email}")])
+            crate::policy::validate_contacts(&[format!("mailto:{email}")])
                 .map_err(|e| Error::invalid("email", e.detail))?;
         }
         a.email = email.clone();
     }
     match (&s.eab_kid, &s.eab_hmac_key) {
         (Some(kid), Some(key)) => {
-            let raw = crate::acme::jws::b64_decode(key.trim_end_matches('='))
+            let raw = crate::jws::b64_decode(key.trim_end_matches('='))
                 .or_else(|_| {
                     use base64::Engine;
                     base64::engine::general_purpose::STANDARD

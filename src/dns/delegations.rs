@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::audit::{self, Actor};
+use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::store::{Delegation, Instance, StoreError};
@@ -56,8 +56,10 @@ pub async fn create_delegation(
     s: &DelegationSettings,
 ) -> Result<Delegation, Error> {
     zone_name(hub)?;
-    let domain =
-        super::credentials::parse_zone(s.domain.trim_start_matches("_acme-challenge."), "domain")?;
+    let domain = crate::dns::credentials::parse_zone(
+        s.domain.trim_start_matches("_acme-challenge."),
+        "domain",
+    )?;
     let mut delegation = Delegation {
         id: random_id(),
         instance_id: instance.id.clone(),

@@ -60,26 +60,26 @@ impl Default for ServerOptions {
 
 /// An in-memory authoritative DNS server listening on one UDP and one TCP
 /// socket (same port). Dropping it stops serving.
-pub struct MemoryDns {
+pub struct AuthoritativeServer {
     zone: Arc<RwLock<HashMap<String, Node>>>,
     addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
-    /// What the listeners serve, for [`MemoryDns::answer_bytes`].
+    /// What the listeners serve, for [`AuthoritativeServer::answer_bytes`].
     served: Arc<Served>,
 }
 
-impl MemoryDns {
+impl AuthoritativeServer {
     /// Binds UDP and TCP on the same port of `addr` (port 0 picks a free one)
     /// and serves on the current tokio runtime.
-    pub async fn start(addr: SocketAddr) -> std::io::Result<MemoryDns> {
+    pub async fn start(addr: SocketAddr) -> std::io::Result<AuthoritativeServer> {
         Self::start_with(addr, ServerOptions::default()).await
     }
 
-    /// [`MemoryDns::start`] with its limits.
+    /// [`AuthoritativeServer::start`] with its limits.
     pub async fn start_with(
         addr: SocketAddr,
         options: ServerOptions,
-    ) -> std::io::Result<MemoryDns> {
+    ) -> std::io::Result<AuthoritativeServer> {
         let (udp, tcp) = bind_pair(addr).await?;
         let addr = udp.local_addr()?;
         let zone: Arc<RwLock<HashMap<String, Node>>> = Arc::default();
@@ -97,7 +97,7 @@ impl MemoryDns {
                 options.max_tcp_connections,
             )),
         ];
-        Ok(MemoryDns {
+        Ok(AuthoritativeServer {
             zone,
             addr,
             tasks,
@@ -208,7 +208,7 @@ impl MemoryDns {
     }
 }
 
-impl Drop for MemoryDns {
+impl Drop for AuthoritativeServer {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -715,7 +715,7 @@ mod tests {
     use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
     use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
-    fn resolver_for(dns: &MemoryDns, tcp_only: bool) -> TokioResolver {
+    fn resolver_for(dns: &AuthoritativeServer, tcp_only: bool) -> TokioResolver {
         let mut ns = if tcp_only {
             NameServerConfig::tcp(dns.addr().ip())
         } else {
@@ -736,8 +736,8 @@ mod tests {
         .unwrap()
     }
 
-    async fn started() -> MemoryDns {
-        MemoryDns::start("127.0.0.1:0".parse().unwrap())
+    async fn started() -> AuthoritativeServer {
+        AuthoritativeServer::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap()
     }
@@ -887,8 +887,8 @@ mod tests {
 
     const ZONE: &str = "zone.test";
 
-    async fn zone_server(options: ServerOptions) -> MemoryDns {
-        let dns = MemoryDns::start_with(
+    async fn zone_server(options: ServerOptions) -> AuthoritativeServer {
+        let dns = AuthoritativeServer::start_with(
             "127.0.0.1:0".parse().unwrap(),
             ServerOptions {
                 zones: vec![ZONE.to_string()],
@@ -916,7 +916,11 @@ mod tests {
     }
 
     /// Sends one UDP query from `bind` and waits a second for its answer.
-    async fn udp_exchange(dns: &MemoryDns, bind: &str, request: &[u8]) -> Option<Vec<u8>> {
+    async fn udp_exchange(
+        dns: &AuthoritativeServer,
+        bind: &str,
+        request: &[u8],
+    ) -> Option<Vec<u8>> {
         let socket = UdpSocket::bind(bind).await.unwrap();
         socket.send_to(request, dns.addr()).await.unwrap();
         let mut buf = vec![0u8; 65535];

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::audit::{self, Actor};
+use crate::audit::{self, Actor};
 use crate::dns::publish::{Solver, challenge_name, solver_for};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
@@ -135,7 +135,7 @@ pub async fn create_managed(
         .name
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
-    super::tenants::check_name("managed certificate", &name)?;
+    crate::tenancy::fields::check_name("managed certificate", &name)?;
     let identifiers = parse_names(
         s.identifiers
             .as_deref()
@@ -149,7 +149,7 @@ pub async fn create_managed(
         ));
     }
     if let Some(profile) = &s.profile {
-        super::check_profile(hub, instance, profile)
+        crate::orders::check_profile(hub, instance, profile)
             .await
             .map_err(|e| Error::invalid("profile", e.detail))?;
     }
@@ -657,13 +657,13 @@ async fn missing_dns(
                 if let Some(mut d) = delegations.iter().find(|d| d.domain == base).cloned() {
                     // Checked at every issuance: the CNAME at the customer's
                     // authoritative servers is the proof of control.
-                    super::delegations::check(hub, &mut d).await?;
+                    crate::dns::delegations::check(hub, &mut d).await?;
                     if d.status != "ok" {
                         missing.push(json!({
                             "identifier": identifier.value,
                             "detail": d.detail,
-                            "cname_name": super::delegations::cname_name(&d),
-                            "cname_target": super::delegations::cname_target(hub, &d)?,
+                            "cname_name": crate::dns::delegations::cname_name(&d),
+                            "cname_target": crate::dns::delegations::cname_target(hub, &d)?,
                             "delegation_status": d.status,
                         }));
                     }
@@ -748,7 +748,7 @@ async fn issue(
         .clone()
         .or_else(|| m.csr.clone())
         .unwrap_or_default();
-    super::finalize::finalize(hub, instance, &account, &order.id, &csr).await?;
+    crate::orders::finalize(hub, instance, &account, &order.id, &csr).await?;
     check_order(hub, instance, m).await
 }
 
@@ -815,7 +815,7 @@ async fn check_order(
         .order(&instance.id, &order_id)
         .await?
         .ok_or_else(|| Error::internal("managing a certificate", "its order vanished"))?;
-    match super::effective_order_status(&order, hub.now()) {
+    match crate::orders::effective_order_status(&order, hub.now()) {
         OrderStatus::Valid => {
             let cert_id = order.certificate_id.clone().ok_or_else(|| {
                 Error::internal("managing a certificate", "valid order without certificate")
@@ -903,7 +903,7 @@ async fn schedule(
     let random = u64::from_le_bytes(random_bytes::<8>());
     if m.renew_before_days.is_none() {
         if let Some(ari) = &cert.ari_id {
-            if let Ok(w) = super::renewal_info(hub, instance, ari).await {
+            if let Ok(w) = crate::orders::renewal_info(hub, instance, ari).await {
                 let end = w.end.max(w.start + 1);
                 return (spread(w.start, end, random), end);
             }
