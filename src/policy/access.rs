@@ -56,6 +56,36 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// A network as acme-dns's `allowfrom` (and Go's `ParseCIDR`) reads it:
+    /// `192.0.2.0/24`, or one address; host bits are cleared, not refused
+    /// (acme-dns's own example is `192.168.100.1/24`).
+    pub fn parse_network(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let cleared = match text.split_once('/') {
+            Some((addr, prefix)) => {
+                let addr: IpAddr = addr
+                    .parse()
+                    .map_err(|_| format!("{text:?}: the network address is not an IP address"))?;
+                let max = if addr.to_canonical().is_ipv4() {
+                    32
+                } else {
+                    128
+                };
+                let prefix: u8 = prefix
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?;
+                format!("{}/{prefix}", mask(addr.to_canonical(), prefix))
+            }
+            None => text.to_string(),
+        };
+        match Self::parse(&cleared)? {
+            net @ Self::Network { .. } => Ok(net),
+            _ => Err(format!("{text:?} is not an IP network (CIDR) or address")),
+        }
+    }
+
     /// Parses a rule. DNS names are normalized like identifiers: lowercase,
     /// no trailing dot, and Unicode names become A-labels (IDNA, UTS #46).
     pub fn parse(text: &str) -> Result<Self, String> {

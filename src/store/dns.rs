@@ -263,13 +263,14 @@ impl Store {
 
     pub async fn insert_acme_dns_account(&self, a: &AcmeDnsAccount) -> Result<()> {
         sqlx::query(
-            "INSERT INTO acme_dns_accounts (username, instance_id, key_hash, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO acme_dns_accounts (username, instance_id, key_hash, label, allowfrom, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&a.username)
         .bind(&a.instance_id)
         .bind(&a.key_hash)
         .bind(&a.label)
+        .bind(serde_json::to_string(&a.allowfrom).expect("strings serialize"))
         .bind(a.created_at)
         .execute(&self.pool)
         .await?;
@@ -287,6 +288,8 @@ impl Store {
                 instance_id: r.try_get("instance_id")?,
                 key_hash: r.try_get("key_hash")?,
                 label: r.try_get("label")?,
+                allowfrom: serde_json::from_str(&r.try_get::<String, _>("allowfrom")?)
+                    .map_err(|e| StoreError::Corrupt(format!("acme-dns allowfrom: {e}")))?,
                 created_at: r.try_get("created_at")?,
             })
         })

@@ -409,6 +409,8 @@ pub struct AcmeDnsAccount {
     pub instance_id: String,
     pub key_hash: String,
     pub label: String,
+    /// Networks (CIDR) updates may come from; empty: anywhere.
+    pub allowfrom: Vec<String>,
     pub created_at: i64,
 }
 

@@ -684,3 +684,252 @@ async fn acme_dns_register(t: &TestHub) -> Value {
         .await
         .unwrap()
 }
+
+/// The acme-dns API as acme.sh and lego's acme-dns provider speak it:
+/// acme.sh registers with an empty POST and posts its JSON as a form
+/// (curl's default Content-Type), lego sends `application/json`; a wrong
+/// key is 401 whatever the body; `allowfrom` is kept and enforced.
+#[tokio::test]
+async fn acme_dns_takes_what_acme_sh_and_lego_send_and_keeps_allowfrom() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let http = t.http();
+    let zr = zone_resolver(&t);
+    let register = |body: Option<&'static str>| {
+        let mut r = http
+            .post(t.url("/acme-dns/default/register"))
+            .bearer_auth(t.admin_token());
+        if let Some(body) = body {
+            r = r.header("content-type", "application/json").body(body);
+        }
+        r.send()
+    };
+    // acme.sh: no body, no Content-Type.
+    let r = register(None).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    assert_eq!(reg["allowfrom"], json!([]));
+    let (user, key, sub) = (
+        reg["username"].as_str().unwrap(),
+        reg["password"].as_str().unwrap(),
+        reg["subdomain"].as_str().unwrap(),
+    );
+    let update = |user: &str, key: &str, content_type: Option<&str>, body: String| {
+        let mut r = http
+            .post(t.url("/acme-dns/default/update"))
+            .header("X-Api-User", user)
+            .header("X-Api-Key", key)
+            .body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        r.send()
+    };
+    let acme_sh_body =
+        |sub: &str, txt: &str| format!("{{\"subdomain\":\"{sub}\", \"txt\": \"{txt}\"}}");
+    // acme.sh's update: curl --data without a Content-Type of its own.
+    let r = update(
+        user,
+        key,
+        Some("application/x-www-form-urlencoded"),
+        acme_sh_body(sub, "from-acme-sh"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("\"from-acme-sh\""));
+    // lego's provider: application/json; and a body with no type at all.
+    let r = update(
+        user,
+        key,
+        Some("application/json"),
+        acme_sh_body(sub, "from-lego"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = update(user, key, None, acme_sh_body(sub, "untyped"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut values = txt(&zr, &format!("{sub}.{ZONE}")).await;
+    values.sort();
+    assert_eq!(values, ["from-acme-sh", "from-lego", "untyped"]);
+    // A wrong key is 401 whatever the body and its type say.
+    for ct in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        None,
+    ] {
+        let r = update(user, "wrong-key", ct, "not json at all".into())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{ct:?}");
+    }
+    // The right key with a body that is not JSON: 400, nothing written.
+    let r = update(user, key, Some("text/plain"), "txt=nope".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(txt(&zr, &format!("{sub}.{ZONE}")).await.len(), 3);
+
+    // allowfrom as acme-dns's own example writes it (host bits set).
+    let r = register(Some(
+        r#"{"allowfrom": ["192.168.100.1/24", "2002:c0a8:2a00::1/40"]}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let far: Value = r.json().await.unwrap();
+    assert_eq!(
+        far["allowfrom"],
+        json!(["192.168.100.0/24", "2002:c0a8:2a00::/40"])
+    );
+    let (far_user, far_key, far_sub) = (
+        far["username"].as_str().unwrap(),
+        far["password"].as_str().unwrap(),
+        far["subdomain"].as_str().unwrap(),
+    );
+    let r = update(far_user, far_key, None, acme_sh_body(far_sub, "from-here"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "127.0.0.1 is outside allowfrom");
+    assert!(txt(&zr, &format!("{far_sub}.{ZONE}")).await.is_empty());
+    let near: Value = register(Some(r#"{"allowfrom": ["127.0.0.0/8"]}"#))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = update(
+        near["username"].as_str().unwrap(),
+        near["password"].as_str().unwrap(),
+        None,
+        acme_sh_body(near["subdomain"].as_str().unwrap(), "inside"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // A bad network names itself, and nothing is registered.
+    let api = Api::admin(&t);
+    let registrations = || async {
+        let events = api.get("/api/v1/events").await.body;
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "acme-dns.register")
+            .count()
+    };
+    let before = registrations().await;
+    let r = register(Some(r#"{"allowfrom": ["10.0.0.0/8", "not-a-network"]}"#))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "allowfrom[1]", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not-a-network"));
+    let r = register(Some(r#"{"allowfrom": "10.0.0.0/8"}"#))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(registrations().await, before);
+
+    let r = http
+        .get(t.url("/acme-dns/default/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.stop().await;
+}
+
+/// lego's httpreq follows the customer's `_acme-challenge` CNAME by default
+/// and then names the delegation's target in the technical zone: that is
+/// accepted for the instance's own delegations, and nothing else is.
+#[tokio::test]
+async fn httpreq_takes_the_cname_target_of_the_instances_own_delegation_only() {
+    let t = hub_with_zone(Db::Sqlite).await;
+    let api = Api::admin(&t);
+    let zr = zone_resolver(&t);
+    let http = t.http();
+    let target = |d: &Value| d["cname_target"].as_str().unwrap().to_string();
+    let ours = api
+        .expect(
+            201,
+            "/api/v1/instances/default/delegations",
+            json!({"domain": "follow.customer.test"}),
+        )
+        .await;
+    api.expect(201, "/api/v1/instances", json!({"name": "other"}))
+        .await;
+    let theirs = api
+        .expect(
+            201,
+            "/api/v1/instances/other/delegations",
+            json!({"domain": "theirs.customer.test"}),
+        )
+        .await;
+    let acme_dns = acme_dns_register(&t).await;
+    let call = |action: &str, fqdn: String, value: &str, ct: &str| {
+        http.post(t.url(&format!("/httpreq/default/{action}")))
+            .basic_auth("lego", Some(t.admin_token()))
+            .header("content-type", ct)
+            .body(json!({"fqdn": fqdn, "value": value}).to_string())
+            .send()
+    };
+    // As lego sends it after following the CNAME: the target, with a dot.
+    let r = call(
+        "present",
+        format!("{}.", target(&ours)),
+        "followed",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(txt(&zr, &target(&ours)).await, ["followed"]);
+    // Without following: the _acme-challenge name lands in the same place.
+    let r = call(
+        "present",
+        "_acme-challenge.follow.customer.test.".into(),
+        "direct",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut values = txt(&zr, &target(&ours)).await;
+    values.sort();
+    assert_eq!(values, ["direct", "followed"]);
+    let r = call("cleanup", target(&ours), "followed", "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(txt(&zr, &target(&ours)).await, ["direct"]);
+    // Another instance's target, an acme-dns label, any other name: refused.
+    for fqdn in [
+        target(&theirs),
+        format!("{}.{ZONE}", acme_dns["subdomain"].as_str().unwrap()),
+        format!("nothing.{ZONE}"),
+        "www.customer.test".into(),
+    ] {
+        let r = call("present", fqdn.clone(), "sneaky", "application/json")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{fqdn}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["field"], "fqdn", "{body}");
+    }
+    assert!(txt(&zr, &target(&theirs)).await.is_empty());
+    // A stranger is 401 before any body is read, whatever its type.
+    let r = http
+        .post(t.url("/httpreq/default/present"))
+        .basic_auth("lego", Some("not-a-token-at-all"))
+        .header("content-type", "text/plain")
+        .body("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    t.stop().await;
+}
