@@ -169,13 +169,7 @@ async fn zone_view(hub: &Hub, z: &DnsZone) -> Result<ZoneView, Error> {
         .await?
         .map(|c| c.name)
         .unwrap_or_default();
-    Ok(ZoneView {
-        id: z.id.clone(),
-        zone: z.zone.clone(),
-        credential,
-        provider: z.provider.clone(),
-        created_at: crate::util::rfc3339(z.created_at),
-    })
+    Ok(ZoneView::new(z, credential))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{i}/dns-zones", tag = "dns",

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use super::views::{CertificateView, EventListing, EventView, Listing, OrderView};
+use super::views::{CertificateView, EventListing, EventView, Listing, OrderView, upstream_view};
 use super::{ApiJson, ApiResult, Page};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -35,13 +35,7 @@ async fn order_view(hub: &Hub, order: &Order, now: i64) -> Result<OrderView, Err
                 .map(|a| a.name),
             None => None,
         };
-        view.upstream = Some(serde_json::json!({
-            "ca_account": account,
-            "state": u.state,
-            "order_url": u.upstream_url,
-            "attempts": serde_json::from_str::<serde_json::Value>(&u.attempts).unwrap_or_default(),
-            "error": u.error,
-        }));
+        view.upstream = Some(upstream_view(&u, account));
     }
     Ok(view)
 }

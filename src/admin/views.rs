@@ -10,7 +10,8 @@ use crate::hub::Hub;
 use crate::orders::{effective_authz_status, effective_order_status};
 use crate::policy::{Identifier, RateLimits, ValidationMode};
 use crate::store::{
-    AccessKey, ApiToken, Authorization, Certificate, CertificateStatus, Event, Instance, Order,
+    AccessKey, ApiToken, Authorization, Certificate, CertificateStatus, DnsZone, Event, Instance,
+    Order, UpstreamOrder,
 };
 use crate::util::rfc3339;
 
@@ -348,6 +349,18 @@ impl OrderView {
     }
 }
 
+/// `OrderView::upstream`: how a relayed order stands at the upstream CA;
+/// `ca_account` is the CA account's name, not its id.
+pub fn upstream_view(u: &UpstreamOrder, ca_account: Option<String>) -> Value {
+    serde_json::json!({
+        "ca_account": ca_account,
+        "state": u.state,
+        "order_url": u.upstream_url,
+        "attempts": serde_json::from_str::<Value>(&u.attempts).unwrap_or_default(),
+        "error": u.error,
+    })
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     /// Increasing; pass the last one as `before` for the next (older) page.
@@ -438,6 +451,19 @@ pub struct ZoneView {
     pub credential: String,
     pub provider: String,
     pub created_at: String,
+}
+
+impl ZoneView {
+    /// `credential` is the credential's name, not its id.
+    pub fn new(z: &DnsZone, credential: String) -> Self {
+        Self {
+            id: z.id.clone(),
+            zone: z.zone.clone(),
+            credential,
+            provider: z.provider.clone(),
+            created_at: time(z.created_at),
+        }
+    }
 }
 
 /// One step of a zone test.
