@@ -129,6 +129,12 @@ impl Form {
             .map_err(|e| Error::malformed(format!("the form could not be read: {e}")))?;
         crate::admin::parse_json(&bytes)
     }
+
+    /// The API's settings type from the fields of `spec`: [`Self::json`],
+    /// then [`Self::settings`].
+    pub fn read<T: DeserializeOwned>(&self, spec: &[(&str, Field)]) -> Result<T, Error> {
+        Self::settings(self.json(spec)?)
+    }
 }
 
 /// The values a form is drawn with: a stored object's, or what was posted

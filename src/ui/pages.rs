@@ -1,7 +1,7 @@
 //! The console's pages. Each handler calls the admin API's handler for the
 //! same thing (so a page checks exactly what the API checks) and draws the
 //! answer; a refused form is drawn again with the API's error and what was
-//! typed, secrets left out.
+//! typed, secrets left out: every post that does so ends in [`answer`].
 
 use std::sync::Arc;
 
@@ -54,12 +54,48 @@ fn with_notice(mut ctx: Ctx, done: &Done) -> Ctx {
     ctx
 }
 
-fn refused(mut ctx: Ctx, e: &ApiError) -> Ctx {
-    ctx.error = Some(match e {
-        ApiError::Unauthenticated => "the session ended; sign in again".to_string(),
-        ApiError::Hub(e) => e.detail.clone(),
-    });
-    ctx
+/// How a post ends. When the API took it, `then` answers: a redirect with
+/// [`go`] for most, a page for those that show something only once. When the
+/// API refused it, `redraw` draws the page the form was on again, in `ctx`
+/// (that page's frame) with the API's words.
+async fn answer<T, Then, Redraw>(
+    result: Result<T, ApiError>,
+    then: impl FnOnce(T) -> Then,
+    mut ctx: Ctx,
+    redraw: impl FnOnce(Ctx) -> Redraw,
+) -> UiResult<Response>
+where
+    Then: Future<Output = UiResult<Response>>,
+    Redraw: Future<Output = UiResult<Response>>,
+{
+    match result {
+        Ok(done) => then(done).await,
+        Err(e) => {
+            ctx.error = Some(match e {
+                ApiError::Unauthenticated => "the session ended; sign in again".to_string(),
+                ApiError::Hub(e) => e.detail,
+            });
+            redraw(ctx).await
+        }
+    }
+}
+
+/// Calls an API handler with the settings a form became; a form that did
+/// not become them is refused as the API would have refused it.
+async fn with_settings<S, T, F>(
+    settings: Result<S, Error>,
+    call: impl FnOnce(ApiJson<S>) -> F,
+) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>>,
+{
+    call(ApiJson(settings?)).await
+}
+
+/// A post the API took: on to `to` (303, so a reload does not post again),
+/// whose `?done=` names the notice.
+fn go(to: String) -> std::future::Ready<UiResult<Response>> {
+    std::future::ready(Ok(see_other(&to)))
 }
 
 #[derive(Template)]
@@ -116,17 +152,17 @@ const INSTANCE_NEW: &[(&str, Field)] = &[
 ];
 
 pub async fn create_instance(State(hub): Hub_, post: Post) -> UiResult<Response> {
-    let made = match post.form.json(INSTANCE_NEW).and_then(Form::settings) {
-        Ok(s) => handlers::create_instance(State(hub.clone()), post.who(), ApiJson(s)).await,
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(Created(i)) => Ok(see_other(&format!("/ui/i/{}?done=created", i.name))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(None, "instances"), &e);
-            instances_page(hub, &post.session, ctx, Values::posted(&post.form)).await
-        }
-    }
+    let made = with_settings(post.form.read(INSTANCE_NEW), |s| {
+        handlers::create_instance(State(hub.clone()), post.who(), s)
+    })
+    .await;
+    answer(
+        made,
+        |Created(i)| go(format!("/ui/i/{}?done=created", i.name)),
+        post.session.ctx(None, "instances"),
+        |ctx| instances_page(hub, &post.session, ctx, Values::posted(&post.form)),
+    )
+    .await
 }
 
 #[derive(Template)]
@@ -207,25 +243,20 @@ pub async fn update_instance(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let result = save_instance(&hub, &i, &post).await;
-    match result {
-        Ok(name) => Ok(see_other(&format!("/ui/i/{name}?done=saved"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "settings"), &e);
-            instance_page(
-                hub,
-                &post.session,
-                &i,
-                ctx,
-                Some(Values::posted(&post.form)),
-            )
-            .await
-        }
-    }
+    answer(
+        save_instance(&hub, &i, &post).await,
+        |name| go(format!("/ui/i/{name}?done=saved")),
+        post.session.ctx(Some(&i), "settings"),
+        |ctx| {
+            let v = Some(Values::posted(&post.form));
+            instance_page(hub, &post.session, &i, ctx, v)
+        },
+    )
+    .await
 }
 
 async fn save_instance(hub: &Arc<Hub>, i: &str, post: &Post) -> Result<String, ApiError> {
-    let settings = Form::settings(post.form.json(INSTANCE_SETTINGS)?)?;
+    let settings = post.form.read(INSTANCE_SETTINGS)?;
     let view = handlers::patch_instance(
         State(hub.clone()),
         post.who(),
@@ -274,13 +305,13 @@ pub async fn delete_instance(
         ));
         return instance_page(hub, &post.session, &i, ctx, None).await;
     }
-    match handlers::delete_instance(State(hub.clone()), post.who(), Path(i.clone())).await {
-        Ok(_) => Ok(see_other("/ui/instances?done=deleted")),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "settings"), &e);
-            instance_page(hub, &post.session, &i, ctx, None).await
-        }
-    }
+    answer(
+        handlers::delete_instance(State(hub.clone()), post.who(), Path(i.clone())).await,
+        |_| go("/ui/instances?done=deleted".into()),
+        post.session.ctx(Some(&i), "settings"),
+        |ctx| instance_page(hub, &post.session, &i, ctx, None),
+    )
+    .await
 }
 
 // ---- CA accounts ----
@@ -403,25 +434,23 @@ pub async fn create_ca_account(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let made = match ca_settings(&post.form, true) {
-        Ok(s) => {
-            relay::create_ca_account(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
-                .await
-        }
-        Err(e) => Err(e.into()),
-    };
+    let made = with_settings(ca_settings(&post.form, true), |s| {
+        relay::create_ca_account(State(hub.clone()), post.who(), Path(i.clone()), s)
+    })
+    .await;
+    let ctx = post.session.ctx(Some(&i), "ca-accounts");
     match made {
         Ok(Created(a)) if post.form.get("action") == "test" => {
-            let ctx = post.session.ctx(Some(&i), "ca-accounts");
             tested(hub, &post.session, &i, &a.id, ctx).await
         }
-        Ok(Created(a)) => Ok(see_other(&format!(
-            "/ui/i/{i}/ca-accounts/{}?done=created",
-            a.id
-        ))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "ca-accounts"), &e);
-            ca_accounts_page(hub, &post.session, &i, ctx, Values::posted(&post.form)).await
+        made => {
+            answer(
+                made,
+                |Created(a)| go(format!("/ui/i/{i}/ca-accounts/{}?done=created", a.id)),
+                ctx,
+                |ctx| ca_accounts_page(hub, &post.session, &i, ctx, Values::posted(&post.form)),
+            )
+            .await
         }
     }
 }
@@ -464,33 +493,25 @@ pub async fn update_ca_account(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    let saved = match ca_settings(&post.form, false) {
-        Ok(s) => {
-            relay::patch_ca_account(
-                State(hub.clone()),
-                post.who(),
-                Path((i.clone(), id.clone())),
-                ApiJson(s),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    };
+    let at = Path((i.clone(), id.clone()));
+    let saved = with_settings(ca_settings(&post.form, false), |s| {
+        relay::patch_ca_account(State(hub.clone()), post.who(), at, s)
+    })
+    .await;
     let ctx = post.session.ctx(Some(&i), "ca-accounts");
     match saved {
         Ok(_) if post.form.get("action") == "test" => {
             tested(hub, &post.session, &i, &id, ctx).await
         }
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/ca-accounts/{id}?done=saved"))),
-        Err(e) => {
-            let ctx = refused(ctx, &e);
-            ca_account_page(
-                hub,
-                &post.session,
-                &i,
-                &id,
+        saved => {
+            answer(
+                saved,
+                |_| go(format!("/ui/i/{i}/ca-accounts/{id}?done=saved")),
                 ctx,
-                Some(Values::posted(&post.form)),
+                |ctx| {
+                    let v = Some(Values::posted(&post.form));
+                    ca_account_page(hub, &post.session, &i, &id, ctx, v)
+                },
             )
             .await
         }
@@ -511,19 +532,14 @@ pub async fn delete_ca_account(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    match relay::delete_ca_account(
-        State(hub.clone()),
-        post.who(),
-        Path((i.clone(), id.clone())),
+    let at = Path((i.clone(), id.clone()));
+    answer(
+        relay::delete_ca_account(State(hub.clone()), post.who(), at).await,
+        |_| go(format!("/ui/i/{i}/ca-accounts?done=deleted")),
+        post.session.ctx(Some(&i), "ca-accounts"),
+        |ctx| ca_account_page(hub, &post.session, &i, &id, ctx, None),
     )
     .await
-    {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/ca-accounts?done=deleted"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "ca-accounts"), &e);
-            ca_account_page(hub, &post.session, &i, &id, ctx, None).await
-        }
-    }
 }
 
 // ---- stored credentials ----
@@ -616,29 +632,20 @@ pub async fn create_credential(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let made = match credential_settings(&post.form, true) {
-        Ok(s) => {
-            dns::create_credential(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
-                .await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/credentials?done=created"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
-            let kind = post.form.get("kind").to_string();
-            credentials_page(
-                hub,
-                &post.session,
-                &i,
-                ctx,
-                &kind,
-                Values::posted(&post.form),
-            )
-            .await
-        }
-    }
+    let made = with_settings(credential_settings(&post.form, true), |s| {
+        dns::create_credential(State(hub.clone()), post.who(), Path(i.clone()), s)
+    })
+    .await;
+    answer(
+        made,
+        |_| go(format!("/ui/i/{i}/credentials?done=created")),
+        post.session.ctx(Some(&i), "credentials"),
+        |ctx| {
+            let (kind, v) = (post.form.get("kind"), Values::posted(&post.form));
+            credentials_page(hub, &post.session, &i, ctx, kind, v)
+        },
+    )
+    .await
 }
 
 async fn credential_page(
@@ -682,36 +689,22 @@ pub async fn update_credential(
     post: Post,
 ) -> UiResult<Response> {
     let rotating = !post.form.group("secret").is_empty();
-    let saved = match credential_settings(&post.form, false) {
-        Ok(s) => {
-            dns::patch_credential(
-                State(hub.clone()),
-                post.who(),
-                Path((i.clone(), id.clone())),
-                ApiJson(s),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match saved {
-        Ok(_) => Ok(see_other(&format!(
-            "/ui/i/{i}/credentials/{id}?done={}",
-            if rotating { "rotated" } else { "saved" }
-        ))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
-            credential_page(
-                hub,
-                &post.session,
-                &i,
-                &id,
-                ctx,
-                Some(Values::posted(&post.form)),
-            )
-            .await
-        }
-    }
+    let at = Path((i.clone(), id.clone()));
+    let saved = with_settings(credential_settings(&post.form, false), |s| {
+        dns::patch_credential(State(hub.clone()), post.who(), at, s)
+    })
+    .await;
+    let done = if rotating { "rotated" } else { "saved" };
+    answer(
+        saved,
+        |_| go(format!("/ui/i/{i}/credentials/{id}?done={done}")),
+        post.session.ctx(Some(&i), "credentials"),
+        |ctx| {
+            let v = Some(Values::posted(&post.form));
+            credential_page(hub, &post.session, &i, &id, ctx, v)
+        },
+    )
+    .await
 }
 
 pub async fn delete_credential(
@@ -719,19 +712,14 @@ pub async fn delete_credential(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    match dns::delete_credential(
-        State(hub.clone()),
-        post.who(),
-        Path((i.clone(), id.clone())),
+    let at = Path((i.clone(), id.clone()));
+    answer(
+        dns::delete_credential(State(hub.clone()), post.who(), at).await,
+        |_| go(format!("/ui/i/{i}/credentials?done=deleted")),
+        post.session.ctx(Some(&i), "credentials"),
+        |ctx| credential_page(hub, &post.session, &i, &id, ctx, None),
     )
     .await
-    {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/credentials?done=deleted"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "credentials"), &e);
-            credential_page(hub, &post.session, &i, &id, ctx, None).await
-        }
-    }
 }
 
 // ---- DNS: zone bindings and delegations ----
@@ -794,13 +782,13 @@ async fn dns_outcome<T>(
     result: Result<T, ApiError>,
     done: &str,
 ) -> UiResult<Response> {
-    match result {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/dns?done={done}"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(i), "dns"), &e);
-            dns_page(hub, &post.session, i, ctx, Values::posted(&post.form), None).await
-        }
-    }
+    answer(
+        result,
+        |_| go(format!("/ui/i/{i}/dns?done={done}")),
+        post.session.ctx(Some(i), "dns"),
+        |ctx| dns_page(hub, &post.session, i, ctx, Values::posted(&post.form), None),
+    )
+    .await
 }
 
 pub async fn create_zone(
@@ -808,13 +796,11 @@ pub async fn create_zone(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let body = post.form.json(&[("zone", Text), ("credential", Text)]);
-    let result = match body.and_then(Form::settings) {
-        Ok(s) => {
-            dns::create_zone(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s)).await
-        }
-        Err(e) => Err(e.into()),
-    };
+    let result = with_settings(
+        post.form.read(&[("zone", Text), ("credential", Text)]),
+        |s| dns::create_zone(State(hub.clone()), post.who(), Path(i.clone()), s),
+    )
+    .await;
     dns_outcome(hub, &post, &i, result, "created").await
 }
 
@@ -844,14 +830,10 @@ pub async fn create_delegation(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let body = post.form.json(&[("domain", Text)]);
-    let result = match body.and_then(Form::settings) {
-        Ok(s) => {
-            dns::create_delegation(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
-                .await
-        }
-        Err(e) => Err(e.into()),
-    };
+    let result = with_settings(post.form.read(&[("domain", Text)]), |s| {
+        dns::create_delegation(State(hub.clone()), post.who(), Path(i.clone()), s)
+    })
+    .await;
     dns_outcome(hub, &post, &i, result, "created").await
 }
 
@@ -954,6 +936,9 @@ fn client_commands(k: &NewAccessKeyView) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// What the new-key form starts with.
+const KEY_DEFAULTS: &[(&str, &str)] = &[("validation", "challenge")];
+
 pub async fn access_keys(
     session: Session,
     State(hub): Hub_,
@@ -961,7 +946,7 @@ pub async fn access_keys(
     Query(done): Query<Done>,
 ) -> UiResult<Response> {
     let ctx = with_notice(session.ctx(Some(&i), "keys"), &done);
-    let v = Values::default().or(&[("validation", "challenge")]);
+    let v = Values::default().or(KEY_DEFAULTS);
     keys_page(hub, &session, &i, ctx, v, None).await
 }
 
@@ -979,36 +964,30 @@ pub async fn create_access_key(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let made = match post.form.json(ACCESS_KEY).and_then(Form::settings) {
-        Ok(s) => {
-            handlers::create_access_key(State(hub.clone()), post.who(), Path(i.clone()), ApiJson(s))
-                .await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(Created(key)) => {
-            let mut ctx = post.session.ctx(Some(&i), "keys");
+    let made = with_settings(post.form.read(ACCESS_KEY), |s| {
+        handlers::create_access_key(State(hub.clone()), post.who(), Path(i.clone()), s)
+    })
+    .await;
+    let ctx = post.session.ctx(Some(&i), "keys");
+    answer(
+        made,
+        // The HMAC key is shown this once: drawn here, not redirected to.
+        |Created(key)| {
+            let mut ctx = ctx.clone();
             ctx.notice = Some(format!(
                 "Access key {} created. Copy its HMAC key now: it is not shown again.",
                 key.key.name
             ));
-            let v = Values::default().or(&[("validation", "challenge")]);
-            keys_page(hub, &post.session, &i, ctx, v, Some(key)).await
-        }
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "keys"), &e);
-            keys_page(
-                hub,
-                &post.session,
-                &i,
-                ctx,
-                Values::posted(&post.form),
-                None,
-            )
-            .await
-        }
-    }
+            let v = Values::default().or(KEY_DEFAULTS);
+            keys_page(hub.clone(), &post.session, &i, ctx, v, Some(key))
+        },
+        ctx.clone(),
+        |ctx| {
+            let v = Values::posted(&post.form);
+            keys_page(hub.clone(), &post.session, &i, ctx, v, None)
+        },
+    )
+    .await
 }
 
 pub async fn revoke_access_key(
@@ -1016,13 +995,13 @@ pub async fn revoke_access_key(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    match handlers::delete_access_key(State(hub.clone()), post.who(), Path((i.clone(), id))).await {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/keys?done=revoked"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "keys"), &e);
-            keys_page(hub, &post.session, &i, ctx, Values::default(), None).await
-        }
-    }
+    answer(
+        handlers::delete_access_key(State(hub.clone()), post.who(), Path((i.clone(), id))).await,
+        |_| go(format!("/ui/i/{i}/keys?done=revoked")),
+        post.session.ctx(Some(&i), "keys"),
+        |ctx| keys_page(hub, &post.session, &i, ctx, Values::default(), None),
+    )
+    .await
 }
 
 // ---- certificates ----
@@ -1220,26 +1199,18 @@ pub async fn create_managed(
     Path(i): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    let made = match post.form.json(MANAGED).and_then(Form::settings) {
-        Ok(s) => {
-            managed::create_managed_certificate(
-                State(hub.clone()),
-                post.who(),
-                Path(i.clone()),
-                ApiJson(s),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(_) => Ok(see_other(&format!("/ui/i/{i}/certificates?done=created"))),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(Some(&i), "certificates"), &e);
-            let q = CertificateFilter::default();
-            certificates_page(hub, &post.session, &i, ctx, &q, Values::posted(&post.form)).await
-        }
-    }
+    let made = with_settings(post.form.read(MANAGED), |s| {
+        managed::create_managed_certificate(State(hub.clone()), post.who(), Path(i.clone()), s)
+    })
+    .await;
+    let q = CertificateFilter::default();
+    answer(
+        made,
+        |_| go(format!("/ui/i/{i}/certificates?done=created")),
+        post.session.ctx(Some(&i), "certificates"),
+        |ctx| certificates_page(hub, &post.session, &i, ctx, &q, Values::posted(&post.form)),
+    )
+    .await
 }
 
 #[derive(Template)]
@@ -1289,28 +1260,15 @@ pub async fn revoke_certificate(
     Path((i, id)): Path<(String, String)>,
     post: Post,
 ) -> UiResult<Response> {
-    let result = match post
-        .form
-        .json(&[("reason", Number)])
-        .and_then(Form::settings)
-    {
-        Ok(r) => {
-            inventory::revoke_certificate(
-                State(hub.clone()),
-                post.who(),
-                Path((i.clone(), id.clone())),
-                ApiJson(r),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match result {
-        Ok(_) => Ok(see_other(&format!(
-            "/ui/i/{i}/certificates/{id}?done=revoked"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    // Refused, it is the error page: the certificate's page has no form
+    // to draw again.
+    let reason = post.form.read(&[("reason", Number)])?;
+    let at = Path((i.clone(), id.clone()));
+    let _revoked =
+        inventory::revoke_certificate(State(hub), post.who(), at, ApiJson(reason)).await?;
+    Ok(see_other(&format!(
+        "/ui/i/{i}/certificates/{id}?done=revoked"
+    )))
 }
 
 /// "Renew now" on a certificate the hub manages: a new order at once.
@@ -1661,24 +1619,33 @@ pub async fn access(
 }
 
 const WHO: &[(&str, Field)] = &[("name", Text), ("scope", Text), ("role", Text)];
+const USER: &[(&str, Field)] = &[
+    ("name", Text),
+    ("password", Text),
+    ("scope", Text),
+    ("role", Text),
+];
 
 pub async fn create_token(State(hub): Hub_, post: Post) -> UiResult<Response> {
-    let made = match post.form.json(WHO).and_then(Form::settings) {
-        Ok(request) => {
-            handlers::create_token(State(hub.clone()), post.who(), ApiJson(request)).await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(Created(token)) => {
-            let ctx = post.session.ctx(None, "access");
-            access_page(hub, &post.session, ctx, Values::default(), Some(token)).await
-        }
-        Err(e) => {
-            let ctx = refused(post.session.ctx(None, "access"), &e);
-            access_page(hub, &post.session, ctx, Values::posted(&post.form), None).await
-        }
-    }
+    let made = with_settings(post.form.read(WHO), |s| {
+        handlers::create_token(State(hub.clone()), post.who(), s)
+    })
+    .await;
+    let ctx = post.session.ctx(None, "access");
+    answer(
+        made,
+        // The token is shown this once: drawn here, not redirected to.
+        |Created(token)| {
+            let v = Values::default();
+            access_page(hub.clone(), &post.session, ctx.clone(), v, Some(token))
+        },
+        ctx.clone(),
+        |ctx| {
+            let v = Values::posted(&post.form);
+            access_page(hub.clone(), &post.session, ctx, v, None)
+        },
+    )
+    .await
 }
 
 pub async fn revoke_token(
@@ -1686,35 +1653,27 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    match handlers::delete_token(State(hub.clone()), post.who(), Path(id)).await {
-        Ok(_) => Ok(see_other("/ui/access?done=revoked")),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(None, "access"), &e);
-            access_page(hub, &post.session, ctx, Values::default(), None).await
-        }
-    }
+    answer(
+        handlers::delete_token(State(hub.clone()), post.who(), Path(id)).await,
+        |_| go("/ui/access?done=revoked".into()),
+        post.session.ctx(None, "access"),
+        |ctx| access_page(hub, &post.session, ctx, Values::default(), None),
+    )
+    .await
 }
 
 pub async fn create_user(State(hub): Hub_, post: Post) -> UiResult<Response> {
-    let body = post.form.json(&[
-        ("name", Text),
-        ("password", Text),
-        ("scope", Text),
-        ("role", Text),
-    ]);
-    let made = match body.and_then(Form::settings) {
-        Ok(request) => {
-            handlers::create_user(State(hub.clone()), post.who(), ApiJson(request)).await
-        }
-        Err(e) => Err(e.into()),
-    };
-    match made {
-        Ok(_) => Ok(see_other("/ui/access?done=created")),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(None, "access"), &e);
-            access_page(hub, &post.session, ctx, Values::posted(&post.form), None).await
-        }
-    }
+    let made = with_settings(post.form.read(USER), |s| {
+        handlers::create_user(State(hub.clone()), post.who(), s)
+    })
+    .await;
+    answer(
+        made,
+        |_| go("/ui/access?done=created".into()),
+        post.session.ctx(None, "access"),
+        |ctx| access_page(hub, &post.session, ctx, Values::posted(&post.form), None),
+    )
+    .await
 }
 
 pub async fn delete_user(
@@ -1722,11 +1681,11 @@ pub async fn delete_user(
     Path(id): Path<String>,
     post: Post,
 ) -> UiResult<Response> {
-    match handlers::delete_user(State(hub.clone()), post.who(), Path(id)).await {
-        Ok(_) => Ok(see_other("/ui/access?done=deleted")),
-        Err(e) => {
-            let ctx = refused(post.session.ctx(None, "access"), &e);
-            access_page(hub, &post.session, ctx, Values::default(), None).await
-        }
-    }
+    answer(
+        handlers::delete_user(State(hub.clone()), post.who(), Path(id)).await,
+        |_| go("/ui/access?done=deleted".into()),
+        post.session.ctx(None, "access"),
+        |ctx| access_page(hub, &post.session, ctx, Values::default(), None),
+    )
+    .await
 }
