@@ -12,7 +12,7 @@ use super::views::{CertificateView, EventListing, EventView, Listing, OrderView}
 use super::{ApiJson, ApiResult, Page};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::{CertificateFilter, EventFilter, Order, OrderFilter};
+use crate::store::{CertificateFilter, EventFilter, Order, OrderFilter, OrderStatus};
 use crate::tenancy::principals::{Principal, Scope};
 use crate::util::now;
 
@@ -37,7 +37,7 @@ async fn order_view(hub: &Hub, order: &Order, now: i64) -> Result<OrderView, Err
         };
         view.upstream = Some(serde_json::json!({
             "ca_account": account,
-            "state": u.state,
+            "state": u.state.as_str(),
             "order_url": u.upstream_url,
             "attempts": serde_json::from_str::<serde_json::Value>(&u.attempts).unwrap_or_default(),
             "error": u.error,
@@ -70,16 +70,20 @@ pub async fn list_orders(
 ) -> ApiResult<Json<Listing<OrderView>>> {
     let instance = who.instance(&hub, &i).await?;
     let (limit, offset) = page.resolve()?;
-    if let Some(status) = &query.status {
-        crate::store::OrderStatus::parse(status).map_err(|_| {
-            Error::invalid(
-                "status",
-                "status must be pending, ready, processing, valid or invalid",
-            )
-        })?;
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|status| {
+            OrderStatus::from_text(status).ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    "status must be pending, ready, processing, valid or invalid",
+                )
+            })
+        })
+        .transpose()?;
     let filter = OrderFilter {
-        status: query.status,
+        status,
         account_id: query.account,
         limit: limit + 1,
         offset,
