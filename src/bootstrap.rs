@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::hub::{DEFAULT_INSTANCE, Hub, Parts};
 use crate::nonce::Nonces;
 use crate::secrets::MasterKey;
-use crate::store::Store;
+use crate::store::{Issuer, Store};
 use crate::validation::Validator;
 
 /// Failures while opening the hub.
@@ -52,7 +52,9 @@ pub async fn open(config: Config) -> Result<Arc<Hub>, HubError> {
     let nonces = Nonces::new(store.clone(), config.acme.nonce_lifetime_secs)
         .await
         .map_err(|e| HubError::Setup(e.detail))?;
-    let default = store.ensure_instance(DEFAULT_INSTANCE, "local").await?;
+    let default = store
+        .ensure_instance(DEFAULT_INSTANCE, Issuer::Local)
+        .await?;
     let admin_token = match &config.admin_token {
         Some(token) => token.trim().to_string(),
         None => {

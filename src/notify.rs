@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::store::{Instance, Notification, NotificationChannel};
+use crate::store::{ChannelKind, Instance, Notification, NotificationChannel, NotificationStatus};
 use crate::util::{b64, hex, now, random_bytes, random_id};
 
 /// Every event a channel may ask for.
@@ -94,7 +94,6 @@ pub async fn create_channel(
         .clone()
         .ok_or_else(|| Error::invalid("name", "name is required"))?;
     crate::tenancy::fields::check_name("channel", &name)?;
-    let kind = s.kind.as_deref().unwrap_or_default();
     let events = s.events.clone().unwrap_or_default();
     if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
         return Err(Error::invalid(
@@ -102,12 +101,14 @@ pub async fn create_channel(
             format!("{bad:?} is not an event; events are {}", EVENTS.join(", ")),
         ));
     }
+    let kind = ChannelKind::from_text(s.kind.as_deref().unwrap_or_default())
+        .ok_or_else(|| Error::invalid("kind", "kind must be webhook or email"))?;
     let at = now();
     let mut channel = NotificationChannel {
         id: random_id(),
         instance_id: instance.id.clone(),
         name,
-        kind: kind.to_string(),
+        kind,
         config: Value::Null,
         sealed_secret: None,
         events,
@@ -117,7 +118,7 @@ pub async fn create_channel(
     };
     let mut shown = None;
     let secret = match kind {
-        "webhook" => {
+        ChannelKind::Webhook => {
             let url = s
                 .url
                 .as_deref()
@@ -165,7 +166,7 @@ pub async fn create_channel(
                 }
             }
         }
-        "email" => {
+        ChannelKind::Email => {
             let host = s
                 .smtp_host
                 .as_deref()
@@ -211,7 +212,6 @@ pub async fn create_channel(
             });
             s.smtp_password.clone().unwrap_or_default()
         }
-        _ => return Err(Error::invalid("kind", "kind must be webhook or email")),
     };
     if !hub_wide {
         if let Some(config) = channel.config.as_object_mut() {
@@ -228,7 +228,7 @@ pub async fn create_channel(
         actor,
         "channel.create",
         ("channel", &channel.id),
-        json!({"name": channel.name, "kind": channel.kind}),
+        json!({"name": channel.name, "kind": channel.kind.as_str()}),
     )
     .await;
     Ok(Created {
@@ -279,7 +279,7 @@ pub async fn emit(hub: &Hub, instance_id: &str, event: &str, data: Value) {
             instance_id: instance_id.to_string(),
             event: event.to_string(),
             payload: body.to_string(),
-            status: "pending".into(),
+            status: NotificationStatus::Pending,
             attempts: 0,
             next_attempt_at: at,
             last_error: None,
@@ -344,7 +344,7 @@ async fn deliver_one(hub: &Hub, notification: &crate::store::Notification) -> Re
         hub.store
             .record_delivery(
                 &notification.id,
-                "failed",
+                NotificationStatus::Failed,
                 attempts,
                 at,
                 Some("the channel is gone"),
@@ -358,14 +358,21 @@ async fn deliver_one(hub: &Hub, notification: &crate::store::Notification) -> Re
     match outcome {
         Ok(()) => {
             hub.store
-                .record_delivery(&notification.id, "sent", attempts, at, None, at)
+                .record_delivery(
+                    &notification.id,
+                    NotificationStatus::Sent,
+                    attempts,
+                    at,
+                    None,
+                    at,
+                )
                 .await?
         }
         Err(why) => {
             let status = if attempts >= MAX_ATTEMPTS {
-                "failed"
+                NotificationStatus::Failed
             } else {
-                "pending"
+                NotificationStatus::Pending
             };
             let wait = (RETRY_START_SECS << (attempts - 1).clamp(0, 16)).min(RETRY_CAP_SECS);
             tracing::warn!(channel = %channel.name, event = %notification.event, attempts, error = %why, "a notification was not delivered");
@@ -455,8 +462,8 @@ async fn deliver(
     event: &str,
     body: &str,
 ) -> Result<(), String> {
-    match c.kind.as_str() {
-        "webhook" => {
+    match c.kind {
+        ChannelKind::Webhook => {
             let url = c.config["url"].as_str().unwrap_or_default();
             // Errors name the host only: a webhook URL may carry a token.
             let shown = shown_url(url);
@@ -491,8 +498,7 @@ async fn deliver(
                 ))
             }
         }
-        "email" => send_email(hub, c, event, body).await,
-        other => Err(format!("unknown channel kind {other}")),
+        ChannelKind::Email => send_email(hub, c, event, body).await,
     }
 }
 

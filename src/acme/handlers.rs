@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::jws::{AccountKey, Jws, KeyRef};
 use crate::orders::{self, OrderRequest, Revoker};
+use crate::store::CertificateIssuer;
 use crate::util::{parse_rfc3339, rfc3339};
 
 type AcmeResult = Result<Response, AcmeError>;
@@ -386,10 +387,9 @@ pub async fn certificate(
     };
     // The local CA's one alternate is the chain with its root; a relayed
     // certificate's are the upstream CA's, unchanged.
-    let alternates = if cert.issuer == orders::LOCAL_ISSUER {
-        vec![format!("{chain}{}", hub.ca.root_pem())]
-    } else {
-        cert.alternate_chains.clone()
+    let alternates = match cert.issuer {
+        CertificateIssuer::Local => vec![format!("{chain}{}", hub.ca.root_pem())],
+        CertificateIssuer::CaAccount(_) => cert.alternate_chains.clone(),
     };
     let chain = match alternate.as_str() {
         "" => chain,

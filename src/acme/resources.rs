@@ -116,7 +116,7 @@ pub fn challenge_url(hub: &Hub, instance: &str, challenge: &Challenge) -> String
 /// RFC 8555 §7.1.5 and §8.
 pub fn challenge(hub: &Hub, instance: &str, c: &Challenge) -> Value {
     let mut value = json!({
-        "type": c.kind,
+        "type": c.kind.as_str(),
         "url": challenge_url(hub, instance, c),
         "status": c.status.as_str(),
         "token": c.token,

@@ -12,7 +12,7 @@ use super::views::{CertificateView, EventListing, EventView, Listing, OrderView,
 use super::{ApiJson, ApiResult, Page};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::{CertificateFilter, EventFilter, Order, OrderFilter};
+use crate::store::{CertificateFilter, EventFilter, Order, OrderFilter, OrderStatus};
 use crate::tenancy::principals::{Principal, Scope};
 use crate::util::now;
 
@@ -64,16 +64,20 @@ pub async fn list_orders(
 ) -> ApiResult<Json<Listing<OrderView>>> {
     let instance = who.instance(&hub, &i).await?;
     let (limit, offset) = page.resolve()?;
-    if let Some(status) = &query.status {
-        crate::store::OrderStatus::parse(status).map_err(|_| {
-            Error::invalid(
-                "status",
-                "status must be pending, ready, processing, valid or invalid",
-            )
-        })?;
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|status| {
+            OrderStatus::from_text(status).ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    "status must be pending, ready, processing, valid or invalid",
+                )
+            })
+        })
+        .transpose()?;
     let filter = OrderFilter {
-        status: query.status,
+        status,
         account_id: query.account,
         limit: limit + 1,
         offset,

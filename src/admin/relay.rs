@@ -161,7 +161,7 @@ pub async fn test_ca_account(
         available: report.available,
         detail: report.detail,
         endpoints: report.endpoints,
-        account_status: report.account_status,
+        account_status: report.account_status.as_str().to_string(),
         latency_ms: report.latency_ms,
     }))
 }

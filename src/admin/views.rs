@@ -68,13 +68,17 @@ impl InstanceView {
             id: i.id.clone(),
             name: i.name.clone(),
             description: i.description.clone(),
-            issuer: i.issuer.clone(),
+            issuer: i.issuer.as_str().to_string(),
             external_account_required: i.external_account_required,
             cert_validity_days: i.cert_validity_days,
             effective_cert_validity_days: crate::orders::validity_days(hub, i),
-            allowed_challenges: i.allowed_challenges.clone(),
+            allowed_challenges: i
+                .allowed_challenges
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             rate_limits: i.rate_limits,
-            environment: i.environment.clone(),
+            environment: i.environment.as_str().to_string(),
             failover: i.failover,
             allow_private_targets: i.allow_private_targets,
             effective_allow_private_targets: crate::tenancy::outbound::private_targets_allowed(
@@ -247,7 +251,7 @@ impl CertificateView {
             not_after: time(c.not_after),
             days_remaining: (c.not_after - now).div_euclid(86400),
             status: certificate_status(c, now).to_string(),
-            issuer: c.issuer.clone(),
+            issuer: c.issuer.to_string(),
             account: c.account_id.clone(),
             order: c.order_id.clone(),
             revoked_at: c.revoked_at.map(time),
@@ -300,7 +304,7 @@ impl AuthorizationView {
                 .challenges
                 .iter()
                 .map(|c| ChallengeView {
-                    kind: c.kind.clone(),
+                    kind: c.kind.as_str().to_string(),
                     status: c.status.as_str().to_string(),
                     validated: c.validated_at.map(time),
                     error: problem(&c.error),
@@ -354,7 +358,7 @@ impl OrderView {
 pub fn upstream_view(u: &UpstreamOrder, ca_account: Option<String>) -> Value {
     serde_json::json!({
         "ca_account": ca_account,
-        "state": u.state,
+        "state": u.state.as_str(),
         "order_url": u.upstream_url,
         "attempts": serde_json::from_str::<Value>(&u.attempts).unwrap_or_default(),
         "error": u.error,
@@ -504,7 +508,7 @@ impl DelegationView {
             domain: d.domain.clone(),
             cname_name: crate::dns::delegations::cname_name(d),
             cname_target: crate::dns::delegations::cname_target(hub, d).unwrap_or_default(),
-            status: d.status.clone(),
+            status: d.status.as_str().to_string(),
             detail: d.detail.clone(),
             checked_at: d.checked_at.map(time),
             created_at: time(d.created_at),
@@ -550,7 +554,7 @@ impl CaAccountView {
             description: a.description.clone(),
             ca: a.ca.clone(),
             directory_url: a.directory_url.clone(),
-            environment: a.environment.clone(),
+            environment: a.environment.as_str().to_string(),
             email: a.email.clone(),
             eab_kid: a.eab_kid.clone(),
             eab_hmac_key_set: a.sealed_eab_hmac.is_some(),
@@ -563,7 +567,7 @@ impl CaAccountView {
             caa_identities: a.caa_identities.clone(),
             profiles: a.profiles.clone(),
             account_url: a.account_url.clone(),
-            account_status: a.status.clone(),
+            account_status: a.status.as_str().to_string(),
             status_detail: a.status_detail.clone(),
             created_at: time(a.created_at),
             updated_at: time(a.updated_at),
@@ -628,13 +632,13 @@ impl ManagedView {
             id: m.id.clone(),
             name: m.name.clone(),
             identifiers: m.identifiers.iter().map(|i| i.value.clone()).collect(),
-            key_type: m.key_type.clone(),
+            key_type: m.key_type.as_str().to_string(),
             profile: m.profile.clone(),
             auto_renew: m.auto_renew,
             renew_before_days: m.renew_before_days,
             keep_key: m.keep_key,
             tags: m.tags.clone(),
-            status: m.status.clone(),
+            status: m.status.as_str().to_string(),
             step: m.step.clone(),
             missing: m.missing.clone(),
             certificate: current.map(|c| CertificateView::new(c, now, false)),
@@ -675,7 +679,7 @@ impl ChannelView {
         Self {
             id: c.id.clone(),
             name: c.name.clone(),
-            kind: c.kind.clone(),
+            kind: c.kind.as_str().to_string(),
             config: match c.config.get("url").and_then(Value::as_str) {
                 // The path and query may hold a token: shown to no one.
                 Some(url) => serde_json::json!({"url": crate::notify::shown_url(url)}),
@@ -711,7 +715,7 @@ impl NotificationView {
             id: n.id.clone(),
             channel: n.channel_id.clone(),
             event: n.event.clone(),
-            status: n.status.clone(),
+            status: n.status.as_str().to_string(),
             attempts: n.attempts,
             next_attempt_at: rfc3339(n.next_attempt_at),
             last_error: n.last_error.clone(),

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::store::{Delegation, Instance, StoreError};
+use crate::store::{Delegation, DelegationStatus, Instance, StoreError};
 use crate::util::{now, random_bytes, random_id};
 
 /// A delegation to create.
@@ -65,7 +65,7 @@ pub async fn create_delegation(
         instance_id: instance.id.clone(),
         domain,
         label: random_label(),
-        status: "missing".into(),
+        status: DelegationStatus::Missing,
         detail: String::new(),
         checked_at: None,
         created_at: now(),
@@ -97,7 +97,10 @@ pub async fn check(hub: &Hub, d: &mut Delegation) -> Result<(), Error> {
     )
     .await
     {
-        Err(why) => ("missing", format!("cannot check {name}: {why}")),
+        Err(why) => (
+            DelegationStatus::Missing,
+            format!("cannot check {name}: {why}"),
+        ),
         Ok(found) => {
             let wrong: Vec<String> = found
                 .iter()
@@ -113,29 +116,32 @@ pub async fn check(hub: &Hub, d: &mut Delegation) -> Result<(), Error> {
                 .collect();
             if !wrong.is_empty() {
                 (
-                    "mismatch",
+                    DelegationStatus::Mismatch,
                     format!("{}; it must be {target}", wrong.join("; ")),
                 )
             } else if !absent.is_empty() {
                 (
-                    "missing",
+                    DelegationStatus::Missing,
                     format!(
                         "no CNAME at {name} on {}; create {name} CNAME {target}",
                         absent.join(", ")
                     ),
                 )
             } else {
-                ("ok", format!("{name} CNAME {target} on every nameserver"))
+                (
+                    DelegationStatus::Ok,
+                    format!("{name} CNAME {target} on every nameserver"),
+                )
             }
         }
     };
     let at = now();
-    if d.status == "ok" && status != "ok" {
+    if d.status == DelegationStatus::Ok && status != DelegationStatus::Ok {
         crate::notify::emit(
             hub,
             &d.instance_id,
             "delegation.drift",
-            json!({"domain": d.domain, "status": status, "detail": detail,
+            json!({"domain": d.domain, "status": status.as_str(), "detail": detail,
                    "cname_name": name, "cname_target": target}),
         )
         .await;
@@ -147,14 +153,14 @@ pub async fn check(hub: &Hub, d: &mut Delegation) -> Result<(), Error> {
             &Actor::Hub,
             "delegation.status",
             ("delegation", &d.id),
-            json!({"domain": d.domain, "from": d.status, "to": status, "detail": detail}),
+            json!({"domain": d.domain, "from": d.status.as_str(), "to": status.as_str(), "detail": detail}),
         )
         .await;
     }
     hub.store
         .update_delegation_status(&d.id, status, &detail, at)
         .await?;
-    d.status = status.to_string();
+    d.status = status;
     d.detail = detail;
     d.checked_at = Some(at);
     Ok(())

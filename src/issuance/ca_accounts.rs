@@ -9,7 +9,7 @@ use crate::audit::{self, Actor};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::issuance::upstream::{UpstreamHttp, known_ca};
-use crate::store::{CaAccount, Instance, StoreError};
+use crate::store::{CaAccount, CaAccountStatus, Environment, Instance, StoreError};
 use crate::tenancy::fields::{check_environment, check_name, double_option, validate_description};
 use crate::util::{now, random_id};
 
@@ -223,8 +223,7 @@ pub async fn create_ca_account(
             .unwrap_or_default(),
         environment: known
             .map(|k| k.environment)
-            .unwrap_or("production")
-            .to_string(),
+            .unwrap_or(Environment::Production),
         email: String::new(),
         eab_kid: None,
         sealed_eab_hmac: None,
@@ -240,7 +239,7 @@ pub async fn create_ca_account(
         profiles: Default::default(),
         account_url: None,
         sealed_credentials: None,
-        status: "unregistered".into(),
+        status: CaAccountStatus::Unregistered,
         status_detail: "not registered yet: test the account".into(),
         created_at: now,
         updated_at: now,
@@ -259,7 +258,7 @@ pub async fn create_ca_account(
         "ca-account.create",
         ("ca-account", &account.id),
         json!({"name": account.name, "ca": account.ca, "directory_url": account.directory_url,
-               "environment": account.environment, "eab": account.eab_kid.is_some()}),
+               "environment": account.environment.as_str(), "eab": account.eab_kid.is_some()}),
     )
     .await;
     Ok(account)
@@ -286,7 +285,7 @@ pub async fn update_ca_account(
     if updated.directory_url != account.directory_url || s.eab_kid.is_some() {
         updated.account_url = None;
         updated.sealed_credentials = None;
-        updated.status = "unregistered".into();
+        updated.status = CaAccountStatus::Unregistered;
         updated.status_detail = "changed: test the account to register it".into();
     }
     updated.updated_at = now();
@@ -340,7 +339,7 @@ pub struct TestReport {
     pub available: bool,
     pub detail: String,
     pub endpoints: Value,
-    pub account_status: String,
+    pub account_status: CaAccountStatus,
     pub latency_ms: Option<u64>,
 }
 
@@ -359,7 +358,7 @@ pub async fn test_ca_account(
         available: false,
         detail,
         endpoints: json!({}),
-        account_status: account.status.clone(),
+        account_status: account.status,
         latency_ms: None,
     };
     let http = match UpstreamHttp::new(account.trusted_roots_pem.as_deref(), timeout) {
@@ -425,11 +424,11 @@ pub async fn test_ca_account(
                 updated.account_url = Some(url);
                 updated.sealed_credentials =
                     Some(hub.secrets.seal(credentials.as_bytes(), &owner(account)));
-                updated.status = "valid".into();
+                updated.status = CaAccountStatus::Valid;
                 updated.status_detail = "registered".into();
             }
             Err(why) => {
-                updated.status = "error".into();
+                updated.status = CaAccountStatus::Error;
                 updated.status_detail = why;
             }
         }
@@ -456,7 +455,7 @@ pub async fn test_ca_account(
             actor,
             "ca-account.register",
             ("ca-account", &account.id),
-            json!({"name": account.name, "status": updated.status, "account_url": updated.account_url}),
+            json!({"name": account.name, "status": updated.status.as_str(), "account_url": updated.account_url}),
         )
         .await;
     }
@@ -470,8 +469,8 @@ pub async fn test_ca_account(
         })
         .unwrap_or_default();
     let report = TestReport {
-        available: updated.status == "valid",
-        detail: if updated.status == "valid" {
+        available: updated.status == CaAccountStatus::Valid,
+        detail: if updated.status == CaAccountStatus::Valid {
             "API is available".into()
         } else {
             format!(
@@ -480,7 +479,7 @@ pub async fn test_ca_account(
             )
         },
         endpoints: Value::Object(endpoints),
-        account_status: updated.status.clone(),
+        account_status: updated.status,
         latency_ms: Some(latency),
     };
     Ok((report, updated))

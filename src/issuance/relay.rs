@@ -19,7 +19,10 @@ use crate::dns::publish::{Solver, challenge_name, solver_for};
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
 use crate::policy::IdentifierKind;
-use crate::store::{CaAccount, Instance, Order, RelayedCertificate, StoreError, UpstreamOrder};
+use crate::store::{
+    CaAccount, CertificateIssuer, Instance, Issuer, Order, RelayedCertificate, StoreError,
+    UpstreamOrder, UpstreamOrderState,
+};
 use crate::util::now;
 
 /// How long a worker's hold on an order lasts unless extended. The worker
@@ -113,7 +116,7 @@ async fn run(hub: &Arc<Hub>, order_id: &str) -> Result<(), Error> {
     // A CSR that arrived while this worker held the lease is picked up now.
     if outcome.is_ok() {
         if let Some(u) = hub.store.upstream_order(order_id).await? {
-            if u.state == "ready" && u.csr.is_some() {
+            if u.state == UpstreamOrderState::Ready && u.csr.is_some() {
                 Box::pin(run(hub, order_id)).await?;
             }
         }
@@ -165,15 +168,21 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
         .ok_or_else(|| Error::internal("relaying", "order vanished"))?;
     let mut retries = 0;
     loop {
-        let outcome = match u.state.as_str() {
-            "new" | "authorizing" => authorize(hub, &instance, &order, &mut u).await,
+        let outcome = match u.state {
+            UpstreamOrderState::New | UpstreamOrderState::Authorizing => {
+                authorize(hub, &instance, &order, &mut u).await
+            }
             // `finalizing` is where a restart finds an order whose CSR went
             // upstream. A failure there moves on too (the CSR is kept): the
             // client waits for a certificate, not for one CA.
-            "ready" | "finalizing" if u.csr.is_some() => {
+            UpstreamOrderState::Ready | UpstreamOrderState::Finalizing if u.csr.is_some() => {
                 issue(hub, &instance, &order, &mut u).await
             }
-            _ => return Ok(()),
+            // Waiting for the client's CSR, or done.
+            UpstreamOrderState::Ready
+            | UpstreamOrderState::Finalizing
+            | UpstreamOrderState::Valid
+            | UpstreamOrderState::Failed => return Ok(()),
         };
         let Err(f) = outcome else {
             retries = 0;
@@ -185,7 +194,7 @@ async fn advance(hub: &Hub, order_id: &str) -> Result<(), Error> {
         // Once the CA took the CSR, a second CA would issue a second
         // certificate: only a refusal (the order invalid there) moves on;
         // a CA that is away is waited for (the sweep tries again).
-        if u.state == "finalizing" && f.transient() && retries >= RETRIES {
+        if u.state == UpstreamOrderState::Finalizing && f.transient() && retries >= RETRIES {
             tracing::warn!(order = %order.id, error = %f.error().detail, "the CA that has the CSR is away; trying again later");
             return Ok(());
         }
@@ -223,7 +232,7 @@ async fn current_account(
     let (fit, reasons) = super::upstream::serving_accounts(
         hub,
         &accounts,
-        &instance.environment,
+        instance.environment,
         &order.identifiers,
         order.profile.as_deref(),
     )
@@ -364,7 +373,7 @@ async fn authorize(
                 .await
                 .map_err(|e| upstream_error(&account, e))?;
             u.upstream_url = Some(created.url().to_string());
-            u.state = "authorizing".into();
+            u.state = UpstreamOrderState::Authorizing;
             hub.store.update_upstream_order(u).await?;
             tracing::info!(order = %order.id, account = %account.name, upstream = %created.url(), "upstream order created");
             created
@@ -433,7 +442,7 @@ async fn authorize(
         }
     }
     outcome?;
-    u.state = "ready".into();
+    u.state = UpstreamOrderState::Ready;
     hub.store.update_upstream_order(u).await?;
     Ok(())
 }
@@ -468,7 +477,7 @@ async fn try_next_account(
     }
     u.ca_account_id = None;
     u.upstream_url = None;
-    u.state = "new".into();
+    u.state = UpstreamOrderState::New;
     let next = current_account(hub, instance, order, u).await.is_ok();
     hub.store.update_upstream_order(u).await?;
     tracing::warn!(order = %order.id, failed = %name, next, error = %e.detail, "upstream attempt failed");
@@ -500,7 +509,7 @@ async fn issue(
             .await
             .map_err(|e| upstream_error(&account, e))?;
     }
-    u.state = "finalizing".into();
+    u.state = UpstreamOrderState::Finalizing;
     hub.store.update_upstream_order(u).await?;
     let chain = upstream
         .poll_certificate(&retry(Duration::from_secs(
@@ -544,7 +553,7 @@ async fn issue(
         instance_id: instance.id.clone(),
         account_id: order.account_id.clone(),
         serial: crate::util::hex(parsed.raw_serial()),
-        issuer: format!("ca-account:{}", account.name),
+        issuer: CertificateIssuer::CaAccount(account.name.clone()),
         identifiers: order.identifiers.clone(),
         spki: parsed.public_key().raw.to_vec(),
         not_before: parsed.validity().not_before.timestamp(),
@@ -557,7 +566,7 @@ async fn issue(
     };
     match hub.store.complete_relayed_issuance(&record).await {
         Ok(cert_id) => {
-            metrics::counter!("acmehub_certificates_issued_total", "issuer" => "upstream")
+            metrics::counter!("acmehub_certificates_issued_total", "issuer" => Issuer::Upstream.as_str())
                 .increment(1);
             tracing::info!(order = %order.id, account = %account.name, serial = %record.serial, "relayed certificate issued");
             crate::audit::record(
@@ -569,12 +578,12 @@ async fn issue(
                 json!({"serial": record.serial, "order": order.id, "ca_account": account.name}),
             )
             .await;
-            u.state = "valid".into();
+            u.state = UpstreamOrderState::Valid;
             Ok(())
         }
         Err(StoreError::Guard) => {
             // The downstream order is no longer waiting (finished, or expired).
-            u.state = "valid".into();
+            u.state = UpstreamOrderState::Valid;
             hub.store.update_upstream_order(u).await?;
             Ok(())
         }
@@ -678,7 +687,7 @@ async fn fail(hub: &Hub, order: &Order, u: &mut UpstreamOrder, e: Error) -> Resu
     };
     let e = Error { subproblems, ..e };
     let problem = crate::error::Problem::from_error(&e).to_json();
-    u.state = "failed".into();
+    u.state = UpstreamOrderState::Failed;
     u.error = Some(e.detail.clone());
     hub.store.update_upstream_order(u).await?;
     hub.store.fail_order(&order.id, &problem).await?;

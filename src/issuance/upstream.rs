@@ -13,6 +13,8 @@ use http_body_util::BodyExt;
 use instant_acme::{BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient, NewAccount};
 use serde_json::Value;
 
+use crate::store::{CaAccountStatus, Environment};
+
 /// A CA the hub knows by name.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownCa {
@@ -20,7 +22,7 @@ pub struct KnownCa {
     /// What operators call it (the console's CA list).
     pub title: &'static str,
     pub directory_url: &'static str,
-    pub environment: &'static str,
+    pub environment: Environment,
     /// Issuer domain names in CAA records (RFC 8659 §4.2) that allow this CA.
     pub caa_identities: &'static [&'static str],
     /// The CA refuses accounts without External Account Binding.
@@ -32,7 +34,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "letsencrypt",
         title: "Let's Encrypt",
         directory_url: "https://acme-v02.api.letsencrypt.org/directory",
-        environment: "production",
+        environment: Environment::Production,
         caa_identities: &["letsencrypt.org"],
         eab_required: false,
     },
@@ -40,7 +42,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "letsencrypt-staging",
         title: "Let's Encrypt (staging)",
         directory_url: "https://acme-staging-v02.api.letsencrypt.org/directory",
-        environment: "staging",
+        environment: Environment::Staging,
         caa_identities: &["letsencrypt.org"],
         eab_required: false,
     },
@@ -48,7 +50,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "zerossl",
         title: "ZeroSSL",
         directory_url: "https://acme.zerossl.com/v2/DV90",
-        environment: "production",
+        environment: Environment::Production,
         caa_identities: &["sectigo.com", "zerossl.com"],
         eab_required: true,
     },
@@ -56,7 +58,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "google",
         title: "Google Trust Services",
         directory_url: "https://dv.acme-v02.api.pki.goog/directory",
-        environment: "production",
+        environment: Environment::Production,
         caa_identities: &["pki.goog"],
         eab_required: true,
     },
@@ -64,7 +66,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "google-staging",
         title: "Google Trust Services (staging)",
         directory_url: "https://dv.acme-v02.test-api.pki.goog/directory",
-        environment: "staging",
+        environment: Environment::Staging,
         caa_identities: &["pki.goog"],
         eab_required: true,
     },
@@ -72,7 +74,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "buypass",
         title: "Buypass",
         directory_url: "https://api.buypass.com/acme/directory",
-        environment: "production",
+        environment: Environment::Production,
         caa_identities: &["buypass.com"],
         eab_required: false,
     },
@@ -80,7 +82,7 @@ pub static KNOWN_CAS: &[KnownCa] = &[
         name: "sslcom",
         title: "SSL.com",
         directory_url: "https://acme.ssl.com/sslcom-dv-ecc",
-        environment: "production",
+        environment: Environment::Production,
         caa_identities: &["ssl.com"],
         eab_required: true,
     },
@@ -430,7 +432,7 @@ pub fn acme_error(e: instant_acme::Error) -> String {
 /// skips accounts that cannot serve the order).
 pub fn unfit(
     account: &crate::store::CaAccount,
-    instance_environment: &str,
+    instance_environment: Environment,
     identifiers: &[crate::policy::Identifier],
     profile: Option<&str>,
 ) -> Option<String> {
@@ -477,7 +479,7 @@ pub fn unfit(
             ));
         }
     }
-    if account.status == "error" {
+    if account.status == CaAccountStatus::Error {
         return Some(format!(
             "{}: the account could not be registered: {}",
             account.name, account.status_detail
@@ -490,7 +492,7 @@ pub fn unfit(
 /// (preferred first, then by priority), and why each other one was passed over.
 pub fn candidates<'a>(
     accounts: &'a [crate::store::CaAccount],
-    instance_environment: &str,
+    instance_environment: Environment,
     identifiers: &[crate::policy::Identifier],
     profile: Option<&str>,
 ) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
@@ -513,7 +515,7 @@ pub fn candidates<'a>(
 pub async fn serving_accounts<'a>(
     hub: &crate::hub::Hub,
     accounts: &'a [crate::store::CaAccount],
-    instance_environment: &str,
+    instance_environment: Environment,
     identifiers: &[crate::policy::Identifier],
     profile: Option<&str>,
 ) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
@@ -555,7 +557,7 @@ mod tests {
             description: String::new(),
             ca: "custom".into(),
             directory_url: "https://ca.test/dir".into(),
-            environment: env.into(),
+            environment: Environment::from_text(env).unwrap(),
             email: String::new(),
             eab_kid: None,
             sealed_eab_hmac: None,
@@ -569,7 +571,7 @@ mod tests {
             profiles: Default::default(),
             account_url: None,
             sealed_credentials: None,
-            status: "valid".into(),
+            status: CaAccountStatus::Valid,
             status_detail: String::new(),
             created_at: 0,
             updated_at: 0,
@@ -605,14 +607,14 @@ mod tests {
             account("c", "production", true, 10, false),
         ];
         let plain = [Identifier::dns("a.example.com").unwrap()];
-        let (fit, reasons) = candidates(&accounts, "production", &plain, None);
+        let (fit, reasons) = candidates(&accounts, Environment::Production, &plain, None);
         let names: Vec<&str> = fit.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "no-wild", "c", "b"]);
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].contains("staging account cannot serve a production instance"));
 
         let wild = [Identifier::dns("*.example.com").unwrap()];
-        let (fit, reasons) = candidates(&accounts, "production", &wild, None);
+        let (fit, reasons) = candidates(&accounts, Environment::Production, &wild, None);
         assert!(fit.iter().all(|a| a.name != "no-wild"));
         assert!(
             reasons
@@ -620,7 +622,7 @@ mod tests {
                 .any(|r| r.contains("wildcards are not allowed"))
         );
 
-        let (fit, reasons) = candidates(&accounts[1..2], "production", &plain, None);
+        let (fit, reasons) = candidates(&accounts[1..2], Environment::Production, &plain, None);
         assert!(fit.is_empty());
         assert_eq!(reasons.len(), 1);
     }

@@ -19,13 +19,11 @@ use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::policy::Identifier;
 use crate::store::{
-    Account, Certificate, CertificateStatus, Instance, ManagedCertificate, NewAuthz, NewOrder,
-    OrderStatus,
+    Account, Certificate, CertificateStatus, DelegationStatus, Instance, Issuer, KeyType,
+    ManagedCertificate, ManagedStatus, NewAuthz, NewOrder, OrderStatus,
 };
 use crate::util::{b64, random_bytes, random_id};
 
-/// The key types a managed certificate may have.
-pub const KEY_TYPES: &[&str] = &["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"];
 /// Most names on one managed certificate.
 const MAX_IDENTIFIERS: usize = 100;
 /// How long a worker holds a managed certificate's job.
@@ -141,13 +139,16 @@ pub async fn create_managed(
             .as_deref()
             .ok_or_else(|| Error::invalid("identifiers", "identifiers is required"))?,
     )?;
-    let key_type = s.key_type.clone().unwrap_or_else(|| "ec-p256".into());
-    if !KEY_TYPES.contains(&key_type.as_str()) {
-        return Err(Error::invalid(
-            "key_type",
-            format!("key_type must be one of {}", KEY_TYPES.join(", ")),
-        ));
-    }
+    let key_type = match s.key_type.as_deref() {
+        None => KeyType::EcP256,
+        Some(text) => KeyType::from_text(text).ok_or_else(|| {
+            let all: Vec<&str> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
+            Error::invalid(
+                "key_type",
+                format!("key_type must be one of {}", all.join(", ")),
+            )
+        })?,
+    };
     if let Some(profile) = &s.profile {
         crate::orders::check_profile(hub, instance, profile)
             .await
@@ -165,7 +166,7 @@ pub async fn create_managed(
         renew_before_days: None,
         keep_key: false,
         tags: Vec::new(),
-        status: "draft".into(),
+        status: ManagedStatus::Draft,
         step: "making the key and CSR".into(),
         missing: Vec::new(),
         sealed_key: None,
@@ -192,7 +193,7 @@ pub async fn create_managed(
         actor,
         "managed.create",
         ("managed-certificate", &m.id),
-        json!({"name": m.name, "identifiers": m.identifiers, "key_type": m.key_type}),
+        json!({"name": m.name, "identifiers": m.identifiers, "key_type": m.key_type.as_str()}),
     )
     .await;
     spawn(hub.clone(), m.id.clone());
@@ -412,14 +413,14 @@ async fn advance(hub: &Arc<Hub>, id: &str) -> Result<(), Error> {
         .ok_or_else(|| Error::internal("managing a certificate", "instance vanished"))?;
     // A few steps can follow each other at once (draft → csr → pending → ...).
     for _ in 0..4 {
-        let before = (m.status.clone(), m.order_id.clone(), m.next_attempt_at);
+        let before = (m.status, m.order_id.clone(), m.next_attempt_at);
         match step(hub, &instance, &mut m).await {
             Ok(()) => {}
             Err(e) => failure(hub, &mut m, &e).await?,
         }
         hub.store.update_managed(&m).await?;
         if m.next_attempt_at > hub.now()
-            || (m.status.clone(), m.order_id.clone(), m.next_attempt_at) == before
+            || (m.status, m.order_id.clone(), m.next_attempt_at) == before
         {
             break;
         }
@@ -440,22 +441,22 @@ async fn step(
         None => None,
     };
     let at = hub.now();
-    match (&current, m.status.as_str()) {
+    match &current {
         // Also a first attempt whose key could not be made.
-        (None, _) if m.sealed_key.is_none() || m.csr.is_none() => {
+        None if m.sealed_key.is_none() || m.csr.is_none() => {
             make_key(m).await.map(|(key, csr)| {
                 m.sealed_key = Some(hub.secrets.seal(&key, &owner(m)));
                 m.csr = Some(csr);
             })?;
-            m.status = "csr".into();
+            m.status = ManagedStatus::Csr;
             m.step = "key and CSR made; checking DNS".into();
             m.next_attempt_at = at;
             Ok(())
         }
-        (None, _) => issue(hub, instance, m).await,
-        (Some(cert), _) => {
+        None => issue(hub, instance, m).await,
+        Some(cert) => {
             if cert.status == CertificateStatus::Revoked {
-                if m.status != "revoked" {
+                if m.status != ManagedStatus::Revoked {
                     crate::notify::emit(
                         hub,
                         &m.instance_id,
@@ -464,9 +465,9 @@ async fn step(
                     )
                     .await;
                 }
-                m.status = "revoked".into();
+                m.status = ManagedStatus::Revoked;
             } else if cert.not_after <= at {
-                m.status = "expired".into();
+                m.status = ManagedStatus::Expired;
             }
             let reminder = remind_expiry(hub, m, cert).await;
             let renewal = m.next_renewal_at.unwrap_or(cert.not_after);
@@ -514,7 +515,7 @@ async fn step(
 fn event_data(m: &ManagedCertificate, cert: &Certificate, at: i64) -> Value {
     json!({
         "managed_certificate": m.id, "name": m.name, "identifiers": m.identifiers,
-        "certificate": cert.id, "serial": cert.serial, "issuer": cert.issuer,
+        "certificate": cert.id, "serial": cert.serial, "issuer": cert.issuer.to_string(),
         "not_after": crate::util::rfc3339(cert.not_after),
         "days_remaining": (cert.not_after - at).div_euclid(86400),
     })
@@ -589,11 +590,11 @@ fn backoff_secs(failures: i64) -> i64 {
 
 /// A new key of the certificate's type and a CSR for its names.
 async fn make_key(m: &ManagedCertificate) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let key_type = m.key_type.clone();
+    let key_type = m.key_type;
     let names: Vec<String> = m.identifiers.iter().map(|i| i.value.clone()).collect();
     // RSA key generation takes a while: off the async runtime.
     tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let pkcs8 = generate_key(&key_type)?;
+        let pkcs8 = generate_key(key_type)?;
         let key = rcgen::KeyPair::try_from(pkcs8.as_slice())
             .map_err(|e| Error::internal("loading a new key", e))?;
         let mut params =
@@ -608,7 +609,7 @@ async fn make_key(m: &ManagedCertificate) -> Result<(Vec<u8>, Vec<u8>), Error> {
     .map_err(|e| Error::internal("making a key", e))?
 }
 
-fn generate_key(key_type: &str) -> Result<Vec<u8>, Error> {
+fn generate_key(key_type: KeyType) -> Result<Vec<u8>, Error> {
     let ec = |alg: &'static rcgen::SignatureAlgorithm| {
         rcgen::KeyPair::generate_for(alg)
             .map(|k| k.serialize_der())
@@ -625,15 +626,11 @@ fn generate_key(key_type: &str) -> Result<Vec<u8>, Error> {
             .to_vec())
     };
     match key_type {
-        "ec-p256" => ec(&rcgen::PKCS_ECDSA_P256_SHA256),
-        "ec-p384" => ec(&rcgen::PKCS_ECDSA_P384_SHA384),
-        "rsa-2048" => rsa(2048),
-        "rsa-3072" => rsa(3072),
-        "rsa-4096" => rsa(4096),
-        other => Err(Error::internal(
-            "making a key",
-            format!("unknown key type {other}"),
-        )),
+        KeyType::EcP256 => ec(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::EcP384 => ec(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::Rsa2048 => rsa(2048),
+        KeyType::Rsa3072 => rsa(3072),
+        KeyType::Rsa4096 => rsa(4096),
     }
 }
 
@@ -658,13 +655,13 @@ async fn missing_dns(
                     // Checked at every issuance: the CNAME at the customer's
                     // authoritative servers is the proof of control.
                     crate::dns::delegations::check(hub, &mut d).await?;
-                    if d.status != "ok" {
+                    if d.status != DelegationStatus::Ok {
                         missing.push(json!({
                             "identifier": identifier.value,
                             "detail": d.detail,
                             "cname_name": crate::dns::delegations::cname_name(&d),
                             "cname_target": crate::dns::delegations::cname_target(hub, &d)?,
-                            "delegation_status": d.status,
+                            "delegation_status": d.status.as_str(),
                         }));
                     }
                 }
@@ -687,7 +684,7 @@ async fn issue(
     m.missing = missing_dns(hub, instance, m).await?;
     if !m.missing.is_empty() {
         if m.certificate_id.is_none() {
-            m.status = "pending".into();
+            m.status = ManagedStatus::Pending;
         }
         m.step = format!(
             "waiting for DNS: {}",
@@ -700,7 +697,7 @@ async fn issue(
         m.next_attempt_at = at + DNS_RECHECK_SECS;
         return Ok(());
     }
-    let relayed = instance.issuer == "upstream";
+    let relayed = instance.issuer == Issuer::Upstream;
     if !relayed {
         prove_control(hub, instance, m).await?;
     }
@@ -838,7 +835,7 @@ async fn check_order(
                 m.csr = m.next_csr.take();
             }
             m.order_id = None;
-            m.status = "active".into();
+            m.status = ManagedStatus::Active;
             m.failures = 0;
             m.error = None;
             let at = hub.now();
@@ -851,7 +848,7 @@ async fn check_order(
             push_history(
                 m,
                 json!({"at": at, "event": event, "serial": cert.serial, "certificate": cert_id,
-                       "not_after": cert.not_after, "issuer": cert.issuer}),
+                       "not_after": cert.not_after, "issuer": cert.issuer.to_string()}),
             );
             audit::record(
                 hub,
@@ -920,7 +917,7 @@ async fn failure(hub: &Hub, m: &mut ManagedCertificate, e: &Error) -> Result<(),
     m.error = Some(e.detail.clone());
     m.order_id = None;
     if m.certificate_id.is_none() {
-        m.status = "failed".into();
+        m.status = ManagedStatus::Failed;
     }
     let backoff = backoff_secs(m.failures);
     let at = hub.now();

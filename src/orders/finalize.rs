@@ -5,15 +5,13 @@ use crate::ca::{LeafRequest, ari_cert_id, parse_csr};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
 use crate::store::{
-    Account, Certificate, CertificateIntent, Instance, Order, OrderStatus, StoreError,
+    Account, Certificate, CertificateIntent, CertificateIssuer, Instance, Issuer, Order,
+    OrderStatus, StoreError,
 };
 use crate::util::{hex, now, random_bytes};
 
 use super::effective_order_status;
 use super::keys::spki_matches_jwk;
-
-/// The issuer name recorded for certificates of the local CA.
-pub const LOCAL_ISSUER: &str = "local";
 
 /// A random 128-bit positive serial whose DER content is exactly 16 bytes
 /// (top bit clear, first byte non-zero), so its hex form is unambiguous.
@@ -77,26 +75,46 @@ pub async fn finalize(
             "the CSR's key must not be the account key",
         ));
     }
-    if instance.issuer == "upstream" {
-        // The client's CSR goes upstream as it is; the order is `processing`
-        // until the upstream certificate arrives.
-        match hub.store.begin_relayed_issuance(&order.id, csr_der).await {
-            Ok(()) => {}
-            Err(StoreError::Guard) => {
-                return Err(Error::new(
-                    ErrorKind::OrderNotReady,
-                    "the order was finalized by another request",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        crate::issuance::relay::spawn(hub.clone(), order.id.clone());
-        return hub
-            .store
-            .order(&account.instance_id, order_id)
-            .await?
-            .ok_or_else(|| Error::internal("finalizing", "order vanished"));
+    match instance.issuer {
+        Issuer::Upstream => relay(hub, account, order, csr_der).await,
+        Issuer::Local => sign(hub, instance, account, order, &csr.spki_der).await,
     }
+}
+
+/// The client's CSR goes upstream as it is; the order is `processing`
+/// until the upstream certificate arrives.
+async fn relay(
+    hub: &std::sync::Arc<Hub>,
+    account: &Account,
+    order: Order,
+    csr_der: &[u8],
+) -> Result<Order, Error> {
+    match hub.store.begin_relayed_issuance(&order.id, csr_der).await {
+        Ok(()) => {}
+        Err(StoreError::Guard) => {
+            return Err(Error::new(
+                ErrorKind::OrderNotReady,
+                "the order was finalized by another request",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crate::issuance::relay::spawn(hub.clone(), order.id.clone());
+    hub.store
+        .order(&account.instance_id, &order.id)
+        .await?
+        .ok_or_else(|| Error::internal("finalizing", "order vanished"))
+}
+
+/// The local CA signs: the intent (with its serial) is recorded first, so a
+/// crash resumes with the same serial instead of losing or duplicating it.
+async fn sign(
+    hub: &Hub,
+    instance: &Instance,
+    account: &Account,
+    order: Order,
+    spki_der: &[u8],
+) -> Result<Order, Error> {
     let now = now();
     let validity = super::order_validity_days(hub, instance, order.profile.as_deref()) * 86400;
     let not_before = order.not_before.unwrap_or(now - 60);
@@ -107,9 +125,9 @@ pub async fn finalize(
         account_id: account.id.clone(),
         order_id: order.id.clone(),
         serial: hex(&serial),
-        issuer: LOCAL_ISSUER.into(),
+        issuer: CertificateIssuer::Local,
         identifiers: order.identifiers.clone(),
-        spki: csr.spki_der.clone(),
+        spki: spki_der.to_vec(),
         not_before,
         not_after,
     };
@@ -135,7 +153,7 @@ pub async fn finalize(
         return Ok(order);
     }
     hub.store
-        .order(&account.instance_id, order_id)
+        .order(&account.instance_id, &order.id)
         .await?
         .ok_or_else(|| Error::internal("finalizing", "order vanished"))
 }
@@ -187,7 +205,8 @@ pub async fn sign_recorded(hub: &Hub, cert: &Certificate, at: i64) -> Result<boo
         Err(StoreError::Guard) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    metrics::counter!("acmehub_certificates_issued_total", "issuer" => LOCAL_ISSUER).increment(1);
+    metrics::counter!("acmehub_certificates_issued_total", "issuer" => Issuer::Local.as_str())
+        .increment(1);
     tracing::info!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial, "certificate issued");
     Ok(order_valid)
 }
@@ -210,7 +229,7 @@ async fn fail_recorded(hub: &Hub, cert: &Certificate, error: &Error) -> Result<(
         .fail_issuance(cert, &problem, Some(&event))
         .await?
     {
-        metrics::counter!("acmehub_certificates_failed_total", "issuer" => LOCAL_ISSUER)
+        metrics::counter!("acmehub_certificates_failed_total", "issuer" => Issuer::Local.as_str())
             .increment(1);
         tracing::warn!(certificate = %cert.id, order = %cert.order_id, serial = %cert.serial,
             kind = ?error.kind, error = %error.detail, "certificate could not be signed; order invalid");

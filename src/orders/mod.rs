@@ -19,13 +19,12 @@ pub use revoke::*;
 use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind, Subproblem};
 use crate::hub::Hub;
-use crate::policy::{Identifier, IdentifierKind, Limit, ValidationMode};
+use crate::policy::{ChallengeType, Identifier, IdentifierKind, Limit, ValidationMode};
 use crate::store::{
-    Account, Authorization, AuthzStatus, Challenge, ChallengeStatus, Instance, NewAuthz, NewOrder,
-    Order, OrderStatus,
+    Account, Authorization, AuthzStatus, Challenge, ChallengeStatus, Instance, Issuer, NewAuthz,
+    NewOrder, Order, OrderStatus, UpstreamOrderState,
 };
 use crate::util::{b64, now, random_bytes};
-use crate::validation::ChallengeType;
 use limits::Subject;
 
 /// Most identifiers one order may carry.
@@ -53,6 +52,15 @@ pub fn offered_challenges(identifier: &Identifier, wildcard: bool) -> Vec<Challe
             ChallengeType::TlsAlpn01,
         ],
     }
+}
+
+/// Challenge types as a list reads: `http-01, dns-01`.
+fn challenge_names(types: &[ChallengeType]) -> String {
+    types
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses and checks the identifiers of a new order: each must be well formed,
@@ -125,24 +133,26 @@ pub async fn offered_profiles(
     hub: &Hub,
     instance: &Instance,
 ) -> Result<std::collections::BTreeMap<String, String>, Error> {
-    if instance.issuer == "local" {
-        return Ok(hub
+    match instance.issuer {
+        Issuer::Local => Ok(hub
             .config
             .ca
             .profiles
             .iter()
             .map(|(name, p)| (name.clone(), p.description.clone()))
-            .collect());
-    }
-    let mut offered = std::collections::BTreeMap::new();
-    for account in hub.store.ca_accounts(&instance.id).await? {
-        if account.environment == instance.environment {
-            for (name, description) in account.profiles {
-                offered.entry(name).or_insert(description);
+            .collect()),
+        Issuer::Upstream => {
+            let mut offered = std::collections::BTreeMap::new();
+            for account in hub.store.ca_accounts(&instance.id).await? {
+                if account.environment == instance.environment {
+                    for (name, description) in account.profiles {
+                        offered.entry(name).or_insert(description);
+                    }
+                }
             }
+            Ok(offered)
         }
     }
-    Ok(offered)
 }
 
 /// `invalidProfile` unless the instance offers `profile`.
@@ -177,14 +187,15 @@ async fn check_issuer(
     identifiers: &[Identifier],
     profile: Option<&str>,
 ) -> Result<bool, Error> {
-    if instance.issuer == "local" {
-        return Ok(false);
+    match instance.issuer {
+        Issuer::Local => return Ok(false),
+        Issuer::Upstream => {}
     }
     let accounts = hub.store.ca_accounts(&instance.id).await?;
     let (fit, reasons) = crate::issuance::upstream::serving_accounts(
         hub,
         &accounts,
-        &instance.environment,
+        instance.environment,
         identifiers,
         profile,
     )
@@ -204,7 +215,7 @@ fn allowed_challenges(
 ) -> Result<Vec<ChallengeType>, Error> {
     let offered: Vec<ChallengeType> = offered_challenges(identifier, wildcard)
         .into_iter()
-        .filter(|c| instance.allowed_challenges.iter().any(|a| a == c.as_str()))
+        .filter(|c| instance.allowed_challenges.contains(c))
         .collect();
     if offered.is_empty() {
         let name = if wildcard {
@@ -217,7 +228,7 @@ fn allowed_challenges(
             format!(
                 "instance {:?} allows only [{}], and none of these can validate {name}",
                 instance.name,
-                instance.allowed_challenges.join(", ")
+                challenge_names(&instance.allowed_challenges)
             ),
         ));
     }
@@ -372,11 +383,10 @@ async fn create_order(
             continue;
         }
         let challenges = allowed_challenges(instance, &base, wildcard)?;
-        let kinds: Vec<&str> = challenges.iter().map(|c| c.as_str()).collect();
         // Reuse only an authorization that outlives the new order's validity window start.
         if let Some(id) = hub
             .store
-            .reusable_authz(&account.id, &base, wildcard, now + 3600, &kinds)
+            .reusable_authz(&account.id, &base, wildcard, now + 3600, &challenges)
             .await?
         {
             authorizations.push(NewAuthz::Reuse(id));
@@ -384,7 +394,7 @@ async fn create_order(
         }
         let challenges = challenges
             .into_iter()
-            .map(|c| (c.as_str().to_string(), b64(&random_bytes::<32>())))
+            .map(|c| (c, b64(&random_bytes::<32>())))
             .collect();
         authorizations.push(NewAuthz::Create {
             identifier: base,
@@ -472,7 +482,7 @@ pub async fn respond_to_challenge(
             "instance {:?} no longer allows {} challenges; answer one of [{}]",
             instance.name,
             challenge.kind,
-            instance.allowed_challenges.join(", ")
+            challenge_names(&instance.allowed_challenges)
         )));
     }
     if effective_authz_status(authz.status, authz.expires_at, now()) != AuthzStatus::Pending {
@@ -574,12 +584,13 @@ async fn validate_challenge(
         .await?
         .ok_or_else(|| Error::internal("validating", "authorization without account"))?;
     let key_authorization = format!("{}.{}", challenge.token, account.key_thumbprint);
-    let kind: ChallengeType = challenge.kind.parse()?;
     let instance = match instance {
         Some(instance) => Some(instance),
         None => hub.store.instance_by_ref(instance_id).await?,
     };
-    let relayed = instance.as_ref().is_some_and(|i| i.issuer == "upstream");
+    let relayed = instance
+        .as_ref()
+        .is_some_and(|i| i.issuer == Issuer::Upstream);
     // The instance says whether its targets may be private (an instance
     // that faces the Internet says no); the hub's validator has the default.
     let allow_private = instance
@@ -596,7 +607,7 @@ async fn validate_challenge(
     let mut upstream_caused = false;
     let outcome = match validator
         .validate(
-            kind,
+            challenge.kind,
             &authz.identifier,
             &challenge.token,
             &key_authorization,
@@ -636,7 +647,7 @@ async fn validate_challenge(
         })
         .to_json()
     });
-    metrics::counter!("acmehub_challenge_outcomes_total", "type" => challenge.kind.clone(),
+    metrics::counter!("acmehub_challenge_outcomes_total", "type" => challenge.kind.as_str(),
         "outcome" => if error.is_some() { "invalid" } else { "valid" })
     .increment(1);
     tracing::info!(challenge = %challenge_id, authz = %authz.id, r#type = %challenge.kind,
@@ -724,9 +735,11 @@ async fn upstream_authorized(hub: &Hub, authz_id: &str) -> Result<(), Error> {
             // Not relayed after all (issued locally): the client's proof is enough.
             return Ok(());
         };
-        match u.state.as_str() {
-            "ready" | "finalizing" | "valid" => return Ok(()),
-            "failed" => {
+        match u.state {
+            UpstreamOrderState::Ready
+            | UpstreamOrderState::Finalizing
+            | UpstreamOrderState::Valid => return Ok(()),
+            UpstreamOrderState::Failed => {
                 return Err(Error::new(
                     ErrorKind::ServerInternal,
                     format!(

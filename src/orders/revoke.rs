@@ -6,11 +6,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::ca::RevokedEntry;
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::policy::Identifier;
-use crate::store::{Account, Certificate, CertificateStatus, Instance, StoreError};
+use crate::policy::{ChallengeType, Identifier};
+use crate::store::{
+    Account, Certificate, CertificateIssuer, CertificateStatus, Instance, StoreError,
+};
 use crate::util::now;
 
-use super::finalize::{LOCAL_ISSUER, unhex};
+use super::finalize::unhex;
 use super::keys::spki_matches_jwk;
 use crate::audit::{self, Actor};
 use crate::util::hex;
@@ -22,9 +24,6 @@ pub enum Revoker<'a> {
     /// Whoever holds the certificate's private key (the JWS carries the key as `jwk`), as JSON text.
     CertificateKey(&'a str),
 }
-
-/// Any challenge type proves control for revocation (RFC 8555 §7.6).
-const ALL_CHALLENGES: [&str; 3] = ["http-01", "dns-01", "tls-alpn-01"];
 
 /// RFC 5280 reason codes we accept (CA-only and hold reasons refused).
 const ALLOWED_REASONS: [i64; 5] = [0, 1, 3, 4, 5];
@@ -136,9 +135,16 @@ async fn holds_authorizations(
             kind: id.kind,
             value: id.base_name().to_string(),
         };
+        // Any challenge type proves control for revocation (RFC 8555 §7.6).
         if hub
             .store
-            .reusable_authz(&account.id, &base, id.is_wildcard(), now(), &ALL_CHALLENGES)
+            .reusable_authz(
+                &account.id,
+                &base,
+                id.is_wildcard(),
+                now(),
+                &ChallengeType::ALL,
+            )
             .await?
             .is_none()
         {
@@ -151,7 +157,10 @@ async fn holds_authorizations(
 /// The local CA's current CRL (DER), listing every revoked, unexpired certificate.
 pub async fn current_crl(hub: &Hub) -> Result<Vec<u8>, Error> {
     let now = now();
-    let revoked = hub.store.revoked_certificates(LOCAL_ISSUER, now).await?;
+    let revoked = hub
+        .store
+        .revoked_certificates(&CertificateIssuer::Local, now)
+        .await?;
     let to_time = |t: i64| {
         time::OffsetDateTime::from_unix_timestamp(t)
             .map_err(|e| Error::internal("building the CRL", e))
@@ -217,7 +226,7 @@ pub async fn renewal_info(
             retry_after: WINDOW_HOLDS_SECS,
         });
     }
-    if cert.issuer.starts_with("ca-account:") {
+    if let CertificateIssuer::CaAccount(_) = cert.issuer {
         if let Some((start, end, holds)) =
             crate::issuance::relay::upstream_renewal_info(hub, &cert).await
         {

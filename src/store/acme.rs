@@ -7,7 +7,7 @@ use super::reader::Fields;
 use super::records::*;
 use super::writer::Statement;
 use super::{CertificateDownload, Store, StoreError, unique_violation};
-use crate::policy::Identifier;
+use crate::policy::{ChallengeType, Identifier};
 use crate::util::{now, ordered_id, random_id};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -20,6 +20,26 @@ fn identifiers_to_json(ids: &[Identifier]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
+/// A stored challenge type (its ACME name).
+fn challenge_type(text: &str) -> Result<ChallengeType> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("challenge type {text:?}")))
+}
+
+/// An instance's allowed challenges, stored as a JSON array of their names.
+fn challenges_from_json(text: &str) -> Result<Vec<ChallengeType>> {
+    serde_json::from_str::<Vec<String>>(text)
+        .map_err(|e| StoreError::Corrupt(format!("allowed_challenges: {e}")))?
+        .iter()
+        .map(|name| challenge_type(name))
+        .collect()
+}
+
+pub(super) fn challenges_to_json(challenges: &[ChallengeType]) -> String {
+    let names: Vec<&str> = challenges.iter().map(|c| c.as_str()).collect();
+    serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+}
+
 pub(super) fn instance_from_row(r: &impl Fields) -> Result<Instance> {
     let challenges: String = r.field("allowed_challenges")?;
     let limits: String = r.field("rate_limits")?;
@@ -27,14 +47,13 @@ pub(super) fn instance_from_row(r: &impl Fields) -> Result<Instance> {
         id: r.field("id")?,
         name: r.field("name")?,
         description: r.field("description")?,
-        issuer: r.field("issuer")?,
+        issuer: Issuer::parse(&r.field::<String>("issuer")?)?,
         external_account_required: r.field::<i64>("external_account_required")? != 0,
         cert_validity_days: r.field("cert_validity_days")?,
-        allowed_challenges: serde_json::from_str(&challenges)
-            .map_err(|e| StoreError::Corrupt(format!("allowed_challenges: {e}")))?,
+        allowed_challenges: challenges_from_json(&challenges)?,
         rate_limits: serde_json::from_str(&limits)
             .map_err(|e| StoreError::Corrupt(format!("rate_limits: {e}")))?,
-        environment: r.field("environment")?,
+        environment: Environment::parse(&r.field::<String>("environment")?)?,
         failover: r.field::<i64>("failover")? != 0,
         allow_private_targets: r
             .field::<Option<i64>>("allow_private_targets")?
@@ -108,7 +127,7 @@ pub(super) fn certificate_from_row(r: &impl Fields) -> Result<Certificate> {
         order_id: r.field("order_id")?,
         serial: r.field("serial")?,
         status: CertificateStatus::parse(&r.field::<String>("status")?)?,
-        issuer: r.field("issuer")?,
+        issuer: CertificateIssuer::parse(&r.field::<String>("issuer")?)?,
         identifiers: identifiers_from_json(&r.field::<String>("identifiers")?)?,
         spki: r.field("spki")?,
         not_before: r.field("not_before")?,
@@ -130,14 +149,14 @@ impl Store {
     // ---- instances ----
 
     /// Creates the instance unless it exists; returns it either way.
-    pub async fn ensure_instance(&self, name: &str, issuer: &str) -> Result<Instance> {
+    pub async fn ensure_instance(&self, name: &str, issuer: Issuer) -> Result<Instance> {
         sqlx::query(
             "INSERT INTO instances (id, name, description, issuer, created_at, updated_at) \
              VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(random_id())
         .bind(name)
-        .bind(issuer)
+        .bind(issuer.as_str())
         .bind(now())
         .execute(&self.pool)
         .await?;
@@ -404,7 +423,7 @@ impl Store {
         identifier: &Identifier,
         wildcard: bool,
         valid_until: i64,
-        kinds: &[&str],
+        kinds: &[ChallengeType],
     ) -> Result<Option<String>> {
         let rows = self.reader.fetch_all(&Statement::new(
             "SELECT a.id, c.kind FROM authorizations a JOIN challenges c ON c.authz_id = a.id \
@@ -421,8 +440,8 @@ impl Store {
         ))
         .await?;
         for row in rows {
-            let kind: String = row.field("kind")?;
-            if kinds.contains(&kind.as_str()) {
+            let kind = challenge_type(&row.field::<String>("kind")?)?;
+            if kinds.contains(&kind) {
                 return Ok(Some(row.field("id")?));
             }
         }
@@ -561,7 +580,7 @@ impl Store {
                 authz.challenges.push(Challenge {
                     id,
                     authz_id: authz.id.clone(),
-                    kind: row.field("c_kind")?,
+                    kind: challenge_type(&row.field::<String>("c_kind")?)?,
                     token: row.field("c_token")?,
                     status: ChallengeStatus::parse(&row.field::<String>("c_status")?)?,
                     validated_at: row.field("c_validated_at")?,
@@ -770,7 +789,7 @@ impl Store {
                     (&cert.account_id).into(),
                     (&cert.order_id).into(),
                     (&cert.serial).into(),
-                    (&cert.issuer).into(),
+                    cert.issuer.to_string().into(),
                     identifiers_to_json(&cert.identifiers).into(),
                     cert.spki.clone().into(),
                     cert.not_before.into(),
@@ -997,14 +1016,14 @@ impl Store {
     /// Every revoked, unexpired certificate of an issuer, for its CRL.
     pub async fn revoked_certificates(
         &self,
-        issuer: &str,
+        issuer: &CertificateIssuer,
         now: i64,
     ) -> Result<Vec<RevokedCertificate>> {
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates \
              WHERE issuer = $1 AND status = 'revoked' AND not_after > $2 ORDER BY revoked_at",
         )
-        .bind(issuer)
+        .bind(issuer.to_string())
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
@@ -1093,7 +1112,7 @@ fn order_statements(new: &NewOrder, order: &Order) -> Vec<Statement> {
                     .collect();
                 let mut args = vec![authz_id.into(), created_at.into()];
                 for (kind, token) in challenges {
-                    args.extend([ordered_id().into(), kind.into(), token.into()]);
+                    args.extend([ordered_id().into(), kind.as_str().into(), token.into()]);
                 }
                 statements.push(Statement::new(
                     format!(

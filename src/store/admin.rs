@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::acme::{certificate_from_row, instance_from_row, order_from_row};
+use super::acme::{certificate_from_row, challenges_to_json, instance_from_row, order_from_row};
 use super::records::*;
 use super::{Store, StoreError, conflict, pick_by_id};
 
@@ -98,7 +98,7 @@ pub struct CertificateFilter {
 /// Which orders an admin listing shows.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
-    pub status: Option<String>,
+    pub status: Option<OrderStatus>,
     pub account_id: Option<String>,
     pub limit: i64,
     pub offset: i64,
@@ -141,14 +141,14 @@ impl Store {
         .bind(&i.id)
         .bind(&i.name)
         .bind(&i.description)
-        .bind(&i.issuer)
+        .bind(i.issuer.as_str())
         .bind(i64::from(i.external_account_required))
         .bind(i.cert_validity_days)
-        .bind(json(&i.allowed_challenges))
+        .bind(challenges_to_json(&i.allowed_challenges))
         .bind(json(&i.rate_limits))
         .bind(i.created_at)
         .bind(i.updated_at)
-        .bind(&i.environment)
+        .bind(i.environment.as_str())
         .bind(i64::from(i.failover))
         .bind(i.allow_private_targets.map(i64::from))
         .execute(&self.pool)
@@ -182,14 +182,14 @@ impl Store {
              environment = $9, failover = $10, allow_private_targets = $11 WHERE id = $8",
         )
         .bind(&i.description)
-        .bind(&i.issuer)
+        .bind(i.issuer.as_str())
         .bind(i64::from(i.external_account_required))
         .bind(i.cert_validity_days)
-        .bind(json(&i.allowed_challenges))
+        .bind(challenges_to_json(&i.allowed_challenges))
         .bind(json(&i.rate_limits))
         .bind(i.updated_at)
         .bind(&i.id)
-        .bind(&i.environment)
+        .bind(i.environment.as_str())
         .bind(i64::from(i.failover))
         .bind(i.allow_private_targets.map(i64::from))
         .execute(&self.pool)
@@ -763,7 +763,7 @@ impl Store {
         sql.push_str(" ORDER BY created_at DESC, id LIMIT $4 OFFSET $5");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(instance_id)
-            .bind(f.status.clone().unwrap_or_default())
+            .bind(f.status.map(OrderStatus::as_str).unwrap_or_default())
             .bind(f.account_id.clone().unwrap_or_default())
             .bind(f.limit)
             .bind(f.offset)

@@ -45,7 +45,7 @@ fn delegation_from_row(r: &AnyRow) -> Result<Delegation> {
         instance_id: r.try_get("instance_id")?,
         domain: r.try_get("domain")?,
         label: r.try_get("label")?,
-        status: r.try_get("status")?,
+        status: DelegationStatus::parse(&r.try_get::<String, _>("status")?)?,
         detail: r.try_get("detail")?,
         checked_at: r.try_get("checked_at")?,
         created_at: r.try_get("created_at")?,
@@ -206,7 +206,7 @@ impl Store {
         .bind(&d.instance_id)
         .bind(&d.domain)
         .bind(&d.label)
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(&d.detail)
         .bind(d.checked_at)
         .bind(d.created_at)
@@ -235,14 +235,14 @@ impl Store {
     pub async fn update_delegation_status(
         &self,
         id: &str,
-        status: &str,
+        status: DelegationStatus,
         detail: &str,
         at: i64,
     ) -> Result<()> {
         sqlx::query(
             "UPDATE delegations SET status = $1, detail = $2, checked_at = $3 WHERE id = $4",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(detail)
         .bind(at)
         .bind(id)

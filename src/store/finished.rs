@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::records::{Order, OrderStatus};
+use super::records::{CertificateIssuer, Order, OrderStatus};
 
 /// How many of each are kept: at a thousand issuances a second, a quarter
 /// of a second's worth, far more than the moment between finalize and the
@@ -28,7 +28,7 @@ const FOR: Duration = Duration::from_secs(60);
 pub struct CertificateDownload {
     pub instance_id: String,
     pub account_id: String,
-    pub issuer: String,
+    pub issuer: CertificateIssuer,
     /// None until it is issued.
     pub chain_pem: Option<String>,
     /// Alternate chains from an upstream CA (relayed certificates only).

@@ -20,13 +20,13 @@ fn managed_from_row(r: &AnyRow) -> Result<ManagedCertificate> {
         instance_id: r.try_get("instance_id")?,
         name: r.try_get("name")?,
         identifiers: json(r, "identifiers")?,
-        key_type: r.try_get("key_type")?,
+        key_type: KeyType::parse(&r.try_get::<String, _>("key_type")?)?,
         profile: r.try_get("profile")?,
         auto_renew: r.try_get::<i64, _>("auto_renew")? != 0,
         renew_before_days: r.try_get("renew_before_days")?,
         keep_key: r.try_get::<i64, _>("keep_key")? != 0,
         tags: json(r, "tags")?,
-        status: r.try_get("status")?,
+        status: ManagedStatus::parse(&r.try_get::<String, _>("status")?)?,
         step: r.try_get("step")?,
         missing: json(r, "missing")?,
         sealed_key: r.try_get("sealed_key")?,
@@ -63,13 +63,13 @@ impl Store {
         .bind(&m.instance_id)
         .bind(&m.name)
         .bind(to_json(&m.identifiers))
-        .bind(&m.key_type)
+        .bind(m.key_type.as_str())
         .bind(&m.profile)
         .bind(i64::from(m.auto_renew))
         .bind(m.renew_before_days)
         .bind(i64::from(m.keep_key))
         .bind(to_json(&m.tags))
-        .bind(&m.status)
+        .bind(m.status.as_str())
         .bind(&m.step)
         .bind(to_json(&m.missing))
         .bind(m.next_attempt_at)
@@ -94,7 +94,7 @@ impl Store {
              failures = $10, error = $11, history = $12, updated_at = $13, next_sealed_key = $14, \
              next_csr = $15, expiry_notified = $16 WHERE id = $17",
         )
-        .bind(&m.status)
+        .bind(m.status.as_str())
         .bind(&m.step)
         .bind(to_json(&m.missing))
         .bind(m.sealed_key.clone())

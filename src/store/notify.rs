@@ -16,7 +16,7 @@ fn channel_from_row(r: &AnyRow) -> Result<NotificationChannel> {
         id: r.try_get("id")?,
         instance_id: r.try_get("instance_id")?,
         name: r.try_get("name")?,
-        kind: r.try_get("kind")?,
+        kind: ChannelKind::parse(&r.try_get::<String, _>("kind")?)?,
         config: serde_json::from_str(&config)
             .map_err(|e| StoreError::Corrupt(format!("channel config: {e}")))?,
         sealed_secret: r.try_get("sealed_secret")?,
@@ -35,7 +35,7 @@ fn notification_from_row(r: &AnyRow) -> Result<Notification> {
         instance_id: r.try_get("instance_id")?,
         event: r.try_get("event")?,
         payload: r.try_get("payload")?,
-        status: r.try_get("status")?,
+        status: NotificationStatus::parse(&r.try_get::<String, _>("status")?)?,
         attempts: r.try_get("attempts")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
@@ -53,7 +53,7 @@ impl Store {
         .bind(&c.id)
         .bind(&c.instance_id)
         .bind(&c.name)
-        .bind(&c.kind)
+        .bind(c.kind.as_str())
         .bind(c.config.to_string())
         .bind(c.sealed_secret.clone())
         .bind(serde_json::to_string(&c.events).unwrap_or_else(|_| "[]".into()))
@@ -152,7 +152,7 @@ impl Store {
     pub async fn record_delivery(
         &self,
         id: &str,
-        status: &str,
+        status: NotificationStatus,
         attempts: i64,
         next_attempt_at: i64,
         error: Option<&str>,
@@ -162,7 +162,7 @@ impl Store {
             "UPDATE notifications SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, \
              lease_until = 0, sent_at = CASE WHEN $1 = 'sent' THEN $5 ELSE sent_at END WHERE id = $6",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(attempts)
         .bind(next_attempt_at)
         .bind(error)

@@ -1,24 +1,44 @@
 //! The rows the store reads and writes, as typed values.
 
-use crate::policy::{Identifier, RateLimits, ValidationMode};
+use crate::policy::{ChallengeType, Identifier, RateLimits, ValidationMode};
 
+/// An enum stored as text: every value has one text, the same in the
+/// database and on every wire that shows it, so changing a text is a
+/// migration and a change of the API, never a rename.
 macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// Its text, as stored and shown.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }
             }
 
-            pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+            /// The value whose text is `text`, if any (for input, which
+            /// each caller refuses in its own words).
+            pub fn from_text(text: &str) -> Option<Self> {
                 match text {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(super::StoreError::Corrupt(format!(
-                        concat!("unknown ", stringify!($name), " {:?}"), other))),
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
                 }
+            }
+
+            /// A stored value; `Corrupt` when the text is none of them.
+            pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+                Self::from_text(text).ok_or_else(|| super::StoreError::Corrupt(format!(
+                    concat!("unknown ", stringify!($name), " {:?}"), text)))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
             }
         }
     };
@@ -54,23 +74,154 @@ status_enum!(
     AccessKeyStatus { Active => "active", Disabled => "disabled", Revoked => "revoked" }
 );
 
+status_enum!(
+    /// Where an instance's certificates come from.
+    Issuer {
+        /// The hub's own CA signs them.
+        Local => "local",
+        /// Orders are relayed to the instance's CA accounts (the relay).
+        Upstream => "upstream",
+    }
+);
+status_enum!(
+    /// Which CAs may serve an instance: a staging CA account never serves
+    /// a production instance, nor the reverse.
+    Environment { Production => "production", Staging => "staging" }
+);
+status_enum!(
+    /// A delegation's CNAME as last seen on the customer zone's
+    /// authoritative servers.
+    DelegationStatus {
+        /// Absent on some server, or it could not be looked up.
+        Missing => "missing",
+        /// Some server has it pointing elsewhere.
+        Mismatch => "mismatch",
+        /// Every server has it, pointing at the delegation's label.
+        Ok => "ok",
+    }
+);
+status_enum!(
+    /// Whether a CA account is registered at its CA.
+    CaAccountStatus {
+        /// Not yet, or its directory or binding changed since: a test registers it.
+        Unregistered => "unregistered",
+        Valid => "valid",
+        /// Registering failed; failover passes it over.
+        Error => "error",
+    }
+);
+status_enum!(
+    /// How far a relayed order got at its upstream CA.
+    UpstreamOrderState {
+        /// No upstream order yet.
+        New => "new",
+        Authorizing => "authorizing",
+        /// Authorized upstream, waiting for the client's CSR.
+        Ready => "ready",
+        /// The CSR went upstream.
+        Finalizing => "finalizing",
+        Valid => "valid",
+        Failed => "failed",
+    }
+);
+status_enum!(
+    /// Where a managed certificate stands: `draft` → `csr` → `pending`
+    /// (waiting for DNS) → `active` → `expired` / `revoked`; `failed` while
+    /// it has never been issued and its last attempt failed.
+    ManagedStatus {
+        Draft => "draft",
+        Csr => "csr",
+        Pending => "pending",
+        Active => "active",
+        Expired => "expired",
+        Revoked => "revoked",
+        Failed => "failed",
+    }
+);
+status_enum!(
+    /// The key a managed certificate is made with: ECDSA on P-256 or
+    /// P-384, or RSA of 2048, 3072 or 4096 bits.
+    KeyType {
+        EcP256 => "ec-p256",
+        EcP384 => "ec-p384",
+        Rsa2048 => "rsa-2048",
+        Rsa3072 => "rsa-3072",
+        Rsa4096 => "rsa-4096",
+    }
+);
+status_enum!(
+    /// How a notification channel delivers.
+    ChannelKind {
+        /// An HTTP POST signed with HMAC-SHA256.
+        Webhook => "webhook",
+        /// SMTP with STARTTLS.
+        Email => "email",
+    }
+);
+status_enum!(
+    /// A notification in the outbox.
+    NotificationStatus {
+        /// Due (again) at its `next_attempt_at`.
+        Pending => "pending",
+        Sent => "sent",
+        /// Given up on: too many attempts, or its channel is gone.
+        Failed => "failed",
+    }
+);
+
+/// Who signed a certificate, as recorded with it (and in the admin API):
+/// `local`, or `ca-account:NAME` for a certificate relayed through the CA
+/// account of that name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CertificateIssuer {
+    /// The hub's own CA; its CRL lists these.
+    Local,
+    /// An upstream CA, through the instance's CA account of this name.
+    CaAccount(String),
+}
+
+impl CertificateIssuer {
+    const LOCAL: &str = "local";
+    const CA_ACCOUNT: &str = "ca-account:";
+
+    /// A stored value; `Corrupt` when it is neither form.
+    pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+        if text == Self::LOCAL {
+            return Ok(Self::Local);
+        }
+        text.strip_prefix(Self::CA_ACCOUNT)
+            .map(|name| Self::CaAccount(name.to_string()))
+            .ok_or_else(|| {
+                super::StoreError::Corrupt(format!("unknown CertificateIssuer {text:?}"))
+            })
+    }
+}
+
+impl std::fmt::Display for CertificateIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str(Self::LOCAL),
+            Self::CaAccount(name) => write!(f, "{}{name}", Self::CA_ACCOUNT),
+        }
+    }
+}
+
 /// A tenant of the hub.
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub id: String,
     pub name: String,
     pub description: String,
-    /// `local` or `upstream`.
-    pub issuer: String,
+    pub issuer: Issuer,
     /// newAccount must carry an External Account Binding (RFC 8555 §7.3.4).
     pub external_account_required: bool,
     /// Validity of issued certificates; `None` = the hub's `[ca]` default.
     pub cert_validity_days: Option<i64>,
-    /// Challenge types offered, e.g. `["http-01", "dns-01"]`.
-    pub allowed_challenges: Vec<String>,
+    /// Challenge types offered (stored as a JSON array of their names).
+    pub allowed_challenges: Vec<ChallengeType>,
     pub rate_limits: RateLimits,
-    /// `production` or `staging`: which CA accounts may serve it.
-    pub environment: String,
+    /// Which CA accounts may serve it.
+    pub environment: Environment,
     /// Move an order to the next CA account when one fails.
     pub failover: bool,
     /// Validation (and notifications set by instance-scoped tokens) may
@@ -238,7 +389,7 @@ pub struct Authorization {
 pub struct Challenge {
     pub id: String,
     pub authz_id: String,
-    pub kind: String,
+    pub kind: ChallengeType,
     pub token: String,
     pub status: ChallengeStatus,
     pub validated_at: Option<i64>,
@@ -284,7 +435,7 @@ pub enum NewAuthz {
         wildcard: bool,
         expires_at: i64,
         /// `(kind, token)` pairs.
-        challenges: Vec<(String, String)>,
+        challenges: Vec<(ChallengeType, String)>,
         /// Created valid (a pre-authorizing policy); no challenge to answer.
         valid: bool,
     },
@@ -300,7 +451,7 @@ pub struct Certificate {
     /// Lowercase hex of the serial's DER content bytes.
     pub serial: String,
     pub status: CertificateStatus,
-    pub issuer: String,
+    pub issuer: CertificateIssuer,
     pub identifiers: Vec<Identifier>,
     pub spki: Vec<u8>,
     pub not_before: i64,
@@ -330,7 +481,7 @@ pub struct CertificateIntent {
     pub account_id: String,
     pub order_id: String,
     pub serial: String,
-    pub issuer: String,
+    pub issuer: CertificateIssuer,
     pub identifiers: Vec<Identifier>,
     pub spki: Vec<u8>,
     pub not_before: i64,
@@ -395,8 +546,7 @@ pub struct Delegation {
     pub instance_id: String,
     pub domain: String,
     pub label: String,
-    /// `missing`, `mismatch` or `ok`.
-    pub status: String,
+    pub status: DelegationStatus,
     pub detail: String,
     pub checked_at: Option<i64>,
     pub created_at: i64,
@@ -426,8 +576,7 @@ pub struct CaAccount {
     /// A known CA (`letsencrypt`, `zerossl`, ...) or `custom`.
     pub ca: String,
     pub directory_url: String,
-    /// `production` or `staging`.
-    pub environment: String,
+    pub environment: Environment,
     pub email: String,
     pub eab_kid: Option<String>,
     pub sealed_eab_hmac: Option<Vec<u8>>,
@@ -444,8 +593,7 @@ pub struct CaAccount {
     pub account_url: Option<String>,
     /// instant-acme's account credentials (JSON), sealed.
     pub sealed_credentials: Option<Vec<u8>>,
-    /// `unregistered`, `valid` or `error`.
-    pub status: String,
+    pub status: CaAccountStatus,
     pub status_detail: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -463,16 +611,14 @@ impl std::fmt::Debug for CaAccount {
     }
 }
 
-/// A downstream order relayed upstream. `state`: `new` (no upstream order
-/// yet), `authorizing`, `ready` (waiting for the client's CSR),
-/// `finalizing`, `valid`, `failed`.
+/// A downstream order relayed upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamOrder {
     pub order_id: String,
     pub instance_id: String,
     pub ca_account_id: Option<String>,
     pub upstream_url: Option<String>,
-    pub state: String,
+    pub state: UpstreamOrderState,
     pub csr: Option<Vec<u8>>,
     /// JSON array of `{"account", "error"}` for accounts that failed.
     pub attempts: String,
@@ -489,7 +635,7 @@ pub struct RelayedCertificate {
     pub instance_id: String,
     pub account_id: String,
     pub serial: String,
-    pub issuer: String,
+    pub issuer: CertificateIssuer,
     pub identifiers: Vec<Identifier>,
     pub spki: Vec<u8>,
     pub not_before: i64,
@@ -510,16 +656,14 @@ pub struct ManagedCertificate {
     pub instance_id: String,
     pub name: String,
     pub identifiers: Vec<Identifier>,
-    /// `ec-p256`, `ec-p384`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
-    pub key_type: String,
+    pub key_type: KeyType,
     pub profile: Option<String>,
     pub auto_renew: bool,
     pub renew_before_days: Option<i64>,
     /// Keep the key across renewals (a new key each time otherwise).
     pub keep_key: bool,
     pub tags: Vec<String>,
-    /// `draft`, `csr`, `pending`, `active`, `expired`, `revoked` or `failed`.
-    pub status: String,
+    pub status: ManagedStatus,
     /// What the job is doing or waiting on, in words.
     pub step: String,
     /// Per identifier, what DNS still lacks (`{"identifier", "detail", ...}`).
@@ -556,8 +700,7 @@ pub struct NotificationChannel {
     pub id: String,
     pub instance_id: String,
     pub name: String,
-    /// `webhook` or `email`.
-    pub kind: String,
+    pub kind: ChannelKind,
     /// Non-secret settings (webhook `url`; email `host`, `port`, `from`, `to`, ...).
     pub config: serde_json::Value,
     /// The webhook's HMAC key or the SMTP password, sealed.
@@ -578,8 +721,7 @@ pub struct Notification {
     pub event: String,
     /// The JSON body.
     pub payload: String,
-    /// `pending`, `sent` or `failed`.
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,

@@ -18,7 +18,7 @@ fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
         description: r.try_get("description")?,
         ca: r.try_get("ca")?,
         directory_url: r.try_get("directory_url")?,
-        environment: r.try_get("environment")?,
+        environment: Environment::parse(&r.try_get::<String, _>("environment")?)?,
         email: r.try_get("email")?,
         eab_kid: r.try_get("eab_kid")?,
         sealed_eab_hmac: r.try_get("eab_hmac")?,
@@ -34,7 +34,7 @@ fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
             .map_err(|e| StoreError::Corrupt(format!("profiles: {e}")))?,
         account_url: r.try_get("account_url")?,
         sealed_credentials: r.try_get("credentials")?,
-        status: r.try_get("status")?,
+        status: CaAccountStatus::parse(&r.try_get::<String, _>("status")?)?,
         status_detail: r.try_get("status_detail")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -61,7 +61,7 @@ impl Store {
         .bind(&a.description)
         .bind(&a.ca)
         .bind(&a.directory_url)
-        .bind(&a.environment)
+        .bind(a.environment.as_str())
         .bind(&a.email)
         .bind(&a.eab_kid)
         .bind(a.sealed_eab_hmac.clone())
@@ -74,7 +74,7 @@ impl Store {
         .bind(serde_json::to_string(&a.caa_identities).unwrap_or_else(|_| "[]".into()))
         .bind(&a.account_url)
         .bind(a.sealed_credentials.clone())
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(&a.status_detail)
         .bind(a.created_at)
         .bind(a.updated_at)
@@ -135,7 +135,7 @@ impl Store {
         )
         .bind(&a.description)
         .bind(&a.directory_url)
-        .bind(&a.environment)
+        .bind(a.environment.as_str())
         .bind(&a.email)
         .bind(&a.eab_kid)
         .bind(a.sealed_eab_hmac.clone())
@@ -148,7 +148,7 @@ impl Store {
         .bind(serde_json::to_string(&a.caa_identities).unwrap_or_else(|_| "[]".into()))
         .bind(&a.account_url)
         .bind(a.sealed_credentials.clone())
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(&a.status_detail)
         .bind(a.updated_at)
         .bind(profiles_json(a))
@@ -190,7 +190,7 @@ fn upstream_order_from_row(r: &AnyRow) -> Result<UpstreamOrder> {
         instance_id: r.try_get("instance_id")?,
         ca_account_id: r.try_get("ca_account_id")?,
         upstream_url: r.try_get("upstream_url")?,
-        state: r.try_get("state")?,
+        state: UpstreamOrderState::parse(&r.try_get::<String, _>("state")?)?,
         csr: r.try_get("csr")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
@@ -298,7 +298,7 @@ impl Store {
         )
         .bind(&u.ca_account_id)
         .bind(&u.upstream_url)
-        .bind(&u.state)
+        .bind(u.state.as_str())
         .bind(&u.attempts)
         .bind(&u.error)
         .bind(crate::util::now())
@@ -359,7 +359,7 @@ impl Store {
         .bind(&c.account_id)
         .bind(&c.order_id)
         .bind(&c.serial)
-        .bind(&c.issuer)
+        .bind(c.issuer.to_string())
         .bind(serde_json::to_string(&c.identifiers).unwrap_or_else(|_| "[]".into()))
         .bind(c.spki.clone())
         .bind(c.not_before)

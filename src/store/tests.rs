@@ -3,7 +3,7 @@
 
 use super::writer::Statement;
 use super::*;
-use crate::policy::Identifier;
+use crate::policy::{ChallengeType, Identifier};
 use crate::util::{now, random_id};
 use reader::Fields;
 use sqlx::Connection;
@@ -54,7 +54,10 @@ async fn postgres_schema_url(url: &str) -> String {
 }
 
 async fn account(store: &Store) -> (Instance, Account) {
-    let instance = store.ensure_instance("default", "local").await.unwrap();
+    let instance = store
+        .ensure_instance("default", Issuer::Local)
+        .await
+        .unwrap();
     let thumb = random_id();
     let account = store
         .insert_account(
@@ -89,8 +92,8 @@ fn new_order(instance: &Instance, account: &Account, names: &[&str]) -> NewOrder
                 wildcard: false,
                 expires_at: now() + 3600,
                 challenges: vec![
-                    ("http-01".into(), random_id()),
-                    ("dns-01".into(), random_id()),
+                    (ChallengeType::Http01, random_id()),
+                    (ChallengeType::Dns01, random_id()),
                 ],
                 valid: false,
             })
@@ -225,7 +228,7 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
                 &Identifier::dns("a.example.com").unwrap(),
                 false,
                 now(),
-                &["http-01", "dns-01"],
+                &[ChallengeType::Http01, ChallengeType::Dns01],
             )
             .await
             .unwrap();
@@ -237,7 +240,7 @@ async fn an_order_becomes_ready_when_all_authorizations_are_valid() {
                 &Identifier::dns("a.example.com").unwrap(),
                 false,
                 now(),
-                &["http-01"],
+                &[ChallengeType::Http01],
             )
             .await
             .unwrap();
@@ -520,7 +523,7 @@ async fn an_order_is_finalized_exactly_once() {
             account_id: account.id.clone(),
             order_id: order.id.clone(),
             serial: serial.into(),
-            issuer: "local".into(),
+            issuer: CertificateIssuer::Local,
             identifiers: order.identifiers.clone(),
             spki: vec![1, 2, 3],
             not_before: now(),
@@ -586,7 +589,7 @@ async fn an_order_is_finalized_exactly_once() {
             .unwrap();
         assert_eq!(download.chain_pem.as_deref(), Some("pem"));
         assert_eq!(download.account_id, account.id);
-        let other = store.ensure_instance("other", "local").await.unwrap();
+        let other = store.ensure_instance("other", Issuer::Local).await.unwrap();
         assert!(
             store
                 .certificate_download(&other.id, &cert_id)
@@ -618,7 +621,10 @@ async fn an_order_is_finalized_exactly_once() {
             store.revoke_certificate(&cert_id, 1, now()).await,
             Err(StoreError::Guard)
         ));
-        let revoked = store.revoked_certificates("local", now()).await.unwrap();
+        let revoked = store
+            .revoked_certificates(&CertificateIssuer::Local, now())
+            .await
+            .unwrap();
         assert_eq!(revoked.len(), 1);
         assert_eq!(revoked[0].reason, 1);
     }
@@ -688,7 +694,7 @@ async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
                 .unwrap()
         );
         let mut seen_by_a = store.upstream_order(&order.id).await.unwrap().unwrap();
-        seen_by_a.state = "authorizing".into();
+        seen_by_a.state = UpstreamOrderState::Authorizing;
         store.update_upstream_order(&seen_by_a).await.unwrap();
         // A's lease lapses (time moves past it) and B takes the order over.
         assert!(
@@ -697,7 +703,7 @@ async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
                 .await
                 .unwrap()
         );
-        seen_by_a.state = "ready".into();
+        seen_by_a.state = UpstreamOrderState::Ready;
         assert!(matches!(
             store.update_upstream_order(&seen_by_a).await,
             Err(StoreError::Guard)
@@ -717,8 +723,8 @@ async fn a_worker_whose_lease_was_taken_over_can_no_longer_write() {
                 .unwrap()
         );
         let mut seen_by_b = store.upstream_order(&order.id).await.unwrap().unwrap();
-        assert_eq!(seen_by_b.state, "authorizing");
-        seen_by_b.state = "ready".into();
+        assert_eq!(seen_by_b.state, UpstreamOrderState::Authorizing);
+        seen_by_b.state = UpstreamOrderState::Ready;
         store.update_upstream_order(&seen_by_b).await.unwrap();
     }
 }
@@ -1040,7 +1046,7 @@ async fn concurrent_writes_are_all_saved_once_and_survive_a_restart() {
             account_id: account.id.clone(),
             order_id: order.id.clone(),
             serial: random_id(),
-            issuer: "local".into(),
+            issuer: CertificateIssuer::Local,
             identifiers: order.identifiers.clone(),
             spki: vec![1],
             not_before: now(),

@@ -75,19 +75,14 @@ fn apply_key_settings(key: &mut AccessKey, s: &AccessKeySettings, now: i64) -> R
         };
     }
     if let Some(status) = &s.status {
-        key.status = match status.as_str() {
-            "active" => AccessKeyStatus::Active,
-            "disabled" => AccessKeyStatus::Disabled,
-            "revoked" => AccessKeyStatus::Revoked,
-            other => {
-                return Err(Error::invalid(
-                    "status",
-                    format!(
-                        "status {other:?} is unknown; use \"active\", \"disabled\" or \"revoked\""
-                    ),
-                ));
-            }
-        };
+        key.status = AccessKeyStatus::from_text(status).ok_or_else(|| {
+            Error::invalid(
+                "status",
+                format!(
+                    "status {status:?} is unknown; use \"active\", \"disabled\" or \"revoked\""
+                ),
+            )
+        })?;
     }
     Ok(())
 }

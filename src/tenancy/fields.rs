@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::store::Environment;
 
 /// Longest description accepted.
 const MAX_DESCRIPTION: usize = 1000;
@@ -29,14 +30,13 @@ pub fn validate_description(text: &str) -> Result<(), Error> {
 }
 
 /// `production` or `staging`.
-pub fn check_environment(text: &str, field: &str) -> Result<String, Error> {
-    match text {
-        "production" | "staging" => Ok(text.to_string()),
-        other => Err(Error::invalid(
+pub fn check_environment(text: &str, field: &str) -> Result<Environment, Error> {
+    Environment::from_text(text).ok_or_else(|| {
+        Error::invalid(
             field,
-            format!("{field} {other:?} is unknown; use \"production\" or \"staging\""),
-        )),
-    }
+            format!("{field} {text:?} is unknown; use \"production\" or \"staging\""),
+        )
+    })
 }
 
 /// Checks the name of an access key, credential or token (`what`): 1 to 64

@@ -9,10 +9,9 @@ use super::fields::{check_environment, double_option, refuse_widening, validate_
 use crate::audit::{self, Actor};
 use crate::error::{Error, ErrorKind};
 use crate::hub::Hub;
-use crate::policy::RateLimits;
-use crate::store::{Instance, StoreError};
+use crate::policy::{ChallengeType, RateLimits};
+use crate::store::{Environment, Instance, Issuer, StoreError};
 use crate::util::{now, random_id};
-use crate::validation::ChallengeType;
 
 /// Longest certificate lifetime an instance may set (the CA/B Forum's limit).
 const MAX_VALIDITY_DAYS: i64 = 397;
@@ -79,15 +78,12 @@ fn apply_settings(instance: &mut Instance, settings: &InstanceSettings) -> Resul
         instance.description = description.clone();
     }
     if let Some(issuer) = &settings.issuer {
-        match issuer.as_str() {
-            "local" | "upstream" => instance.issuer = issuer.clone(),
-            other => {
-                return Err(Error::invalid(
-                    "issuer",
-                    format!("issuer {other:?} is unknown; use \"local\" or \"upstream\""),
-                ));
-            }
-        }
+        instance.issuer = Issuer::from_text(issuer).ok_or_else(|| {
+            Error::invalid(
+                "issuer",
+                format!("issuer {issuer:?} is unknown; use \"local\" or \"upstream\""),
+            )
+        })?;
     }
     if let Some(required) = settings.external_account_required {
         instance.external_account_required = required;
@@ -118,8 +114,8 @@ fn apply_settings(instance: &mut Instance, settings: &InstanceSettings) -> Resul
                     format!("{c:?} is not a challenge type; use http-01, dns-01 or tls-alpn-01"),
                 )
             })?;
-            if !seen.contains(&kind.as_str().to_string()) {
-                seen.push(kind.as_str().to_string());
+            if !seen.contains(&kind) {
+                seen.push(kind);
             }
         }
         instance.allowed_challenges = seen;
@@ -155,15 +151,12 @@ pub async fn create_instance(
         id: random_id(),
         name,
         description: String::new(),
-        issuer: "local".into(),
+        issuer: Issuer::Local,
         external_account_required: false,
         cert_validity_days: None,
-        allowed_challenges: ChallengeType::ALL
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect(),
+        allowed_challenges: ChallengeType::ALL.to_vec(),
         rate_limits: RateLimits::default(),
-        environment: "production".into(),
+        environment: Environment::Production,
         failover: true,
         allow_private_targets: None,
         created_at: now,
@@ -177,7 +170,7 @@ pub async fn create_instance(
         actor,
         "instance.create",
         ("instance", &instance.id),
-        json!({"name": instance.name, "issuer": instance.issuer,
+        json!({"name": instance.name, "issuer": instance.issuer.as_str(),
                "external_account_required": instance.external_account_required}),
     )
     .await;
@@ -250,7 +243,7 @@ pub fn instance_widening(default_days: i64, before: &Instance, after: &Instance)
         .allowed_challenges
         .iter()
         .filter(|c| !before.allowed_challenges.contains(c))
-        .map(String::as_str)
+        .map(|c| c.as_str())
         .collect();
     if !added.is_empty() {
         widens.push(format!(

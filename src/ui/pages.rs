@@ -23,6 +23,7 @@ use crate::admin::{ApiError, ApiJson, Created, Page, dns, handlers, inventory, m
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::issuance::upstream::{KNOWN_CAS, KnownCa};
+use crate::store::{Environment, Issuer, KeyType};
 
 type Hub_ = State<Arc<Hub>>;
 
@@ -139,7 +140,10 @@ pub async fn instances(
     Query(done): Query<Done>,
 ) -> UiResult<Response> {
     let ctx = with_notice(session.ctx(None, "instances"), &done);
-    let v = Values::default().or(&[("issuer", "local"), ("environment", "production")]);
+    let v = Values::default().or(&[
+        ("issuer", Issuer::Local.as_str()),
+        ("environment", Environment::Production.as_str()),
+    ]);
     instances_page(hub, &session, ctx, v).await
 }
 
@@ -1056,7 +1060,7 @@ struct CertificatesPage {
     ctx: Ctx,
     /// Certificates the hub obtains and renews itself.
     managed: Vec<ManagedView>,
-    key_types: &'static [&'static str],
+    key_types: Vec<&'static str>,
     /// The values of the form that adds one.
     m: Values,
     rows: Vec<CertRow>,
@@ -1146,7 +1150,7 @@ pub async fn certificates(
         done: q.done.clone(),
     };
     let ctx = with_notice(session.ctx(Some(&i), "certificates"), &done);
-    let m = Values::default().or(&[("key_type", "ec-p256"), ("auto_renew", "on")]);
+    let m = Values::default().or(&[("key_type", KeyType::EcP256.as_str()), ("auto_renew", "on")]);
     certificates_page(hub, &session, &i, ctx, &q, m).await
 }
 
@@ -1174,7 +1178,7 @@ async fn certificates_page(
     Ok(render(&CertificatesPage {
         ctx,
         managed,
-        key_types: crate::managed::KEY_TYPES,
+        key_types: KeyType::ALL.iter().map(|k| k.as_str()).collect(),
         m,
         rows,
         v,

@@ -18,7 +18,6 @@ mod target;
 mod tlsalpn01;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,55 +26,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::ValidationConfig;
 use crate::error::{Error, ErrorKind};
-use crate::policy::{Identifier, IdentifierKind};
+use crate::policy::{ChallengeType, Identifier, IdentifierKind};
 
 pub use resolver::{LookupError, Resolver};
 pub use target::{AddressClass, TargetPolicy, classify};
-
-/// The challenge types the hub validates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChallengeType {
-    /// RFC 8555 §8.3: a file under `/.well-known/acme-challenge/` over HTTP.
-    Http01,
-    /// RFC 8555 §8.4: a TXT record at `_acme-challenge.<name>`.
-    Dns01,
-    /// RFC 8737: a special certificate offered for ALPN `acme-tls/1`.
-    TlsAlpn01,
-}
-
-impl ChallengeType {
-    pub const ALL: [ChallengeType; 3] = [Self::Http01, Self::Dns01, Self::TlsAlpn01];
-
-    /// The ACME wire name, e.g. `http-01`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChallengeType::Http01 => "http-01",
-            ChallengeType::Dns01 => "dns-01",
-            ChallengeType::TlsAlpn01 => "tls-alpn-01",
-        }
-    }
-}
-
-impl fmt::Display for ChallengeType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ChallengeType {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "http-01" => Ok(ChallengeType::Http01),
-            "dns-01" => Ok(ChallengeType::Dns01),
-            "tls-alpn-01" => Ok(ChallengeType::TlsAlpn01),
-            other => Err(Error::malformed(format!(
-                "challenge type {other:?} is not supported; use \"http-01\", \"dns-01\" or \"tls-alpn-01\""
-            ))),
-        }
-    }
-}
 
 /// Validates challenges and checks CAA with the `[validation]` settings.
 /// Cheap to clone (the resolver and TLS settings are shared).
@@ -344,20 +298,6 @@ mod testutil;
 mod tests {
     use super::testutil::*;
     use super::*;
-
-    #[test]
-    fn challenge_types_round_trip_their_wire_names() {
-        for t in [
-            ChallengeType::Http01,
-            ChallengeType::Dns01,
-            ChallengeType::TlsAlpn01,
-        ] {
-            assert_eq!(t.as_str().parse::<ChallengeType>().unwrap(), t);
-        }
-        let err = "http-02".parse::<ChallengeType>().unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Malformed);
-        assert!(err.detail.contains("http-02"));
-    }
 
     #[test]
     fn dns01_digest_matches_rfc8555_example_shape() {

@@ -118,7 +118,7 @@ async fn a_signing_that_fails_cannot_stop_a_start() {
                 account_id: account_id.clone(),
                 order_id: order.into(),
                 serial: serial.into(),
-                issuer: "local".into(),
+                issuer: acmehub::store::CertificateIssuer::Local,
                 identifiers: vec![acmehub::policy::Identifier::dns(name).unwrap()],
                 spki: spki.clone(),
                 not_before: now - 60,

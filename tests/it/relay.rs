@@ -2,6 +2,7 @@
 //! saving, "Save and Test" (directory, registration with and without EAB),
 //! and the failures an operator must be able to tell apart.
 
+use acmehub::store::{CertificateIssuer, UpstreamOrderState};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -565,7 +566,7 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
     let mut held = false;
     for _ in 0..200 {
         let u = store.upstream_order(&order_id).await.unwrap().unwrap();
-        if u.state == "ready"
+        if u.state == UpstreamOrderState::Ready
             && store
                 .lease_upstream_order(&order_id, now(), now() + 900, "crashed")
                 .await
@@ -588,7 +589,7 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
         .await
         .unwrap();
     let mut u = store.upstream_order(&order_id).await.unwrap().unwrap();
-    u.state = "finalizing".into();
+    u.state = UpstreamOrderState::Finalizing;
     store.update_upstream_order(&u).await.unwrap();
     store
         .release_upstream_order(&order_id, "crashed")
@@ -617,7 +618,7 @@ async fn a_relayed_order_interrupted_after_its_csr_went_upstream_resumes() {
         .unwrap()
         .unwrap();
     assert!(chains_to(cert.chain_pem.as_deref().unwrap(), &upstream));
-    assert_eq!(cert.issuer, "ca-account:up");
+    assert_eq!(cert.issuer, CertificateIssuer::CaAccount("up".into()));
     // The upstream's alternate chain (its chain with its root) came along,
     // and is served downstream as the relayed certificate's only alternate.
     assert_eq!(
@@ -712,7 +713,7 @@ async fn an_upstream_that_dies_before_finalize_fails_over_with_the_clients_csr()
         .await
         .unwrap();
     let order_id = order.url().rsplit('/').next().unwrap().to_string();
-    let mut state = String::new();
+    let mut state = UpstreamOrderState::New;
     for _ in 0..100 {
         state = t
             .hub
@@ -722,12 +723,12 @@ async fn an_upstream_that_dies_before_finalize_fails_over_with_the_clients_csr()
             .unwrap()
             .unwrap()
             .state;
-        if state == "ready" {
+        if state == UpstreamOrderState::Ready {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(state, "ready");
+    assert_eq!(state, UpstreamOrderState::Ready);
     a.stop().await;
     order.finalize().await.unwrap();
     let chain = order.poll_certificate(&retry()).await.unwrap();
