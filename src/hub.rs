@@ -118,6 +118,12 @@ impl Hub {
         format!("{}/acme/{instance}/{path}", self.config.public_url)
     }
 
+    /// An account's URL, as its `Location` gave it: what dns-persist-01
+    /// records name and the dns-account-01 label is derived from.
+    pub fn account_url(&self, instance: &str, account_id: &str) -> String {
+        self.acme_url(instance, &format!("account/{account_id}"))
+    }
+
     pub fn directory_url(&self, instance: &str) -> String {
         self.acme_url(instance, "directory")
     }

@@ -343,7 +343,7 @@ pub async fn challenge(
     };
     let mut response = json_response(
         StatusCode::OK,
-        &resources::challenge(&hub, &instance.name, &challenge),
+        &resources::challenge(&hub, &instance.name, &account.id, &challenge),
         None,
     );
     link(

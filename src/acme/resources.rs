@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use crate::hub::Hub;
 use crate::orders::{effective_authz_status, effective_order_status};
+use crate::policy::ChallengeType;
 use crate::store::{Account, Authorization, Challenge, Instance, Order};
 use crate::util::{now, rfc3339};
 
@@ -48,7 +49,7 @@ pub fn directory(
 }
 
 pub fn account_url(hub: &Hub, instance: &str, account: &Account) -> String {
-    hub.acme_url(instance, &format!("account/{}", account.id))
+    hub.account_url(instance, &account.id)
 }
 
 /// RFC 8555 §7.1.2.
@@ -101,7 +102,7 @@ pub fn authorization(hub: &Hub, instance: &str, authz: &Authorization) -> Value 
         "identifier": authz.identifier,
         "status": effective_authz_status(authz.status, authz.expires_at, now()).as_str(),
         "expires": rfc3339(authz.expires_at),
-        "challenges": authz.challenges.iter().map(|c| challenge(hub, instance, c)).collect::<Vec<_>>(),
+        "challenges": authz.challenges.iter().map(|c| challenge(hub, instance, &authz.account_id, c)).collect::<Vec<_>>(),
     });
     if authz.wildcard {
         value["wildcard"] = json!(true);
@@ -113,14 +114,22 @@ pub fn challenge_url(hub: &Hub, instance: &str, challenge: &Challenge) -> String
     hub.acme_url(instance, &format!("chall/{}", challenge.id))
 }
 
-/// RFC 8555 §7.1.5 and §8.
-pub fn challenge(hub: &Hub, instance: &str, c: &Challenge) -> Value {
+/// RFC 8555 §7.1.5 and §8. A dns-persist-01 challenge has no token: it
+/// names the issuer domain names a record may use and the account URL it
+/// must name (draft-ietf-acme-dns-persist-01 §3.1, as Let's Encrypt and
+/// Pebble serve it).
+pub fn challenge(hub: &Hub, instance: &str, account_id: &str, c: &Challenge) -> Value {
     let mut value = json!({
         "type": c.kind.as_str(),
         "url": challenge_url(hub, instance, c),
         "status": c.status.as_str(),
-        "token": c.token,
     });
+    if c.kind == ChallengeType::DnsPersist01 {
+        value["issuer-domain-names"] = json!(hub.validator.issuer_domain_names());
+        value["accounturi"] = json!(hub.account_url(instance, account_id));
+    } else {
+        value["token"] = json!(c.token);
+    }
     if let Some(at) = c.validated_at {
         value["validated"] = json!(rfc3339(at));
     }

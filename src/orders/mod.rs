@@ -41,16 +41,16 @@ pub struct OrderRequest {
 }
 
 /// The challenge types offered for an identifier (RFC 8555 §8, RFC 8737,
-/// RFC 8738: no dns-01 for IP addresses; wildcards only by dns-01).
+/// RFC 8738: no DNS challenge for IP addresses; wildcards only by DNS).
 pub fn offered_challenges(identifier: &Identifier, wildcard: bool) -> Vec<ChallengeType> {
     match identifier.kind {
         IdentifierKind::Ip => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
-        IdentifierKind::Dns if wildcard => vec![ChallengeType::Dns01],
-        IdentifierKind::Dns => vec![
-            ChallengeType::Http01,
+        IdentifierKind::Dns if wildcard => vec![
             ChallengeType::Dns01,
-            ChallengeType::TlsAlpn01,
+            ChallengeType::DnsAccount01,
+            ChallengeType::DnsPersist01,
         ],
+        IdentifierKind::Dns => ChallengeType::ALL.to_vec(),
     }
 }
 
@@ -605,12 +605,26 @@ async fn validate_challenge(
     };
     // A failure on the upstream side is not the client's failed validation.
     let mut upstream_caused = false;
+    let account_url = instance
+        .as_ref()
+        .map_or_else(String::new, |i| hub.account_url(&i.name, &account.id));
+    // The name as ordered: a wildcard's DNS proofs sit at its base name,
+    // and dns-persist-01 must know it was a wildcard.
+    let ordered = Identifier {
+        kind: authz.identifier.kind,
+        value: if authz.wildcard {
+            format!("*.{}", authz.identifier.value)
+        } else {
+            authz.identifier.value.clone()
+        },
+    };
     let outcome = match validator
         .validate(
             challenge.kind,
-            &authz.identifier,
+            &ordered,
             &challenge.token,
             &key_authorization,
+            &account_url,
         )
         .await
     {
@@ -622,15 +636,7 @@ async fn validate_challenge(
             upstream
         }
         Ok(()) if authz.identifier.kind == IdentifierKind::Dns => {
-            let checked = Identifier {
-                kind: IdentifierKind::Dns,
-                value: if authz.wildcard {
-                    format!("*.{}", authz.identifier.value)
-                } else {
-                    authz.identifier.value.clone()
-                },
-            };
-            hub.validator.check_caa(&checked).await
+            hub.validator.check_caa(&ordered).await
         }
         other => other,
     };
@@ -996,9 +1002,21 @@ mod tests {
     #[test]
     fn wildcards_and_ips_get_the_right_challenges() {
         let dns = Identifier::dns("example.com").unwrap();
-        assert_eq!(offered_challenges(&dns, true), vec![ChallengeType::Dns01]);
-        assert_eq!(offered_challenges(&dns, false).len(), 3);
+        // Wildcards only by DNS; which of these an order sees is the
+        // instance's allowed_challenges.
+        assert_eq!(
+            offered_challenges(&dns, true),
+            vec![
+                ChallengeType::Dns01,
+                ChallengeType::DnsAccount01,
+                ChallengeType::DnsPersist01
+            ]
+        );
+        assert_eq!(offered_challenges(&dns, false).len(), 5);
         let ip = Identifier::ip("127.0.0.1").unwrap();
-        assert!(!offered_challenges(&ip, false).contains(&ChallengeType::Dns01));
+        assert_eq!(
+            offered_challenges(&ip, false),
+            vec![ChallengeType::Http01, ChallengeType::TlsAlpn01]
+        );
     }
 }

@@ -14,10 +14,29 @@ pub enum ChallengeType {
     Dns01,
     /// RFC 8737: a special certificate offered for ALPN `acme-tls/1`.
     TlsAlpn01,
+    /// draft-ietf-acme-dns-account-label: the dns-01 value at
+    /// `_<account label>._acme-challenge.<name>`, so several accounts can
+    /// validate one name at once.
+    DnsAccount01,
+    /// draft-ietf-acme-dns-persist (-01 wire format): a persistent TXT
+    /// record at `_validation-persist.<name>` naming this CA and the
+    /// account; no token, and no DNS write per order.
+    DnsPersist01,
 }
 
 impl ChallengeType {
-    pub const ALL: [ChallengeType; 3] = [Self::Http01, Self::Dns01, Self::TlsAlpn01];
+    pub const ALL: [ChallengeType; 5] = [
+        Self::Http01,
+        Self::Dns01,
+        Self::TlsAlpn01,
+        Self::DnsAccount01,
+        Self::DnsPersist01,
+    ];
+
+    /// What a new instance offers: the RFC 8555 and RFC 8737 types. The
+    /// newer DNS types are an operator's choice (a dns-persist-01 record
+    /// lets a leaked account key issue for as long as the record stays).
+    pub const DEFAULT: [ChallengeType; 3] = [Self::Http01, Self::Dns01, Self::TlsAlpn01];
 
     /// The ACME wire name, e.g. `http-01`; stored as it is.
     pub fn as_str(self) -> &'static str {
@@ -25,6 +44,8 @@ impl ChallengeType {
             ChallengeType::Http01 => "http-01",
             ChallengeType::Dns01 => "dns-01",
             ChallengeType::TlsAlpn01 => "tls-alpn-01",
+            ChallengeType::DnsAccount01 => "dns-account-01",
+            ChallengeType::DnsPersist01 => "dns-persist-01",
         }
     }
 }
@@ -43,8 +64,10 @@ impl FromStr for ChallengeType {
             "http-01" => Ok(ChallengeType::Http01),
             "dns-01" => Ok(ChallengeType::Dns01),
             "tls-alpn-01" => Ok(ChallengeType::TlsAlpn01),
+            "dns-account-01" => Ok(ChallengeType::DnsAccount01),
+            "dns-persist-01" => Ok(ChallengeType::DnsPersist01),
             other => Err(Error::malformed(format!(
-                "challenge type {other:?} is not supported; use \"http-01\", \"dns-01\" or \"tls-alpn-01\""
+                "challenge type {other:?} is not supported; use \"http-01\", \"dns-01\", \"tls-alpn-01\", \"dns-account-01\" or \"dns-persist-01\""
             ))),
         }
     }
@@ -57,11 +80,7 @@ mod tests {
 
     #[test]
     fn challenge_types_round_trip_their_wire_names() {
-        for t in [
-            ChallengeType::Http01,
-            ChallengeType::Dns01,
-            ChallengeType::TlsAlpn01,
-        ] {
+        for t in ChallengeType::ALL {
             assert_eq!(t.as_str().parse::<ChallengeType>().unwrap(), t);
         }
         let err = "http-02".parse::<ChallengeType>().unwrap_err();

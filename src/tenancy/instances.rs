@@ -154,7 +154,7 @@ pub async fn create_instance(
         issuer: Issuer::Local,
         external_account_required: false,
         cert_validity_days: None,
-        allowed_challenges: ChallengeType::ALL.to_vec(),
+        allowed_challenges: ChallengeType::DEFAULT.to_vec(),
         rate_limits: RateLimits::default(),
         environment: Environment::Production,
         failover: true,

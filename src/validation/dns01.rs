@@ -15,51 +15,71 @@ impl Validator {
     ) -> Result<(), Failure> {
         // RFC 8555 §8.4: for a wildcard the record sits at the base name.
         let name = format!("_acme-challenge.{}", identifier.base_name());
+        self.expect_digest(&name, identifier, key_authorization, "")
+            .await
+    }
+
+    /// The TXT records at `name` (CNAMEs followed) must hold the key
+    /// authorization's digest; `note` is added to a failure's detail.
+    pub(super) async fn expect_digest(
+        &self,
+        name: &str,
+        identifier: &Identifier,
+        key_authorization: &str,
+        note: &str,
+    ) -> Result<(), Failure> {
         let expected = key_authorization_digest(key_authorization);
-        let values = match self.resolver.lookup_txt(&name).await {
-            Ok(values) => values,
-            Err(LookupError::NoSuchName { .. }) => {
-                return Err(Failure::permanent(
-                    ErrorKind::Dns,
-                    format!(
-                        "no TXT record found at {name} (the name does not exist) while validating {}",
-                        identifier.value
-                    ),
-                ));
-            }
-            Err(LookupError::NoRecords { .. }) => {
-                return Err(Failure::transient(
-                    ErrorKind::Dns,
-                    format!(
-                        "no TXT record found at {name} while validating {}",
-                        identifier.value
-                    ),
-                ));
-            }
-            Err(e) => {
-                let transient = e.is_transient();
-                let failure = format!(
-                    "could not look up the TXT records at {name} for {}: {e}",
-                    identifier.value
-                );
-                return Err(if transient {
-                    Failure::transient(ErrorKind::Dns, failure)
-                } else {
-                    Failure::permanent(ErrorKind::Dns, failure)
-                });
-            }
-        };
+        let values = self.txt_at(name, identifier, note).await?;
         if values.contains(&expected) {
             return Ok(());
         }
         Err(Failure::permanent(
             ErrorKind::Unauthorized,
             format!(
-                "the {} TXT record(s) at {name} do not match the expected value {expected} for {}",
+                "the {} TXT record(s) at {name} do not match the expected value {expected} for {}{note}",
                 values.len(),
                 identifier.value
             ),
         ))
+    }
+
+    /// The TXT values at `name`, CNAMEs followed; a missing name or record
+    /// is a `dns` failure naming it (`note` added).
+    pub(super) async fn txt_at(
+        &self,
+        name: &str,
+        identifier: &Identifier,
+        note: &str,
+    ) -> Result<Vec<String>, Failure> {
+        match self.resolver.lookup_txt(name).await {
+            Ok(values) => Ok(values),
+            Err(LookupError::NoSuchName { .. }) => Err(Failure::permanent(
+                ErrorKind::Dns,
+                format!(
+                    "no TXT record found at {name} (the name does not exist) while validating {}{note}",
+                    identifier.value
+                ),
+            )),
+            Err(LookupError::NoRecords { .. }) => Err(Failure::transient(
+                ErrorKind::Dns,
+                format!(
+                    "no TXT record found at {name} while validating {}{note}",
+                    identifier.value
+                ),
+            )),
+            Err(e) => {
+                let transient = e.is_transient();
+                let failure = format!(
+                    "could not look up the TXT records at {name} for {}: {e}",
+                    identifier.value
+                );
+                Err(if transient {
+                    Failure::transient(ErrorKind::Dns, failure)
+                } else {
+                    Failure::permanent(ErrorKind::Dns, failure)
+                })
+            }
+        }
     }
 }
 
@@ -78,7 +98,7 @@ mod tests {
     ) -> Result<(), crate::error::Error> {
         let v = Validator::new(&lab_config(dns)).unwrap();
         let identifier = Identifier::dns(name).unwrap();
-        v.validate(ChallengeType::Dns01, &identifier, "tok", KEY_AUTH)
+        v.validate(ChallengeType::Dns01, &identifier, "tok", KEY_AUTH, "")
             .await
     }
 

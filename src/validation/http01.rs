@@ -364,7 +364,7 @@ mod tests {
         let identifier = Identifier::dns(name).unwrap();
         setup
             .validator
-            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
     }
 
@@ -394,7 +394,7 @@ mod tests {
         let s = setup(challenge_router(TOKEN, KEY_AUTH)).await;
         let ip = Identifier::ip("127.0.0.1").unwrap();
         s.validator
-            .validate(ChallengeType::Http01, &ip, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &ip, TOKEN, KEY_AUTH, "")
             .await
             .unwrap();
     }
@@ -580,7 +580,7 @@ mod tests {
         let ip = Identifier::ip("169.254.169.254").unwrap();
         let err = s
             .validator
-            .validate(ChallengeType::Http01, &ip, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &ip, TOKEN, KEY_AUTH, "")
             .await
             .unwrap_err();
         assert!(err.detail.contains("refused by policy"), "{}", err.detail);
@@ -624,7 +624,7 @@ mod tests {
 
     async fn validate_with(v: &Validator, name: &str) -> Result<(), crate::error::Error> {
         let identifier = Identifier::dns(name).unwrap();
-        v.validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+        v.validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
     }
 
@@ -665,7 +665,7 @@ mod tests {
         config.tlsalpn01_port = tls_port;
         let v = Validator::new(&config).unwrap();
         let identifier = Identifier::dns("www.example.com").unwrap();
-        v.validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+        v.validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
             .unwrap();
     }
@@ -680,7 +680,7 @@ mod tests {
         let v = Validator::new(&config).unwrap();
         let identifier = Identifier::dns("www.example.com").unwrap();
         let err = v
-            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Connection);
@@ -698,7 +698,7 @@ mod tests {
         let strict = s.validator.clone().with_private_targets(false);
         let identifier = Identifier::dns("www.example.com").unwrap();
         let err = strict
-            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Connection);
@@ -710,7 +710,7 @@ mod tests {
         );
         // The same lab passes when private targets are allowed (the default).
         s.validator
-            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH)
+            .validate(ChallengeType::Http01, &identifier, TOKEN, KEY_AUTH, "")
             .await
             .unwrap();
     }

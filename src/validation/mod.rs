@@ -12,6 +12,8 @@
 
 mod caa;
 mod dns01;
+pub mod dns_account01;
+pub mod dns_persist01;
 mod http01;
 pub mod resolver;
 mod target;
@@ -109,18 +111,23 @@ impl Validator {
     /// apart, each bounded by the attempt timeout. Only transient failures
     /// (connection, DNS other than NXDOMAIN, timeouts) are retried. `Ok(())`
     /// means the challenge is valid.
+    ///
+    /// `account_url` is the account's URL as its `Location` said: the
+    /// dns-account-01 label is derived from it, and a dns-persist-01 record
+    /// must name it.
     pub async fn validate(
         &self,
         challenge: ChallengeType,
         identifier: &Identifier,
         token: &str,
         key_authorization: &str,
+        account_url: &str,
     ) -> Result<(), Error> {
         let mut attempt = 1;
         loop {
             let outcome = match tokio::time::timeout(
                 self.attempt_timeout,
-                self.attempt(challenge, identifier, token, key_authorization),
+                self.attempt(challenge, identifier, token, key_authorization, account_url),
             )
             .await
             {
@@ -195,6 +202,7 @@ impl Validator {
         identifier: &Identifier,
         token: &str,
         key_authorization: &str,
+        account_url: &str,
     ) -> Result<(), Failure> {
         // RFC 8555 §8.1: tokens are base64url; anything else could steer the
         // request path, so refuse it before dialing.
@@ -221,11 +229,13 @@ impl Validator {
                     ),
                 ))
             }
-            ChallengeType::Dns01 if identifier.kind == IdentifierKind::Ip => {
+            ChallengeType::Dns01 | ChallengeType::DnsAccount01 | ChallengeType::DnsPersist01
+                if identifier.kind == IdentifierKind::Ip =>
+            {
                 Err(Failure::permanent(
                     ErrorKind::Malformed,
                     format!(
-                        "dns-01 cannot validate the IP identifier {}; use http-01 or tls-alpn-01 (RFC 8738 §7)",
+                        "{challenge} cannot validate the IP identifier {}; use http-01 or tls-alpn-01 (RFC 8738 §7)",
                         identifier.value
                     ),
                 ))
@@ -233,6 +243,11 @@ impl Validator {
             ChallengeType::Http01 => self.http01(identifier, token, key_authorization).await,
             ChallengeType::Dns01 => self.dns01(identifier, key_authorization).await,
             ChallengeType::TlsAlpn01 => self.tls_alpn01(identifier, key_authorization).await,
+            ChallengeType::DnsAccount01 => {
+                self.dns_account01(identifier, key_authorization, account_url)
+                    .await
+            }
+            ChallengeType::DnsPersist01 => self.dns_persist01(identifier, account_url).await,
         }
     }
 }
@@ -313,19 +328,19 @@ mod tests {
         let v = Validator::new(&lab_config(&dns)).unwrap();
         let name = Identifier::dns("www.example.com").unwrap();
         let err = v
-            .validate(ChallengeType::Http01, &name, "../etc", "x")
+            .validate(ChallengeType::Http01, &name, "../etc", "x", "")
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Malformed);
         let wildcard = Identifier::dns("*.example.com").unwrap();
         let err = v
-            .validate(ChallengeType::Http01, &wildcard, "tok", "x")
+            .validate(ChallengeType::Http01, &wildcard, "tok", "x", "")
             .await
             .unwrap_err();
         assert!(err.detail.contains("use dns-01"), "{}", err.detail);
         let ip = Identifier::ip("127.0.0.1").unwrap();
         let err = v
-            .validate(ChallengeType::Dns01, &ip, "tok", "x")
+            .validate(ChallengeType::Dns01, &ip, "tok", "x", "")
             .await
             .unwrap_err();
         assert!(err.detail.contains("RFC 8738"), "{}", err.detail);
@@ -339,7 +354,10 @@ mod tests {
         let v = Validator::new(&lab_config(&dns)).unwrap();
         let ip = Identifier::ip("169.254.169.254").unwrap();
         for challenge in [ChallengeType::Http01, ChallengeType::TlsAlpn01] {
-            let err = v.validate(challenge, &ip, "tok", "x").await.unwrap_err();
+            let err = v
+                .validate(challenge, &ip, "tok", "x", "")
+                .await
+                .unwrap_err();
             assert!(
                 err.detail
                     .contains("169.254.169.254 is link-local: refused by policy"),
@@ -367,7 +385,7 @@ mod tests {
             serve_http_on(port, challenge_router("tok", "tok.thumb")).await;
         };
         let (result, ()) = tokio::join!(
-            v.validate(ChallengeType::Http01, &name, "tok", "tok.thumb"),
+            v.validate(ChallengeType::Http01, &name, "tok", "tok.thumb", ""),
             late_server
         );
         assert!(result.is_ok(), "{result:?}");
@@ -389,6 +407,7 @@ mod tests {
                 &Identifier::dns("down.example.com").unwrap(),
                 "tok",
                 "tok.thumb",
+                "",
             )
             .await
             .unwrap_err();
@@ -424,6 +443,7 @@ mod tests {
                 &Identifier::dns("www.example.com").unwrap(),
                 "tok",
                 "tok.thumb",
+                "",
             )
             .await
             .unwrap_err();

@@ -304,7 +304,7 @@ mod tests {
     }
 
     async fn validate(v: &Validator, identifier: &Identifier) -> Result<(), Error> {
-        v.validate(ChallengeType::TlsAlpn01, identifier, "tok", KEY_AUTH)
+        v.validate(ChallengeType::TlsAlpn01, identifier, "tok", KEY_AUTH, "")
             .await
     }
 

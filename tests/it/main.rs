@@ -6,6 +6,7 @@
 mod abuse;
 mod admin;
 mod dns;
+mod dns_challenges;
 mod flows;
 mod fuzz;
 mod harness;
