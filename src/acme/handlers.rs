@@ -42,9 +42,10 @@ fn link(response: &mut Response, url: &str, rel: &str) {
 pub async fn directory(State(hub): State<Arc<Hub>>, Path(instance): Path<String>) -> AcmeResult {
     let instance = hub.instance(&instance).await?;
     let profiles = orders::offered_profiles(&hub, &instance).await?;
+    let caa_identities = orders::caa_identities(&hub, &instance).await?;
     Ok(json_response(
         StatusCode::OK,
-        &resources::directory(&hub, &instance, &profiles),
+        &resources::directory(&hub, &instance, &profiles, &caa_identities),
         None,
     ))
 }

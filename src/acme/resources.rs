@@ -17,6 +17,7 @@ pub fn directory(
     hub: &Hub,
     instance: &Instance,
     profiles: &std::collections::BTreeMap<String, String>,
+    caa_identities: &[String],
 ) -> Value {
     let mut meta = serde_json::Map::new();
     if !profiles.is_empty() {
@@ -28,10 +29,7 @@ pub fn directory(
     if let Some(website) = &hub.config.acme.website {
         meta.insert("website".into(), json!(website));
     }
-    meta.insert(
-        "caaIdentities".into(),
-        json!(hub.config.validation.caa_identities),
-    );
+    meta.insert("caaIdentities".into(), json!(caa_identities));
     meta.insert(
         "externalAccountRequired".into(),
         json!(instance.external_account_required),

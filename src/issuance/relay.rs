@@ -218,10 +218,23 @@ async fn current_account(
     order: &Order,
     u: &UpstreamOrder,
 ) -> Result<CaAccount, Error> {
+    chosen_account(hub, instance, order, u)
+        .await
+        .map(|(account, _)| account)
+}
+
+/// [`current_account`], with the accounts CAA made it pass over (name,
+/// why), when it had to choose one.
+async fn chosen_account(
+    hub: &Hub,
+    instance: &Instance,
+    order: &Order,
+    u: &UpstreamOrder,
+) -> Result<(CaAccount, Vec<(String, String)>), Error> {
     let accounts = hub.store.ca_accounts(&instance.id).await?;
     if let Some(id) = &u.ca_account_id {
         if let Some(a) = accounts.iter().find(|a| a.id == *id) {
-            return Ok(a.clone());
+            return Ok((a.clone(), Vec::new()));
         }
     }
     let tried: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&u.attempts)
@@ -229,7 +242,7 @@ async fn current_account(
         .iter()
         .filter_map(|a| a["account"].as_str().map(str::to_string))
         .collect();
-    let (fit, reasons) = super::upstream::serving_accounts(
+    let serving = super::upstream::serving_accounts(
         hub,
         &accounts,
         instance.environment,
@@ -237,14 +250,36 @@ async fn current_account(
         order.profile.as_deref(),
     )
     .await;
-    fit.into_iter()
+    match serving
+        .accounts
+        .into_iter()
         .find(|a| !tried.contains(&a.name))
-        .cloned()
-        .ok_or_else(|| {
-            let mut all = reasons;
+    {
+        Some(account) => Ok((account.clone(), serving.caa_skipped)),
+        None => {
+            let mut all = serving.reasons;
             all.extend(tried.iter().map(|t| format!("{t}: failed for this order")));
-            super::no_matching_account(instance, &all)
-        })
+            Err(super::no_matching_account(instance, &all))
+        }
+    }
+}
+
+/// Puts the accounts CAA passed over on the order's record of attempts
+/// (once each) and in the log, so failover is seen not to have tried them.
+fn record_caa_skips(order: &Order, u: &mut UpstreamOrder, skipped: &[(String, String)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let mut attempts: Vec<serde_json::Value> =
+        serde_json::from_str(&u.attempts).unwrap_or_default();
+    for (name, why) in skipped {
+        if attempts.iter().any(|a| a["account"] == name.as_str()) {
+            continue;
+        }
+        tracing::info!(order = %order.id, account = %name, reason = %why, "CA account skipped: CAA forbids it");
+        attempts.push(json!({"account": name, "skipped": "caa", "error": why, "at": now()}));
+    }
+    u.attempts = serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into());
 }
 
 /// An instant-acme account for a CA account, registering it first when needed.
@@ -351,7 +386,8 @@ async fn authorize(
     order: &Order,
     u: &mut UpstreamOrder,
 ) -> Result<(), Failure> {
-    let account = current_account(hub, instance, order, u).await?;
+    let (account, skipped) = chosen_account(hub, instance, order, u).await?;
+    record_caa_skips(order, u, &skipped);
     // Which account is being tried goes on record first, so a failure moves
     // the order on to the next one.
     u.ca_account_id = Some(account.id.clone());

@@ -509,27 +509,57 @@ pub fn candidates<'a>(
     (fit, reasons)
 }
 
-/// `candidates`, then CAA (RFC 8659): an account whose `caa_identities`
-/// the names' CAA records do not authorize is passed over, and says why.
-/// A CAA lookup that fails leaves the decision to the CA, which checks too.
+/// The accounts that can serve an order, and why the others cannot.
+#[derive(Debug, Default)]
+pub struct Serving<'a> {
+    pub accounts: Vec<&'a crate::store::CaAccount>,
+    /// One line per account that cannot serve (`name: why`).
+    pub reasons: Vec<String>,
+    /// Accounts that fit but that CAA forbids: (account name, why).
+    pub caa_skipped: Vec<(String, String)>,
+    /// Per identifier, why CAA forbids it (for the first account refused).
+    pub caa_refusals: Vec<(crate::policy::Identifier, String)>,
+}
+
+/// The accounts that can serve an order: those that fit
+/// (`candidates`), then CAA (RFC 8659, with RFC 8657's `accounturi` and
+/// `validationmethods`: the account's URL, and dns-01, which the hub
+/// answers upstream challenges with). An account whose CA identities CAA
+/// does not authorize is skipped, with the reason; a CAA lookup that fails
+/// is left to the upstream CA, which checks CAA itself.
 pub async fn serving_accounts<'a>(
     hub: &crate::hub::Hub,
     accounts: &'a [crate::store::CaAccount],
     instance_environment: Environment,
     identifiers: &[crate::policy::Identifier],
     profile: Option<&str>,
-) -> (Vec<&'a crate::store::CaAccount>, Vec<String>) {
-    let (fit, mut reasons) = candidates(accounts, instance_environment, identifiers, profile);
-    let mut serving = Vec::with_capacity(fit.len());
+) -> Serving<'a> {
+    let (fit, reasons) = candidates(accounts, instance_environment, identifiers, profile);
+    let mut serving = Serving {
+        reasons,
+        ..Serving::default()
+    };
     'accounts: for account in fit {
         for identifier in identifiers {
+            let requester = crate::validation::Requester {
+                account_url: account.account_url.as_deref(),
+                method: Some(crate::policy::ChallengeType::Dns01.as_str()),
+            };
             match hub
                 .validator
-                .caa_for(identifier, &account.caa_identities)
+                .caa_for(identifier, &account.caa_identities, requester)
                 .await
             {
                 Err(e) if e.kind == crate::error::ErrorKind::Caa => {
-                    reasons.push(format!("{}: {}", account.name, e.detail));
+                    serving
+                        .reasons
+                        .push(format!("{}: {}", account.name, e.detail));
+                    serving
+                        .caa_skipped
+                        .push((account.name.clone(), e.detail.clone()));
+                    if !serving.caa_refusals.iter().any(|(i, _)| i == identifier) {
+                        serving.caa_refusals.push((identifier.clone(), e.detail));
+                    }
                     continue 'accounts;
                 }
                 Err(e) => {
@@ -538,9 +568,9 @@ pub async fn serving_accounts<'a>(
                 Ok(()) => {}
             }
         }
-        serving.push(account);
+        serving.accounts.push(account);
     }
-    (serving, reasons)
+    serving
 }
 
 #[cfg(test)]

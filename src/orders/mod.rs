@@ -25,6 +25,7 @@ use crate::store::{
     NewOrder, Order, OrderStatus, UpstreamOrderState,
 };
 use crate::util::{b64, now, random_bytes};
+use crate::validation::{PRE_AUTHORIZED, Requester};
 use limits::Subject;
 
 /// Most identifiers one order may carry.
@@ -155,6 +156,24 @@ pub async fn offered_profiles(
     }
 }
 
+/// The CAA identities of the CAs an instance's certificates come from
+/// (RFC 8555 §9.7.1 `caaIdentities`): the hub's own for the local CA, the
+/// instance's CA accounts' (of its environment) for a relaying instance.
+pub async fn caa_identities(hub: &Hub, instance: &Instance) -> Result<Vec<String>, Error> {
+    match instance.issuer {
+        Issuer::Local => Ok(hub.config.validation.caa_identities.clone()),
+        Issuer::Upstream => {
+            let mut identities = std::collections::BTreeSet::new();
+            for account in hub.store.ca_accounts(&instance.id).await? {
+                if account.environment == instance.environment {
+                    identities.extend(account.caa_identities);
+                }
+            }
+            Ok(identities.into_iter().collect())
+        }
+    }
+}
+
 /// `invalidProfile` unless the instance offers `profile`.
 pub(crate) async fn check_profile(
     hub: &Hub,
@@ -179,8 +198,11 @@ pub(crate) async fn check_profile(
     ))
 }
 
-/// Whether the order is relayed upstream; for an upstream instance with no
-/// account that can serve it, `There is no matching ACME account`.
+/// Whether the order is relayed upstream. For an upstream instance: an IP
+/// address is `rejectedIdentifier` (the hub answers upstream challenges
+/// with dns-01); names CAA forbids every CA account to issue for are the
+/// client's `caa` error, one subproblem per name; otherwise no account
+/// that can serve it is `There is no matching ACME account`.
 async fn check_issuer(
     hub: &Hub,
     instance: &Instance,
@@ -191,8 +213,26 @@ async fn check_issuer(
         Issuer::Local => return Ok(false),
         Issuer::Upstream => {}
     }
+    let ips: Vec<Subproblem> = identifiers
+        .iter()
+        .filter(|i| i.kind == IdentifierKind::Ip)
+        .map(|ip| Subproblem {
+            kind: ErrorKind::RejectedIdentifier,
+            detail: format!(
+                "instance {:?} issues from upstream CA accounts, whose challenges the hub \
+                 answers with dns-01, which cannot prove the IP address {}",
+                instance.name, ip.value
+            ),
+            identifier: ip.into(),
+        })
+        .collect();
+    if let Some(first) = ips.first() {
+        return Err(
+            Error::new(ErrorKind::RejectedIdentifier, first.detail.clone()).with_subproblems(ips),
+        );
+    }
     let accounts = hub.store.ca_accounts(&instance.id).await?;
-    let (fit, reasons) = crate::issuance::upstream::serving_accounts(
+    let serving = crate::issuance::upstream::serving_accounts(
         hub,
         &accounts,
         instance.environment,
@@ -200,10 +240,24 @@ async fn check_issuer(
         profile,
     )
     .await;
-    if fit.is_empty() {
-        return Err(crate::issuance::no_matching_account(instance, &reasons));
+    if !serving.accounts.is_empty() {
+        return Ok(true);
     }
-    Ok(true)
+    let unmatched = crate::issuance::no_matching_account(instance, &serving.reasons);
+    if serving.caa_refusals.is_empty() {
+        return Err(unmatched);
+    }
+    // The names are what stops the order: the client's error, not ours.
+    let subproblems: Vec<Subproblem> = serving
+        .caa_refusals
+        .iter()
+        .map(|(identifier, why)| Subproblem {
+            kind: ErrorKind::Caa,
+            detail: why.clone(),
+            identifier: identifier.into(),
+        })
+        .collect();
+    Err(Error::new(ErrorKind::Caa, unmatched.detail).with_subproblems(subproblems))
 }
 
 /// The challenge types an instance offers for an identifier; `rejectedIdentifier`
@@ -353,6 +407,7 @@ async fn create_order(
         }
     }
     let order_expires = now + hub.config.acme.order_lifetime_secs as i64;
+    let account_url = hub.account_url(&instance.name, &account.id);
     let mut authorizations = Vec::with_capacity(identifiers.len());
     for identifier in &identifiers {
         let wildcard = identifier.is_wildcard();
@@ -365,13 +420,20 @@ async fn create_order(
             // still decide whether this CA may issue (RFC 8659). A relayed
             // order is checked by the upstream CA that issues it.
             if identifier.kind == IdentifierKind::Dns && !relayed {
-                hub.validator.check_caa(identifier).await.map_err(|e| {
-                    Error::new(e.kind, e.detail.clone()).with_subproblems(vec![Subproblem {
-                        kind: e.kind,
-                        detail: e.detail,
-                        identifier: identifier.into(),
-                    }])
-                })?;
+                let requester = Requester {
+                    account_url: Some(&account_url),
+                    method: Some(PRE_AUTHORIZED),
+                };
+                hub.validator
+                    .check_caa(identifier, requester)
+                    .await
+                    .map_err(|e| {
+                        Error::new(e.kind, e.detail.clone()).with_subproblems(vec![Subproblem {
+                            kind: e.kind,
+                            detail: e.detail,
+                            identifier: identifier.into(),
+                        }])
+                    })?;
             }
             authorizations.push(NewAuthz::Create {
                 identifier: base,
@@ -636,7 +698,8 @@ async fn validate_challenge(
             upstream
         }
         Ok(()) if authz.identifier.kind == IdentifierKind::Dns => {
-            hub.validator.check_caa(&ordered).await
+            let requester = Requester::validated(&account_url, challenge.kind);
+            hub.validator.check_caa(&ordered, requester).await
         }
         other => other,
     };

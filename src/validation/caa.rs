@@ -2,31 +2,69 @@
 //! the first one found climbing from the name toward the root (§3); `issue`
 //! authorizes names, `issuewild` (when present) decides for wildcards (§4.3),
 //! and a critical property we do not understand forbids issuance (§4.1).
+//! A property may bind itself to accounts and methods (RFC 8657): with
+//! `accounturi` it authorizes only the ACME account of that URL, with
+//! `validationmethods` only the challenge types it lists; a property that
+//! repeats either, or lists no method, authorizes no one. Properties add
+//! up: one that names this CA for another account forbids nothing by
+//! itself.
 
 use hickory_resolver::proto::rr::rdata::CAA;
 
 use super::{LookupError, Validator};
 use crate::error::{Error, ErrorKind};
-use crate::policy::{Identifier, IdentifierKind};
+use crate::policy::{ChallengeType, Identifier, IdentifierKind};
 
-/// Property tags this CA understands (RFC 8659 §4.2–4.4, RFC 8657 is not
-/// implemented: its parameters are ignored, which RFC 8659 §4.2 permits).
+/// Property tags this CA understands (RFC 8659 §4.2–4.4; the parameters of
+/// RFC 8657 inside `issue` and `issuewild`).
 const KNOWN_TAGS: &[&str] = &["issue", "issuewild", "iodef"];
+
+/// Who asks, for RFC 8657's parameters: the URL of the ACME account that
+/// would get the certificate (none when the account has none yet), and the
+/// label of the method that validated the name: a challenge type, or
+/// [`PRE_AUTHORIZED`] (none while not known, as at newOrder:
+/// `validationmethods` is then checked after validation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requester<'a> {
+    pub account_url: Option<&'a str>,
+    pub method: Option<&'a str>,
+}
+
+/// The CA-specific method label (RFC 8657 §4: `ca-` prefix) of names an
+/// access key's `pre-authorized` policy vouches for, without a challenge.
+pub const PRE_AUTHORIZED: &str = "ca-pre-authorized";
+
+impl<'a> Requester<'a> {
+    /// The hub's own account `account_url`, validating with `method`.
+    pub fn validated(account_url: &'a str, method: ChallengeType) -> Self {
+        Self {
+            account_url: Some(account_url),
+            method: Some(method.as_str()),
+        }
+    }
+}
 
 /// How many records a detail lists before summarizing the rest.
 const LISTED_RECORDS: usize = 4;
 
 impl Validator {
-    pub(super) async fn caa(&self, identifier: &Identifier) -> Result<(), Error> {
-        self.caa_for(identifier, &self.caa_identities).await
+    pub(super) async fn caa(
+        &self,
+        identifier: &Identifier,
+        requester: Requester<'_>,
+    ) -> Result<(), Error> {
+        self.caa_for(identifier, &self.caa_identities, requester)
+            .await
     }
 
     /// Whether CAA lets a CA known by `identities` issue for `identifier`
-    /// (this hub's own identities, or an upstream CA account's).
+    /// to `requester` (this hub's own identities and account, or an
+    /// upstream CA account's).
     pub async fn caa_for(
         &self,
         identifier: &Identifier,
         identities: &[String],
+        requester: Requester<'_>,
     ) -> Result<(), Error> {
         if identities.is_empty() || identifier.kind == IdentifierKind::Ip {
             return Ok(());
@@ -69,7 +107,7 @@ impl Validator {
             if records.is_empty() {
                 continue;
             }
-            return evaluate(identities, identifier, &candidate, &records);
+            return evaluate(identities, requester, identifier, &candidate, &records);
         }
         Ok(())
     }
@@ -77,6 +115,7 @@ impl Validator {
 
 fn evaluate(
     identities: &[String],
+    requester: Requester<'_>,
     identifier: &Identifier,
     owner: &str,
     records: &[CAA],
@@ -113,12 +152,27 @@ fn evaluate(
         // Only iodef or other non-critical properties: no restriction.
         return Ok(());
     }
-    let authorized = relevant
-        .iter()
-        .filter_map(|r| issuer_domain(&r.value))
-        .any(|domain| identities.contains(&domain));
-    if authorized {
-        return Ok(());
+    // Properties that name this CA, and why each of those that do not
+    // authorize this requester does not.
+    let mut bound = Vec::new();
+    for record in &relevant {
+        let Some(property) = issue_value(&record.value) else {
+            continue;
+        };
+        if !identities.contains(&property.issuer) {
+            continue;
+        }
+        match property.refusal(requester) {
+            None => return Ok(()),
+            Some(why) => bound.push(why),
+        }
+    }
+    if !bound.is_empty() {
+        return Err(refuse(format!(
+            "name this CA only {} (RFC 8657), so they do not authorize issuance for {}",
+            bound.join("; or "),
+            identifier.value
+        )));
     }
     Err(refuse(format!(
         "do not authorize {} to issue for {}; add a CAA record such as `{} CAA 0 {} \"{}\"`",
@@ -132,6 +186,82 @@ fn evaluate(
         },
         identities.first().map(String::as_str).unwrap_or_default()
     )))
+}
+
+/// An `issue`/`issuewild` property value (RFC 8659 §4.2): the issuer and
+/// its parameters, tags lowercased.
+struct IssueValue {
+    issuer: String,
+    parameters: Vec<(String, String)>,
+}
+
+/// Parses a property value; `None` when it names no issuer or breaks the
+/// syntax, which authorizes no one (RFC 8659 §4.2).
+fn issue_value(value: &[u8]) -> Option<IssueValue> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.split(';');
+    let issuer = issuer_domain(parts.next()?.as_bytes())?;
+    let mut parameters = Vec::new();
+    for part in parts {
+        let part = part.trim_matches([' ', '\t']);
+        if part.is_empty() {
+            // `issuer;` is grammatical; `;;` and a trailing `;` after a
+            // parameter are not.
+            if parameters.is_empty() {
+                continue;
+            }
+            return None;
+        }
+        let (tag, value) = part.split_once('=')?;
+        let tag = tag.trim_matches([' ', '\t']).to_ascii_lowercase();
+        let value = value.trim_matches([' ', '\t']);
+        let tag_ok = !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = value
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b';');
+        if !tag_ok || !value_ok {
+            return None;
+        }
+        parameters.push((tag, value.to_string()));
+    }
+    Some(IssueValue { issuer, parameters })
+}
+
+impl IssueValue {
+    fn values(&self, tag: &str) -> Vec<&str> {
+        self.parameters
+            .iter()
+            .filter(|(t, _)| t == tag)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Why this property, which names this CA, does not authorize
+    /// `requester`; none when it does.
+    fn refusal(&self, requester: Requester<'_>) -> Option<String> {
+        match self.values("accounturi").as_slice() {
+            [] => {}
+            [uri] if requester.account_url == Some(*uri) => {}
+            [uri] => return Some(format!("for the account {uri}")),
+            _ => return Some("with accounturi given twice, which binds to no account".into()),
+        }
+        match self.values("validationmethods").as_slice() {
+            [] => None,
+            [list] => {
+                let methods: Vec<&str> = list.split(',').filter(|m| !m.is_empty()).collect();
+                if methods.is_empty() {
+                    return Some("with an empty validationmethods, which allows no method".into());
+                }
+                match requester.method {
+                    Some(method) if !methods.contains(&method) => {
+                        Some(format!("for validation by {}", methods.join(", ")))
+                    }
+                    _ => None,
+                }
+            }
+            _ => Some("with validationmethods given twice, which allows no method".into()),
+        }
+    }
 }
 
 /// The issuer-domain-name of an `issue`/`issuewild` value (RFC 8659 §4.2),
@@ -178,7 +308,8 @@ mod tests {
 
     async fn check(dns: &AuthoritativeServer, name: &str) -> Result<(), Error> {
         let v = Validator::new(&lab_config(dns)).unwrap();
-        v.check_caa(&Identifier::dns(name).unwrap()).await
+        v.check_caa(&Identifier::dns(name).unwrap(), Requester::default())
+            .await
     }
 
     #[tokio::test]
@@ -212,14 +343,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn parameters_and_case_do_not_matter_but_empty_issuer_forbids() {
+    async fn unknown_parameters_and_case_do_not_matter_but_empty_issuer_forbids() {
         let dns = lab_dns().await;
-        dns.add_caa(
-            "a.example.com",
-            0,
-            "ISSUE",
-            " AcmeHub.Local; accounturi=https://x/acct/1",
-        );
+        // (accounturi and validationmethods do: see the RFC 8657 test.)
+        dns.add_caa("a.example.com", 0, "ISSUE", " AcmeHub.Local; policy=ev");
         dns.add_caa("b.example.com", 0, "issue", ";");
         check(&dns, "a.example.com").await.unwrap();
         assert_eq!(
@@ -290,9 +417,12 @@ mod tests {
         let mut config = lab_config(&dns);
         config.caa_identities.clear();
         let v = Validator::new(&config).unwrap();
-        v.check_caa(&Identifier::dns("example.com").unwrap())
-            .await
-            .unwrap();
+        v.check_caa(
+            &Identifier::dns("example.com").unwrap(),
+            Requester::default(),
+        )
+        .await
+        .unwrap();
     }
 
     #[test]
@@ -305,5 +435,94 @@ mod tests {
         assert_eq!(issuer_domain(b";"), None);
         assert_eq!(issuer_domain(b"%%%%%"), None);
         assert_eq!(issuer_domain(b"ca..example"), None);
+    }
+
+    /// RFC 8657 Appendix A and the cases derived from its rules: this CA is
+    /// acmehub.local, the requesting account .../account/1234.
+    #[tokio::test]
+    async fn account_and_method_bindings_authorize_only_what_they_name() {
+        const ME: &str = "https://hub.test/acme/default/account/1234";
+        let dns = lab_dns().await;
+        let v = Validator::new(&lab_config(&dns)).unwrap();
+        let check = |name: &'static str, method: Option<&'static str>| {
+            let v = v.clone();
+            async move {
+                let requester = Requester {
+                    account_url: Some(ME),
+                    method,
+                };
+                v.check_caa(&Identifier::dns(name).unwrap(), requester)
+                    .await
+            }
+        };
+        let add = |name: &str, value: &str| dns.add_caa(name, 0, "issue", value);
+        add(
+            "mine.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/1234",
+        );
+        add(
+            "mine.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/2345",
+        );
+        check("mine.test", Some("dns-01")).await.unwrap();
+        add(
+            "theirs.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/9999",
+        );
+        let err = check("theirs.test", Some("dns-01")).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Caa);
+        assert!(
+            err.detail
+                .contains("only for the account https://hub.test/acme/default/account/9999"),
+            "{}",
+            err.detail
+        );
+        // Properties add up: an unbound one beside it authorizes.
+        add(
+            "both.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/9999",
+        );
+        add("both.test", "acmehub.local");
+        check("both.test", Some("dns-01")).await.unwrap();
+        // Methods: only those listed; none known yet (newOrder) passes.
+        add(
+            "methods.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/1234; validationmethods=dns-01,ca-foo",
+        );
+        check("methods.test", Some("dns-01")).await.unwrap();
+        check("methods.test", None).await.unwrap();
+        let err = check("methods.test", Some("http-01")).await.unwrap_err();
+        assert!(
+            err.detail.contains("only for validation by dns-01, ca-foo"),
+            "{}",
+            err.detail
+        );
+        add(
+            "persist.test",
+            "acmehub.local; validationmethods=dns-persist-01",
+        );
+        check("persist.test", Some("dns-persist-01")).await.unwrap();
+        check("persist.test", Some(PRE_AUTHORIZED))
+            .await
+            .unwrap_err();
+        // Repeated parameters and an empty list bind to nothing.
+        add(
+            "twice.test",
+            "acmehub.local; accounturi=https://hub.test/acme/default/account/1234; accounturi=https://hub.test/acme/default/account/1234",
+        );
+        check("twice.test", Some("dns-01")).await.unwrap_err();
+        add("empty.test", "acmehub.local; validationmethods=");
+        check("empty.test", Some("dns-01")).await.unwrap_err();
+        // Our account named under another issuer is not ours.
+        add(
+            "other.test",
+            "other.example; accounturi=https://hub.test/acme/default/account/1234",
+        );
+        check("other.test", Some("dns-01")).await.unwrap_err();
+        // A broken property authorizes no one; a plain one beside it does.
+        add("broken.test", "acmehub.local; accounturi");
+        check("broken.test", Some("dns-01")).await.unwrap_err();
+        add("broken.test", "acmehub.local;");
+        check("broken.test", Some("dns-01")).await.unwrap();
     }
 }

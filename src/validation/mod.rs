@@ -11,6 +11,7 @@
 //! state machine decides what follows.
 
 mod caa;
+pub use caa::{PRE_AUTHORIZED, Requester};
 mod dns01;
 pub mod dns_account01;
 pub mod dns_persist01;
@@ -187,8 +188,12 @@ impl Validator {
     /// applies the first CAA record set found. Skipped when no
     /// `caa_identities` are configured and for IP identifiers (CAA is
     /// defined for domain names only).
-    pub async fn check_caa(&self, identifier: &Identifier) -> Result<(), Error> {
-        self.caa(identifier).await
+    pub async fn check_caa(
+        &self,
+        identifier: &Identifier,
+        requester: Requester<'_>,
+    ) -> Result<(), Error> {
+        self.caa(identifier, requester).await
     }
 
     /// The hub's resolver; every other module's lookups go through it.

@@ -757,31 +757,109 @@ async fn caa_passes_over_accounts_whose_ca_it_does_not_authorize() {
         )
         .await;
     }
-    // CAA allows only B's CA: A is skipped, not tried.
+    // The directory names the CAs the instance's certificates come from.
+    let directory: Value = t
+        .http()
+        .get(t.url("/acme/relay/directory"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        directory["meta"]["caaIdentities"],
+        json!(["ca-a.test", "ca-b.test"])
+    );
+    // CAA allows only B's CA: A is skipped, not tried, and the order's
+    // record of attempts says so.
     t.dns.add_caa("customer.test", 0, "issue", "ca-b.test");
     let mut order = order_and_finalize(&client, "e.customer.test").await;
     order.poll_certificate(&retry()).await.unwrap();
     let u = upstream_view(&api, &order).await;
     assert_eq!(u["ca_account"], "ca-b", "{u}");
-    assert_eq!(u["attempts"], json!([]), "{u}");
-    // CAA that allows neither: no matching account, and why.
+    let attempts = u["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{u}");
+    assert_eq!(attempts[0]["account"], "ca-a");
+    assert_eq!(attempts[0]["skipped"], "caa");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CAA records at customer.test"),
+        "{u}"
+    );
+    // RFC 8657: a record that names A's CA for another account skips A.
+    t.dns.add_caa(
+        "bound.customer.test",
+        0,
+        "issue",
+        "ca-a.test; accounturi=https://ca-a.test/acct/someone-else",
+    );
+    t.dns
+        .add_caa("bound.customer.test", 0, "issue", "ca-b.test");
+    let mut order = order_and_finalize(&client, "bound.customer.test").await;
+    order.poll_certificate(&retry()).await.unwrap();
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "ca-b", "{u}");
+    assert!(
+        u["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("only for the account https://ca-a.test/acct/someone-else"),
+        "{u}"
+    );
+    // CAA that allows neither: the client's `caa` error, a subproblem per
+    // name with the record to add, and the accounts considered.
     t.dns
         .add_caa("other.customer.test", 0, "issue", "elsewhere.test");
-    let ids = vec![instant_acme::Identifier::Dns("other.customer.test".into())];
-    let detail = match client.new_order(&instant_acme::NewOrder::new(&ids)).await {
-        Err(instant_acme::Error::Api(p)) => p.detail.unwrap_or_default(),
+    let ids = vec![
+        instant_acme::Identifier::Dns("other.customer.test".into()),
+        instant_acme::Identifier::Dns("e.customer.test".into()),
+    ];
+    let problem = match client.new_order(&instant_acme::NewOrder::new(&ids)).await {
+        Err(instant_acme::Error::Api(p)) => p,
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("an order CAA forbids to every account was accepted"),
     };
+    assert_eq!(
+        problem.r#type.as_deref(),
+        Some("urn:ietf:params:acme:error:caa"),
+        "{problem:?}"
+    );
+    assert_eq!(problem.status, Some(403));
+    let detail = problem.detail.clone().unwrap_or_default();
     assert!(
         detail.starts_with("There is no matching ACME account"),
         "{detail}"
     );
     assert!(
-        detail.contains("ca-a: CAA records at other.customer.test")
-            && detail.contains("ca-b: CAA records at other.customer.test"),
+        detail.contains("ca-a: CAA records at") && detail.contains("ca-b: CAA records at"),
         "{detail}"
     );
+    assert_eq!(problem.subproblems.len(), 2, "{problem:?}");
+    assert!(
+        problem.subproblems.iter().any(|s| s
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("add a CAA record such as `other.customer.test CAA 0 issue")),
+        "{problem:?}"
+    );
+    // An IP address cannot be relayed: the client's rejectedIdentifier.
+    let ids = vec![instant_acme::Identifier::Ip("192.0.2.7".parse().unwrap())];
+    match client.new_order(&instant_acme::NewOrder::new(&ids)).await {
+        Err(instant_acme::Error::Api(p)) => {
+            assert_eq!(
+                p.r#type.as_deref(),
+                Some("urn:ietf:params:acme:error:rejectedIdentifier"),
+                "{p:?}"
+            );
+            assert!(p.detail.unwrap_or_default().contains("192.0.2.7"));
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("an IP address was accepted for relaying"),
+    }
     t.stop().await;
     upstream.stop().await;
 }
