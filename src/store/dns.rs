@@ -1,60 +1,163 @@
-//! Queries for DNS-01 publishing: stored credentials, zone bindings,
+//! What DNS-01 publishing keeps: stored credentials, zone bindings,
 //! delegations, acme-dns registrations and the technical zone's TXT records.
+//! Owns those tables; never talks to a DNS provider or server (`dns`, `zone`).
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use super::engine::Fields;
+use super::{FromRow, Result, Store, conflict, guard, pick_by_id};
 
-use super::acme::guard;
-use super::records::*;
-use super::{Store, StoreError, conflict, pick_by_id};
+status_enum!(
+    /// A delegation's CNAME as last seen on the customer zone's
+    /// authoritative servers.
+    DelegationStatus {
+        /// Absent on some server, or it could not be looked up.
+        Missing => "missing",
+        /// Some server has it pointing elsewhere.
+        Mismatch => "mismatch",
+        /// Every server has it, pointing at the delegation's label.
+        Ok => "ok",
+    }
+);
 
-type Result<T> = std::result::Result<T, StoreError>;
-
-fn credential_from_row(r: &AnyRow) -> Result<Credential> {
-    let config: String = r.try_get("config")?;
-    Ok(Credential {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        name: r.try_get("name")?,
-        kind: r.try_get("kind")?,
-        description: r.try_get("description")?,
-        config: serde_json::from_str(&config)
-            .map_err(|e| StoreError::Corrupt(format!("credential config: {e}")))?,
-        sealed_secret: r.try_get("secret")?,
-        fingerprint: r.try_get("fingerprint")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-    })
+/// A stored credential (DESIGN: *stored credential*). The secret is sealed
+/// by `secrets` (owner `credential`); its `Debug` leaves it out.
+#[derive(Clone)]
+pub struct Credential {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    /// A provider kind from `dns::providers`, or `generic`.
+    pub kind: String,
+    pub description: String,
+    /// Non-secret settings, a JSON object.
+    pub config: serde_json::Value,
+    pub sealed_secret: Vec<u8>,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_used_at: Option<i64>,
 }
 
-fn zone_from_row(r: &AnyRow) -> Result<DnsZone> {
-    Ok(DnsZone {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        zone: r.try_get("zone")?,
-        credential_id: r.try_get("credential_id")?,
-        provider: r.try_get("provider")?,
-        created_at: r.try_get("created_at")?,
-    })
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("id", &self.id)
+            .field("instance_id", &self.instance_id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
-fn delegation_from_row(r: &AnyRow) -> Result<Delegation> {
-    Ok(Delegation {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        domain: r.try_get("domain")?,
-        label: r.try_get("label")?,
-        status: DelegationStatus::parse(&r.try_get::<String, _>("status")?)?,
-        detail: r.try_get("detail")?,
-        checked_at: r.try_get("checked_at")?,
-        created_at: r.try_get("created_at")?,
-    })
+/// Which credential answers DNS-01 for a zone of an instance.
+#[derive(Debug, Clone)]
+pub struct DnsZone {
+    pub id: String,
+    pub instance_id: String,
+    /// Lowercase, no trailing dot.
+    pub zone: String,
+    pub credential_id: String,
+    pub provider: String,
+    pub created_at: i64,
+}
+
+/// `_acme-challenge.<domain> CNAME <label>.<technical zone>`.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub id: String,
+    pub instance_id: String,
+    pub domain: String,
+    pub label: String,
+    pub status: DelegationStatus,
+    pub detail: String,
+    pub checked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// An acme-dns registration: `X-Api-User` and the hash of `X-Api-Key`.
+#[derive(Debug, Clone)]
+pub struct AcmeDnsAccount {
+    pub username: String,
+    pub instance_id: String,
+    pub key_hash: String,
+    pub label: String,
+    /// Networks (CIDR) updates may come from; empty: anywhere.
+    pub allowfrom: Vec<String>,
+    pub created_at: i64,
+}
+
+/// What [`Store::add_zone_record`](super::Store::add_zone_record) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneRecordWrite {
+    /// The value is served (new, or its expiry moved).
+    Added,
+    /// The name holds its most values already; nothing was written.
+    Full {
+        /// When the first of them expires (unix seconds).
+        oldest_expires_at: Option<i64>,
+    },
+}
+
+impl FromRow for Credential {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(Credential {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            name: r.field("name")?,
+            kind: r.field("kind")?,
+            description: r.field("description")?,
+            config: r.json("config", "credential config")?,
+            sealed_secret: r.field("secret")?,
+            fingerprint: r.field("fingerprint")?,
+            created_at: r.field("created_at")?,
+            updated_at: r.field("updated_at")?,
+            last_used_at: r.field("last_used_at")?,
+        })
+    }
+}
+
+impl FromRow for DnsZone {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(DnsZone {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            zone: r.field("zone")?,
+            credential_id: r.field("credential_id")?,
+            provider: r.field("provider")?,
+            created_at: r.field("created_at")?,
+        })
+    }
+}
+
+impl FromRow for Delegation {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(Delegation {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            domain: r.field("domain")?,
+            label: r.field("label")?,
+            status: DelegationStatus::parse(&r.field::<String>("status")?)?,
+            detail: r.field("detail")?,
+            checked_at: r.field("checked_at")?,
+            created_at: r.field("created_at")?,
+        })
+    }
+}
+
+impl FromRow for AcmeDnsAccount {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(AcmeDnsAccount {
+            username: r.field("username")?,
+            instance_id: r.field("instance_id")?,
+            key_hash: r.field("key_hash")?,
+            label: r.field("label")?,
+            allowfrom: r.json("allowfrom", "acme-dns allowfrom")?,
+            created_at: r.field("created_at")?,
+        })
+    }
 }
 
 impl Store {
-    // ---- credentials ----
-
     pub async fn insert_credential(&self, c: &Credential) -> Result<()> {
         sqlx::query(
             "INSERT INTO credentials (id, instance_id, name, kind, description, config, secret, \
@@ -90,7 +193,7 @@ impl Store {
             .bind(instance_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(credential_from_row).collect()
+        rows.iter().map(Credential::from_row).collect()
     }
 
     /// A credential by id or name, within one instance.
@@ -106,7 +209,7 @@ impl Store {
         .bind(id_or_name)
         .fetch_all(&self.pool)
         .await?;
-        pick_by_id(rows, id_or_name, credential_from_row, |c| &c.id)
+        pick_by_id(rows, id_or_name, |c: &Credential| &c.id)
     }
 
     /// Writes description, config, sealed secret and fingerprint.
@@ -147,8 +250,6 @@ impl Store {
         guard(r.rows_affected())
     }
 
-    // ---- zone bindings ----
-
     pub async fn insert_zone(&self, z: &DnsZone) -> Result<()> {
         sqlx::query(
             "INSERT INTO dns_zones (id, instance_id, zone, credential_id, provider, created_at) \
@@ -176,7 +277,7 @@ impl Store {
             .bind(instance_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(zone_from_row).collect()
+        rows.iter().map(DnsZone::from_row).collect()
     }
 
     pub async fn zones_of_credential(&self, credential_id: &str) -> Result<Vec<DnsZone>> {
@@ -184,7 +285,7 @@ impl Store {
             .bind(credential_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(zone_from_row).collect()
+        rows.iter().map(DnsZone::from_row).collect()
     }
 
     pub async fn delete_zone(&self, id: &str) -> Result<()> {
@@ -194,8 +295,6 @@ impl Store {
             .await?;
         guard(r.rows_affected())
     }
-
-    // ---- delegations ----
 
     pub async fn insert_delegation(&self, d: &Delegation) -> Result<()> {
         sqlx::query(
@@ -221,7 +320,7 @@ impl Store {
             .bind(instance_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(delegation_from_row).collect()
+        rows.iter().map(Delegation::from_row).collect()
     }
 
     /// Every delegation of every instance (for the daily re-check).
@@ -229,7 +328,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM delegations ORDER BY created_at")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(delegation_from_row).collect()
+        rows.iter().map(Delegation::from_row).collect()
     }
 
     pub async fn update_delegation_status(
@@ -259,8 +358,6 @@ impl Store {
         guard(r.rows_affected())
     }
 
-    // ---- acme-dns registrations ----
-
     pub async fn insert_acme_dns_account(&self, a: &AcmeDnsAccount) -> Result<()> {
         sqlx::query(
             "INSERT INTO acme_dns_accounts (username, instance_id, key_hash, label, allowfrom, \
@@ -282,21 +379,8 @@ impl Store {
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(AcmeDnsAccount {
-                username: r.try_get("username")?,
-                instance_id: r.try_get("instance_id")?,
-                key_hash: r.try_get("key_hash")?,
-                label: r.try_get("label")?,
-                allowfrom: serde_json::from_str(&r.try_get::<String, _>("allowfrom")?)
-                    .map_err(|e| StoreError::Corrupt(format!("acme-dns allowfrom: {e}")))?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(AcmeDnsAccount::from_row).transpose()
     }
-
-    // ---- technical-zone records ----
 
     /// Adds a TXT value at `name`, kept until `expires_at`, unless `name`
     /// already holds `max_values` other live values. A value already there
@@ -338,7 +422,7 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await?
-        .try_get("oldest")?;
+        .field("oldest")?;
         Ok(ZoneRecordWrite::Full { oldest_expires_at })
     }
 
@@ -360,7 +444,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .map(|r| Ok((r.field("name")?, r.field("value")?)))
             .collect()
     }
 

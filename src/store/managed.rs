@@ -1,54 +1,117 @@
-//! Queries for the certificates the hub manages itself.
+//! Certificates the hub manages itself: settings, the job's progress and
+//! its lease. Owns the `managed_certificates` table; never orders or renews
+//! (that is `managed`).
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use super::engine::Fields;
+use super::{FromRow, Result, Store, column, conflict, guard, pick_by_id, to_json};
+use crate::policy::Identifier;
 
-use super::acme::guard;
-use super::records::*;
-use super::{Store, StoreError, conflict, pick_by_id};
+status_enum!(
+    /// Where a managed certificate stands: `draft` → `csr` → `pending`
+    /// (waiting for DNS) → `active` → `expired` / `revoked`; `failed` while
+    /// it has never been issued and its last attempt failed.
+    ManagedStatus {
+        Draft => "draft",
+        Csr => "csr",
+        Pending => "pending",
+        Active => "active",
+        Expired => "expired",
+        Revoked => "revoked",
+        Failed => "failed",
+    }
+);
 
-type Result<T> = std::result::Result<T, StoreError>;
+status_enum!(
+    /// The key a managed certificate is made with: ECDSA on P-256 or
+    /// P-384, or RSA of 2048, 3072 or 4096 bits.
+    KeyType {
+        EcP256 => "ec-p256",
+        EcP384 => "ec-p384",
+        Rsa2048 => "rsa-2048",
+        Rsa3072 => "rsa-3072",
+        Rsa4096 => "rsa-4096",
+    }
+);
 
-fn json<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &str) -> Result<T> {
-    serde_json::from_str(&r.try_get::<String, _>(column)?)
-        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+/// A certificate the hub manages itself: it holds the key, issues through
+/// the instance's issuer and renews on its own.
+#[derive(Debug, Clone)]
+pub struct ManagedCertificate {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub identifiers: Vec<Identifier>,
+    pub key_type: KeyType,
+    pub profile: Option<String>,
+    pub auto_renew: bool,
+    pub renew_before_days: Option<i64>,
+    /// Keep the key across renewals (a new key each time otherwise).
+    pub keep_key: bool,
+    pub tags: Vec<String>,
+    pub status: ManagedStatus,
+    /// What the job is doing or waiting on, in words.
+    pub step: String,
+    /// Per identifier, what DNS still lacks (`{"identifier", "detail", ...}`).
+    pub missing: Vec<serde_json::Value>,
+    /// The private key (PKCS#8 DER), sealed.
+    pub sealed_key: Option<Vec<u8>>,
+    pub csr: Option<Vec<u8>>,
+    /// The order in flight, if any.
+    pub order_id: Option<String>,
+    /// The certificate served now.
+    pub certificate_id: Option<String>,
+    pub next_renewal_at: Option<i64>,
+    pub next_attempt_at: i64,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    pub error: Option<String>,
+    /// Attempts and their outcomes, oldest first.
+    pub history: Vec<serde_json::Value>,
+    /// The expiry reminder (days before expiry) last sent for the current certificate.
+    pub expiry_notified: Option<i64>,
+    /// An operator asked for a renewal now.
+    pub renew_requested: bool,
+    /// A renewal's new key (sealed) and CSR, until its certificate is
+    /// issued; the key served stays the current certificate's meanwhile.
+    pub next_sealed_key: Option<Vec<u8>>,
+    pub next_csr: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
-fn managed_from_row(r: &AnyRow) -> Result<ManagedCertificate> {
-    Ok(ManagedCertificate {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        name: r.try_get("name")?,
-        identifiers: json(r, "identifiers")?,
-        key_type: KeyType::parse(&r.try_get::<String, _>("key_type")?)?,
-        profile: r.try_get("profile")?,
-        auto_renew: r.try_get::<i64, _>("auto_renew")? != 0,
-        renew_before_days: r.try_get("renew_before_days")?,
-        keep_key: r.try_get::<i64, _>("keep_key")? != 0,
-        tags: json(r, "tags")?,
-        status: ManagedStatus::parse(&r.try_get::<String, _>("status")?)?,
-        step: r.try_get("step")?,
-        missing: json(r, "missing")?,
-        sealed_key: r.try_get("sealed_key")?,
-        csr: r.try_get("csr")?,
-        order_id: r.try_get("order_id")?,
-        certificate_id: r.try_get("certificate_id")?,
-        next_renewal_at: r.try_get("next_renewal_at")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        failures: r.try_get("failures")?,
-        error: r.try_get("error")?,
-        history: json(r, "history")?,
-        expiry_notified: r.try_get("expiry_notified")?,
-        renew_requested: r.try_get::<i64, _>("renew_requested")? != 0,
-        next_sealed_key: r.try_get("next_sealed_key")?,
-        next_csr: r.try_get("next_csr")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+impl FromRow for ManagedCertificate {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(ManagedCertificate {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            name: r.field("name")?,
+            identifiers: r.json("identifiers", "identifiers")?,
+            key_type: KeyType::parse(&r.field::<String>("key_type")?)?,
+            profile: r.field("profile")?,
+            auto_renew: r.flag("auto_renew")?,
+            renew_before_days: r.field("renew_before_days")?,
+            keep_key: r.flag("keep_key")?,
+            tags: r.json("tags", "tags")?,
+            status: ManagedStatus::parse(&r.field::<String>("status")?)?,
+            step: r.field("step")?,
+            missing: r.json("missing", "missing")?,
+            sealed_key: r.field("sealed_key")?,
+            csr: r.field("csr")?,
+            order_id: r.field("order_id")?,
+            certificate_id: r.field("certificate_id")?,
+            next_renewal_at: r.field("next_renewal_at")?,
+            next_attempt_at: r.field("next_attempt_at")?,
+            failures: r.field("failures")?,
+            error: r.field("error")?,
+            history: r.json("history", "history")?,
+            expiry_notified: r.field("expiry_notified")?,
+            renew_requested: r.flag("renew_requested")?,
+            next_sealed_key: r.field("next_sealed_key")?,
+            next_csr: r.field("next_csr")?,
+            created_at: r.field("created_at")?,
+            updated_at: r.field("updated_at")?,
+        })
+    }
 }
 
 impl Store {
@@ -159,7 +222,7 @@ impl Store {
                 .bind(instance_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter().map(managed_from_row).collect()
+        rows.iter().map(ManagedCertificate::from_row).collect()
     }
 
     /// A managed certificate by id or name, within one instance.
@@ -175,7 +238,7 @@ impl Store {
         .bind(id_or_name)
         .fetch_all(&self.pool)
         .await?;
-        pick_by_id(rows, id_or_name, managed_from_row, |m| &m.id)
+        pick_by_id(rows, id_or_name, |m: &ManagedCertificate| &m.id)
     }
 
     pub async fn managed_by_id(&self, id: &str) -> Result<Option<ManagedCertificate>> {
@@ -183,7 +246,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(managed_from_row).transpose()
+        row.as_ref().map(ManagedCertificate::from_row).transpose()
     }
 
     /// Ids of managed certificates whose next step is due.
@@ -195,7 +258,7 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+        column(&rows, "id")
     }
 
     /// Takes the job's lease until `until`; false when another worker holds it.
@@ -228,5 +291,16 @@ impl Store {
             .execute(&self.pool)
             .await?;
         guard(r.rows_affected())
+    }
+
+    /// Asks the managed certificates serving `certificate_id` to look again now.
+    pub async fn nudge_managed(&self, certificate_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE managed_certificates SET next_attempt_at = 0 WHERE certificate_id = $1",
+        )
+        .bind(certificate_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -1,47 +1,98 @@
-//! Queries for notification channels and the notification outbox.
+//! Notification channels and the outbox their notifications wait in. Owns
+//! `notification_channels` and `notifications`; never delivers (`notify`).
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use super::engine::Fields;
+use super::{FromRow, Result, Store, conflict, guard, pick_by_id};
 
-use super::acme::guard;
-use super::records::*;
-use super::{Store, StoreError, conflict, pick_by_id};
+status_enum!(
+    /// How a notification channel delivers.
+    ChannelKind {
+        /// An HTTP POST signed with HMAC-SHA256.
+        Webhook => "webhook",
+        /// SMTP with STARTTLS.
+        Email => "email",
+    }
+);
 
-type Result<T> = std::result::Result<T, StoreError>;
+status_enum!(
+    /// A notification in the outbox.
+    NotificationStatus {
+        /// Due (again) at its `next_attempt_at`.
+        Pending => "pending",
+        Sent => "sent",
+        /// Given up on: too many attempts, or its channel is gone.
+        Failed => "failed",
+    }
+);
 
-fn channel_from_row(r: &AnyRow) -> Result<NotificationChannel> {
-    let config: String = r.try_get("config")?;
-    let events: String = r.try_get("events")?;
-    Ok(NotificationChannel {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        name: r.try_get("name")?,
-        kind: ChannelKind::parse(&r.try_get::<String, _>("kind")?)?,
-        config: serde_json::from_str(&config)
-            .map_err(|e| StoreError::Corrupt(format!("channel config: {e}")))?,
-        sealed_secret: r.try_get("sealed_secret")?,
-        events: serde_json::from_str(&events)
-            .map_err(|e| StoreError::Corrupt(format!("channel events: {e}")))?,
-        enabled: r.try_get::<i64, _>("enabled")? != 0,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
+/// Where an instance's notifications go.
+#[derive(Debug, Clone)]
+pub struct NotificationChannel {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Non-secret settings (webhook `url`; email `host`, `port`, `from`, `to`, ...).
+    pub config: serde_json::Value,
+    /// The webhook's HMAC key or the SMTP password, sealed.
+    pub sealed_secret: Option<Vec<u8>>,
+    /// Events sent here; empty means all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
-fn notification_from_row(r: &AnyRow) -> Result<Notification> {
-    Ok(Notification {
-        id: r.try_get("id")?,
-        channel_id: r.try_get("channel_id")?,
-        instance_id: r.try_get("instance_id")?,
-        event: r.try_get("event")?,
-        payload: r.try_get("payload")?,
-        status: NotificationStatus::parse(&r.try_get::<String, _>("status")?)?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        sent_at: r.try_get("sent_at")?,
-    })
+/// One notification to deliver to one channel.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: String,
+    pub channel_id: String,
+    pub instance_id: String,
+    pub event: String,
+    /// The JSON body.
+    pub payload: String,
+    pub status: NotificationStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+impl FromRow for NotificationChannel {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(NotificationChannel {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            name: r.field("name")?,
+            kind: ChannelKind::parse(&r.field::<String>("kind")?)?,
+            config: r.json("config", "channel config")?,
+            sealed_secret: r.field("sealed_secret")?,
+            events: r.json("events", "channel events")?,
+            enabled: r.flag("enabled")?,
+            created_at: r.field("created_at")?,
+            updated_at: r.field("updated_at")?,
+        })
+    }
+}
+
+impl FromRow for Notification {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(Notification {
+            id: r.field("id")?,
+            channel_id: r.field("channel_id")?,
+            instance_id: r.field("instance_id")?,
+            event: r.field("event")?,
+            payload: r.field("payload")?,
+            status: NotificationStatus::parse(&r.field::<String>("status")?)?,
+            attempts: r.field("attempts")?,
+            next_attempt_at: r.field("next_attempt_at")?,
+            last_error: r.field("last_error")?,
+            created_at: r.field("created_at")?,
+            sent_at: r.field("sent_at")?,
+        })
+    }
 }
 
 impl Store {
@@ -71,7 +122,7 @@ impl Store {
                 .bind(instance_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter().map(channel_from_row).collect()
+        rows.iter().map(NotificationChannel::from_row).collect()
     }
 
     pub async fn channel(
@@ -86,7 +137,7 @@ impl Store {
         .bind(id_or_name)
         .fetch_all(&self.pool)
         .await?;
-        pick_by_id(rows, id_or_name, channel_from_row, |c| &c.id)
+        pick_by_id(rows, id_or_name, |c: &NotificationChannel| &c.id)
     }
 
     /// Deletes a channel and what is still queued for it.
@@ -130,7 +181,7 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(notification_from_row).collect()
+        rows.iter().map(Notification::from_row).collect()
     }
 
     /// Takes one notification for delivery until `until`; false when
@@ -182,17 +233,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(notification_from_row).collect()
-    }
-
-    /// Asks the managed certificates serving `certificate_id` to look again now.
-    pub async fn nudge_managed(&self, certificate_id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE managed_certificates SET next_attempt_at = 0 WHERE certificate_id = $1",
-        )
-        .bind(certificate_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        rows.iter().map(Notification::from_row).collect()
     }
 }

@@ -1,12 +1,12 @@
 //! The same store tests on SQLite and, when `ACMEHUB_TEST_DATABASE_URL` is
 //! set, on PostgreSQL.
 
-use super::writer::Statement;
+use super::engine::{Fields, Statement, held, reader};
 use super::*;
 use crate::policy::{ChallengeType, Identifier};
 use crate::util::{now, random_id};
-use reader::Fields;
-use sqlx::Connection;
+use sqlx::{Connection, Row};
+use std::time::Duration;
 
 /// A fresh store per backend: a temp SQLite file, and a PostgreSQL schema of
 /// its own so tests never see each other's rows.
@@ -766,66 +766,6 @@ async fn account_reads_see_every_account_write() {
     }
 }
 
-#[test]
-fn a_cached_account_read_from_before_a_write_is_not_kept() {
-    let cache = AccountCache::live();
-    let account = Account {
-        id: "a1".into(),
-        instance_id: "i".into(),
-        key_thumbprint: "t".into(),
-        jwk: "{}".into(),
-        status: AccountStatus::Valid,
-        contact: vec![],
-        tos_agreed: true,
-        access_key_id: None,
-        created_at: 0,
-    };
-    let generation = cache.get("a1").unwrap_err();
-    // a write lands between the read and its put: the put is dropped
-    cache.forget("a1");
-    cache.put(&account, generation);
-    assert!(cache.get("a1").is_err());
-    let generation = cache.get("a1").unwrap_err();
-    cache.put(&account, generation);
-    assert_eq!(cache.get("a1").unwrap().id, "a1");
-    // emptied (an instance went away), it stays in use
-    cache.clear();
-    assert!(cache.get("a1").is_err());
-    let generation = cache.get("a1").unwrap_err();
-    cache.put(&account, generation);
-    assert!(
-        cache.get("a1").is_ok(),
-        "a cleared cache stopped keeping accounts"
-    );
-    // a cache that is off (its notices are lost) keeps nothing
-    let off = AccountCache::default();
-    let generation = off.get("a1").unwrap_err();
-    off.put(&account, generation);
-    assert!(
-        off.get("a1").is_err(),
-        "a cache that is off kept an account"
-    );
-}
-
-#[test]
-fn the_sqlite_url_takes_a_synchronous_setting() {
-    let full = "PRAGMA synchronous = FULL";
-    assert_eq!(
-        sqlite_synchronous("sqlite:///d/a.db").unwrap(),
-        ("sqlite:///d/a.db".into(), full)
-    );
-    assert_eq!(
-        sqlite_synchronous("sqlite:///d/a.db?synchronous=normal").unwrap(),
-        ("sqlite:///d/a.db".into(), "PRAGMA synchronous = NORMAL")
-    );
-    assert_eq!(
-        sqlite_synchronous("sqlite:///d/a.db?mode=rwc&synchronous=FULL").unwrap(),
-        ("sqlite:///d/a.db?mode=rwc".into(), full)
-    );
-    let err = sqlite_synchronous("sqlite:///d/a.db?synchronous=off").unwrap_err();
-    assert!(err.to_string().contains("use full or normal"), "{err}");
-}
-
 #[tokio::test]
 async fn sqlite_commits_are_durable_unless_asked_otherwise() {
     let dir = tempfile::tempdir().unwrap();
@@ -894,7 +834,6 @@ async fn an_account_write_whose_caller_went_away_still_drops_the_cached_account(
 /// first, and the others are kept.
 #[tokio::test]
 async fn a_failed_write_is_undone_alone_and_the_others_are_kept() {
-    use super::writer::Statement;
     for (store, _dir) in backends().await {
         let insert = |name: &str| {
             Statement::new(
@@ -956,7 +895,6 @@ async fn a_failed_write_is_undone_alone_and_the_others_are_kept() {
 /// together when one fails or a guard matches nothing.
 #[tokio::test]
 async fn statements_written_at_once_are_kept_or_undone_together() {
-    use super::writer::Statement;
     for (store, _dir) in backends().await {
         let insert = |name: &str, value: &[u8]| {
             Statement::new(

@@ -22,9 +22,9 @@ use rusqlite::types::{FromSql, Value, ValueRef};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 
-use super::StoreError;
 use super::held;
 use super::writer::Statement;
+use crate::store::StoreError;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -170,6 +170,17 @@ impl<T: FromSql + for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>> Field for T {
 /// Columns read by name, whichever backend the row came from.
 pub(crate) trait Fields {
     fn field<T: Field>(&self, name: &str) -> Result<T>;
+
+    /// A boolean, stored as an integer (0 is false).
+    fn flag(&self, name: &str) -> Result<bool> {
+        Ok(self.field::<i64>(name)? != 0)
+    }
+
+    /// A value stored as JSON text; `Corrupt` names it `what`.
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str, what: &str) -> Result<T> {
+        serde_json::from_str(&self.field::<String>(name)?)
+            .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    }
 }
 
 impl Fields for AnyRow {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::records::Account;
+use crate::store::Account;
 
 /// The channel the accounts trigger notifies (migration 0012).
 const CHANNEL: &str = "acmehub_accounts";
@@ -153,5 +153,52 @@ async fn listen(url: String, cache: Weak<AccountCache>) {
             }
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AccountStatus;
+
+    #[test]
+    fn a_cached_account_read_from_before_a_write_is_not_kept() {
+        let cache = AccountCache::live();
+        let account = Account {
+            id: "a1".into(),
+            instance_id: "i".into(),
+            key_thumbprint: "t".into(),
+            jwk: "{}".into(),
+            status: AccountStatus::Valid,
+            contact: vec![],
+            tos_agreed: true,
+            access_key_id: None,
+            created_at: 0,
+        };
+        let generation = cache.get("a1").unwrap_err();
+        // a write lands between the read and its put: the put is dropped
+        cache.forget("a1");
+        cache.put(&account, generation);
+        assert!(cache.get("a1").is_err());
+        let generation = cache.get("a1").unwrap_err();
+        cache.put(&account, generation);
+        assert_eq!(cache.get("a1").unwrap().id, "a1");
+        // emptied (an instance went away), it stays in use
+        cache.clear();
+        assert!(cache.get("a1").is_err());
+        let generation = cache.get("a1").unwrap_err();
+        cache.put(&account, generation);
+        assert!(
+            cache.get("a1").is_ok(),
+            "a cleared cache stopped keeping accounts"
+        );
+        // a cache that is off (its notices are lost) keeps nothing
+        let off = AccountCache::default();
+        let generation = off.get("a1").unwrap_err();
+        off.put(&account, generation);
+        assert!(
+            off.get("a1").is_err(),
+            "a cache that is off kept an account"
+        );
     }
 }

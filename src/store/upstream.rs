@@ -1,48 +1,170 @@
-//! Queries for upstream CA accounts.
+//! The relay's records: CA accounts at upstream CAs, the upstream state of
+//! relayed orders (with their leases), and the certificates upstream issued.
+//! Owns `ca_accounts` and `upstream_orders`; never talks to a CA (`issuance`).
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use super::engine::Fields;
+use super::{CertificateIssuer, Environment, FromRow, Result, Store, column, conflict, guard};
+use crate::policy::Identifier;
 
-use super::acme::guard;
-use super::records::*;
-use super::{Store, StoreError, conflict};
+status_enum!(
+    /// Whether a CA account is registered at its CA.
+    CaAccountStatus {
+        /// Not yet, or its directory or binding changed since: a test registers it.
+        Unregistered => "unregistered",
+        Valid => "valid",
+        /// Registering failed; failover passes it over.
+        Error => "error",
+    }
+);
 
-type Result<T> = std::result::Result<T, StoreError>;
+status_enum!(
+    /// How far a relayed order got at its upstream CA.
+    UpstreamOrderState {
+        /// No upstream order yet.
+        New => "new",
+        Authorizing => "authorizing",
+        /// Authorized upstream, waiting for the client's CSR.
+        Ready => "ready",
+        /// The CSR went upstream.
+        Finalizing => "finalizing",
+        Valid => "valid",
+        Failed => "failed",
+    }
+);
 
-fn ca_account_from_row(r: &AnyRow) -> Result<CaAccount> {
-    let caa: String = r.try_get("caa_identities")?;
-    Ok(CaAccount {
-        id: r.try_get("id")?,
-        instance_id: r.try_get("instance_id")?,
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        ca: r.try_get("ca")?,
-        directory_url: r.try_get("directory_url")?,
-        environment: Environment::parse(&r.try_get::<String, _>("environment")?)?,
-        email: r.try_get("email")?,
-        eab_kid: r.try_get("eab_kid")?,
-        sealed_eab_hmac: r.try_get("eab_hmac")?,
-        allow_wildcard: r.try_get::<i64, _>("allow_wildcard")? != 0,
-        dns_ttl: r.try_get("dns_ttl")?,
-        api_timeout_s: r.try_get("api_timeout_s")?,
-        priority: r.try_get("priority")?,
-        preferred: r.try_get::<i64, _>("preferred")? != 0,
-        trusted_roots_pem: r.try_get("trusted_roots_pem")?,
-        caa_identities: serde_json::from_str(&caa)
-            .map_err(|e| StoreError::Corrupt(format!("caa_identities: {e}")))?,
-        profiles: serde_json::from_str(&r.try_get::<String, _>("profiles")?)
-            .map_err(|e| StoreError::Corrupt(format!("profiles: {e}")))?,
-        account_url: r.try_get("account_url")?,
-        sealed_credentials: r.try_get("credentials")?,
-        status: CaAccountStatus::parse(&r.try_get::<String, _>("status")?)?,
-        status_detail: r.try_get("status_detail")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
+/// An account at an upstream CA, owned by one instance (DESIGN: *CA account*).
+/// Its ACME account key (in `credentials`) and EAB HMAC key are sealed by
+/// `secrets` (owner `ca-account`); its `Debug` leaves both out.
+#[derive(Clone)]
+pub struct CaAccount {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub description: String,
+    /// A known CA (`letsencrypt`, `zerossl`, ...) or `custom`.
+    pub ca: String,
+    pub directory_url: String,
+    pub environment: Environment,
+    pub email: String,
+    pub eab_kid: Option<String>,
+    pub sealed_eab_hmac: Option<Vec<u8>>,
+    pub allow_wildcard: bool,
+    pub dns_ttl: i64,
+    pub api_timeout_s: i64,
+    pub priority: i64,
+    pub preferred: bool,
+    pub trusted_roots_pem: Option<String>,
+    pub caa_identities: Vec<String>,
+    /// The profiles the CA's directory offers, name to description.
+    pub profiles: std::collections::BTreeMap<String, String>,
+    /// The upstream account URL once registered.
+    pub account_url: Option<String>,
+    /// instant-acme's account credentials (JSON), sealed.
+    pub sealed_credentials: Option<Vec<u8>>,
+    pub status: CaAccountStatus,
+    pub status_detail: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for CaAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaAccount")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("ca", &self.ca)
+            .field("directory_url", &self.directory_url)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A downstream order relayed upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamOrder {
+    pub order_id: String,
+    pub instance_id: String,
+    pub ca_account_id: Option<String>,
+    pub upstream_url: Option<String>,
+    pub state: UpstreamOrderState,
+    pub csr: Option<Vec<u8>>,
+    /// JSON array of `{"account", "error"}` for accounts that failed.
+    pub attempts: String,
+    pub error: Option<String>,
+    /// The worker that holds (or last held) the lease; its writes are
+    /// guarded on it.
+    pub lease_owner: Option<String>,
+}
+
+/// A certificate an upstream CA issued for a relayed order.
+#[derive(Debug, Clone)]
+pub struct RelayedCertificate {
+    pub order_id: String,
+    pub instance_id: String,
+    pub account_id: String,
+    pub serial: String,
+    pub issuer: CertificateIssuer,
+    pub identifiers: Vec<Identifier>,
+    pub spki: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+    pub chain_pem: String,
+    /// The upstream CA's alternate chains (RFC 8555 §7.4.2), PEM each.
+    pub alternate_chains: Vec<String>,
+    /// RFC 9773 certificate identifier, so downstream ARI answers for it.
+    pub ari_id: Option<String>,
+}
+
+impl FromRow for CaAccount {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(CaAccount {
+            id: r.field("id")?,
+            instance_id: r.field("instance_id")?,
+            name: r.field("name")?,
+            description: r.field("description")?,
+            ca: r.field("ca")?,
+            directory_url: r.field("directory_url")?,
+            environment: Environment::parse(&r.field::<String>("environment")?)?,
+            email: r.field("email")?,
+            eab_kid: r.field("eab_kid")?,
+            sealed_eab_hmac: r.field("eab_hmac")?,
+            allow_wildcard: r.flag("allow_wildcard")?,
+            dns_ttl: r.field("dns_ttl")?,
+            api_timeout_s: r.field("api_timeout_s")?,
+            priority: r.field("priority")?,
+            preferred: r.flag("preferred")?,
+            trusted_roots_pem: r.field("trusted_roots_pem")?,
+            caa_identities: r.json("caa_identities", "caa_identities")?,
+            profiles: r.json("profiles", "profiles")?,
+            account_url: r.field("account_url")?,
+            sealed_credentials: r.field("credentials")?,
+            status: CaAccountStatus::parse(&r.field::<String>("status")?)?,
+            status_detail: r.field("status_detail")?,
+            created_at: r.field("created_at")?,
+            updated_at: r.field("updated_at")?,
+        })
+    }
 }
 
 fn profiles_json(a: &CaAccount) -> String {
     serde_json::to_string(&a.profiles).unwrap_or_else(|_| "{}".into())
+}
+
+impl FromRow for UpstreamOrder {
+    fn from_row(r: &impl Fields) -> Result<Self> {
+        Ok(UpstreamOrder {
+            order_id: r.field("order_id")?,
+            instance_id: r.field("instance_id")?,
+            ca_account_id: r.field("ca_account_id")?,
+            upstream_url: r.field("upstream_url")?,
+            state: UpstreamOrderState::parse(&r.field::<String>("state")?)?,
+            csr: r.field("csr")?,
+            attempts: r.field("attempts")?,
+            error: r.field("error")?,
+            lease_owner: r.field("lease_owner")?,
+        })
+    }
 }
 
 impl Store {
@@ -98,7 +220,7 @@ impl Store {
         .bind(instance_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(ca_account_from_row).collect()
+        rows.iter().map(CaAccount::from_row).collect()
     }
 
     /// A CA account of the instance by id or name.
@@ -182,29 +304,13 @@ impl Store {
             .await?;
         guard(r.rows_affected())
     }
-}
 
-fn upstream_order_from_row(r: &AnyRow) -> Result<UpstreamOrder> {
-    Ok(UpstreamOrder {
-        order_id: r.try_get("order_id")?,
-        instance_id: r.try_get("instance_id")?,
-        ca_account_id: r.try_get("ca_account_id")?,
-        upstream_url: r.try_get("upstream_url")?,
-        state: UpstreamOrderState::parse(&r.try_get::<String, _>("state")?)?,
-        csr: r.try_get("csr")?,
-        attempts: r.try_get("attempts")?,
-        error: r.try_get("error")?,
-        lease_owner: r.try_get("lease_owner")?,
-    })
-}
-
-impl Store {
     pub async fn upstream_order(&self, order_id: &str) -> Result<Option<UpstreamOrder>> {
         let row = sqlx::query("SELECT * FROM upstream_orders WHERE order_id = $1")
             .bind(order_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(upstream_order_from_row).transpose()
+        row.as_ref().map(UpstreamOrder::from_row).transpose()
     }
 
     /// Relayed orders a worker should move on (for resuming after a restart).
@@ -215,7 +321,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get("order_id")?)).collect()
+        column(&rows, "order_id")
     }
 
     /// Takes the order's lease until `until` for `owner` (a worker's random
@@ -257,22 +363,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
-    }
-
-    /// Drops every lease (relayed orders, managed certificates, periodic
-    /// jobs): for a single-process store at start-up, when no worker of
-    /// this process runs yet and no other process can hold one.
-    pub async fn release_all_leases(&self) -> Result<()> {
-        sqlx::query("UPDATE upstream_orders SET lease_until = 0 WHERE lease_until <> 0")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("UPDATE managed_certificates SET lease_until = 0 WHERE lease_until <> 0")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("UPDATE job_leases SET lease_until = 0 WHERE lease_until <> 0")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Gives `owner`'s lease back, unless another worker holds it now.

@@ -20,8 +20,8 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::StoreError;
 use super::writer::{self, Changed, Statement};
+use crate::store::StoreError;
 
 /// How long a caller waits for a connection, and for a new one to open.
 const WAIT: Duration = Duration::from_secs(10);

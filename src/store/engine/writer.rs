@@ -27,8 +27,8 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
 use super::held::Connections;
+use crate::store::StoreError;
 
 type Result<T> = std::result::Result<T, StoreError>;
 

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::records::{CertificateIssuer, Order, OrderStatus};
+use crate::store::{CertificateIssuer, Order, OrderStatus};
 
 /// How many of each are kept: at a thousand issuances a second, a quarter
 /// of a second's worth, far more than the moment between finalize and the

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::StoreError;
-use super::held::Connections;
+use crate::store::StoreError;
+use crate::store::engine::held::Connections;
 
 type Answer = oneshot::Sender<Result<bool, StoreError>>;
 
@@ -32,7 +32,7 @@ const MAX_BATCH: usize = 256;
 /// How long a batch may take. Every ACME request waits for its nonce, so a
 /// connection that stopped answering (a dropped TCP session is only noticed
 /// much later) must not hold them all: past this the batch fails, and its
-/// connection, abandoned mid-command, is closed (see [`super::held`]).
+/// connection, abandoned mid-command, is closed (see [`crate::store::engine::held`]).
 const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Records used nonces on `connections`, one batch per connection at a time.
