@@ -4,8 +4,11 @@
 //!
 //! Each client has one account (or a new one per order), one connection
 //! pool, and a key made up front; it answers http-01 from an in-process
-//! server, dns-01 through pebble-challtestsrv's management API, or nothing
-//! (`--challenge none`, for pre-authorized access keys). Bounded by
+//! server, dns-01, dns-account-01 and dns-persist-01 through
+//! pebble-challtestsrv's management API, or nothing (`--challenge none`,
+//! for pre-authorized access keys). Its dns-account-01 label and
+//! dns-persist-01 record are its own reading of the drafts, not the
+//! server's code. Bounded by
 //! `--duration` or `--orders`; meant for loopback only. With `--retries`,
 //! a request that found no server (refused, reset, 502, 503, 504) is sent
 //! again, as a client behind a load balancer would.
@@ -53,9 +56,14 @@ struct Args {
     /// Stop after this many orders in all.
     #[arg(long)]
     orders: Option<u64>,
-    /// dns-01, http-01 or none (the account is pre-authorized).
+    /// dns-01, http-01, dns-account-01, dns-persist-01 or none (the
+    /// account is pre-authorized).
     #[arg(long, default_value = "dns-01")]
     challenge: String,
+    /// The issuer domain name dns-persist-01 records name (the server's
+    /// CAA identity).
+    #[arg(long, default_value = "acmehub.local")]
+    persist_issuer: String,
     /// Names are <client>-<n>.<domain>.
     #[arg(long, default_value = "load.test")]
     domain: String,
@@ -184,8 +192,13 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    if !matches!(args.challenge.as_str(), "dns-01" | "http-01" | "none") {
-        return Err("--challenge must be dns-01, http-01 or none".into());
+    if !matches!(
+        args.challenge.as_str(),
+        "dns-01" | "http-01" | "dns-account-01" | "dns-persist-01" | "none"
+    ) {
+        return Err(
+            "--challenge must be dns-01, http-01, dns-account-01, dns-persist-01 or none".into(),
+        );
     }
     if args.clients == 0 {
         return Err("--clients must be at least 1".into());
@@ -375,20 +388,39 @@ async fn issue(
             }
             let kind = match args.challenge.as_str() {
                 "http-01" => ChallengeType::Http01,
-                _ => ChallengeType::Dns01,
+                "dns-01" => ChallengeType::Dns01,
+                other => ChallengeType::Unknown(other.to_string()),
             };
             let mut challenge = authz
                 .challenge(kind.clone())
                 .ok_or_else(|| instant_acme::Error::Str("the server offered no such challenge"))?;
             let key_authorization = challenge.key_authorization();
-            match kind {
-                ChallengeType::Http01 => {
+            let (host, value) = match args.challenge.as_str() {
+                "http-01" => {
                     tokens.lock().unwrap().insert(
                         challenge.token.clone(),
                         key_authorization.as_str().to_string(),
                     );
+                    (None, String::new())
                 }
-                _ => set_txt(&args.challtestsrv, name, &key_authorization.dns_value()).await?,
+                "dns-account-01" => (
+                    Some(format!(
+                        "_{}._acme-challenge.{name}.",
+                        account_label(account.id())
+                    )),
+                    key_authorization.dns_value(),
+                ),
+                "dns-persist-01" => (
+                    Some(format!("_validation-persist.{name}.")),
+                    format!("{}; accounturi={}", args.persist_issuer, account.id()),
+                ),
+                _ => (
+                    Some(format!("_acme-challenge.{name}.")),
+                    key_authorization.dns_value(),
+                ),
+            };
+            if let Some(host) = &host {
+                set_txt(&args.challtestsrv, host, &value).await?;
             }
             challenge.set_ready().await?;
         }
@@ -423,27 +455,31 @@ async fn issue(
         ));
     }
     if args.challenge == "dns-01" {
-        let _ = clear_txt(&args.challtestsrv, name).await;
+        let _ = clear_txt(&args.challtestsrv, &format!("_acme-challenge.{name}.")).await;
     }
     Ok(())
 }
 
-async fn set_txt(mgmt: &str, name: &str, value: &str) -> Result<(), instant_acme::Error> {
-    challtestsrv(
-        mgmt,
-        "set-txt",
-        json!({"host": format!("_acme-challenge.{name}."), "value": value}),
-    )
-    .await
+/// dns-account-01's label (draft-ietf-acme-dns-account-label §3.2):
+/// lowercase RFC 4648 base32 of the first 10 bytes of SHA-256 of the
+/// account URL, 16 characters.
+fn account_label(account_url: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let digest = ring::digest::digest(&ring::digest::SHA256, account_url.as_bytes());
+    let bits: u128 = digest.as_ref()[..10]
+        .iter()
+        .fold(0, |acc, b| (acc << 8) | u128::from(*b));
+    (0..16)
+        .map(|i| ALPHABET[((bits >> (75 - 5 * i)) & 31) as usize] as char)
+        .collect()
 }
 
-async fn clear_txt(mgmt: &str, name: &str) -> Result<(), instant_acme::Error> {
-    challtestsrv(
-        mgmt,
-        "clear-txt",
-        json!({"host": format!("_acme-challenge.{name}.")}),
-    )
-    .await
+async fn set_txt(mgmt: &str, host: &str, value: &str) -> Result<(), instant_acme::Error> {
+    challtestsrv(mgmt, "set-txt", json!({"host": host, "value": value})).await
+}
+
+async fn clear_txt(mgmt: &str, host: &str) -> Result<(), instant_acme::Error> {
+    challtestsrv(mgmt, "clear-txt", json!({"host": host})).await
 }
 
 async fn challtestsrv(mgmt: &str, path: &str, body: Value) -> Result<(), instant_acme::Error> {
@@ -585,5 +621,17 @@ fn report(
     }
     if let (Some(before), Some(after)) = rss {
         println!("server resident memory: {before} KiB before, {after} KiB after");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_account_label_is_the_drafts() {
+        // draft-ietf-acme-dns-account-label's example.
+        assert_eq!(
+            super::account_label("https://example.com/acme/acct/ExampleAccount"),
+            "ujmmovf2vn55tgye"
+        );
     }
 }
