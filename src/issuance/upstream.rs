@@ -1,8 +1,9 @@
 //! Upstream ACME CAs for the relay: the CAs the hub knows by name, the HTTP
 //! transport instant-acme uses (the account's trusted roots, its API
 //! timeout), fetching a directory and registering an account (RFC 8555
-//! §7.3, with EAB when given). Nothing here decides which account serves an
-//! order, and no error carries a key.
+//! §7.3, with EAB when given), and which accounts can serve an order
+//! (`candidates`: environment, wildcards, profiles; `serving_accounts`: then
+//! CAA). No error carries a key.
 
 use std::future::Future;
 use std::pin::Pin;
