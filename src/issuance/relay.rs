@@ -237,9 +237,11 @@ async fn chosen_account(
             return Ok((a.clone(), Vec::new()));
         }
     }
+    // Accounts CAA passed over were not tried: once CAA allows them, they may.
     let tried: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&u.attempts)
         .unwrap_or_default()
         .iter()
+        .filter(|a| a.get("skipped").is_none())
         .filter_map(|a| a["account"].as_str().map(str::to_string))
         .collect();
     let serving = super::upstream::serving_accounts(

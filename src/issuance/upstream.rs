@@ -516,18 +516,21 @@ pub struct Serving<'a> {
     pub accounts: Vec<&'a crate::store::CaAccount>,
     /// One line per account that cannot serve (`name: why`).
     pub reasons: Vec<String>,
+    /// How many accounts fit the order before CAA was asked.
+    pub considered: usize,
     /// Accounts that fit but that CAA forbids: (account name, why).
     pub caa_skipped: Vec<(String, String)>,
-    /// Per identifier, why CAA forbids it (for the first account refused).
-    pub caa_refusals: Vec<(crate::policy::Identifier, String)>,
+    /// Per identifier CAA forbids to some account: why, one line per
+    /// account it forbids.
+    pub caa_refusals: Vec<(crate::policy::Identifier, Vec<String>)>,
 }
 
 /// The accounts that can serve an order: those that fit
 /// (`candidates`), then CAA (RFC 8659, with RFC 8657's `accounturi` and
 /// `validationmethods`: the account's URL, and dns-01, which the hub
 /// answers upstream challenges with). An account whose CA identities CAA
-/// does not authorize is skipped, with the reason; a CAA lookup that fails
-/// is left to the upstream CA, which checks CAA itself.
+/// does not authorize for every name is skipped, with the reason; a CAA
+/// lookup that fails is left to the upstream CA, which checks CAA itself.
 pub async fn serving_accounts<'a>(
     hub: &crate::hub::Hub,
     accounts: &'a [crate::store::CaAccount],
@@ -538,30 +541,32 @@ pub async fn serving_accounts<'a>(
     let (fit, reasons) = candidates(accounts, instance_environment, identifiers, profile);
     let mut serving = Serving {
         reasons,
+        considered: fit.len(),
         ..Serving::default()
     };
-    'accounts: for account in fit {
+    for account in fit {
+        let requester = crate::validation::Requester {
+            account_url: account.account_url.as_deref(),
+            method: Some(crate::policy::ChallengeType::Dns01.as_str()),
+        };
+        let mut refused = Vec::new();
         for identifier in identifiers {
-            let requester = crate::validation::Requester {
-                account_url: account.account_url.as_deref(),
-                method: Some(crate::policy::ChallengeType::Dns01.as_str()),
-            };
             match hub
                 .validator
                 .caa_for(identifier, &account.caa_identities, requester)
                 .await
             {
                 Err(e) if e.kind == crate::error::ErrorKind::Caa => {
-                    serving
-                        .reasons
-                        .push(format!("{}: {}", account.name, e.detail));
-                    serving
-                        .caa_skipped
-                        .push((account.name.clone(), e.detail.clone()));
-                    if !serving.caa_refusals.iter().any(|(i, _)| i == identifier) {
-                        serving.caa_refusals.push((identifier.clone(), e.detail));
+                    refused.push(e.detail.clone());
+                    let why = format!("{}: {}", account.name, e.detail);
+                    match serving
+                        .caa_refusals
+                        .iter_mut()
+                        .find(|(i, _)| i == identifier)
+                    {
+                        Some((_, all)) => all.push(why),
+                        None => serving.caa_refusals.push((identifier.clone(), vec![why])),
                     }
-                    continue 'accounts;
                 }
                 Err(e) => {
                     tracing::info!(account = %account.name, error = %e.detail, "CAA left to the upstream CA")
@@ -569,7 +574,13 @@ pub async fn serving_accounts<'a>(
                 Ok(()) => {}
             }
         }
-        serving.accounts.push(account);
+        if refused.is_empty() {
+            serving.accounts.push(account);
+        } else {
+            let why = refused.join("; ");
+            serving.reasons.push(format!("{}: {why}", account.name));
+            serving.caa_skipped.push((account.name.clone(), why));
+        }
     }
     serving
 }

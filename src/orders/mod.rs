@@ -248,12 +248,24 @@ async fn check_issuer(
         return Err(unmatched);
     }
     // The names are what stops the order: the client's error, not ours.
-    let subproblems: Vec<Subproblem> = serving
+    // Those CAA forbids to every account that fits, or (when each name has
+    // some account, but no account has them all) each name CAA forbids to
+    // some account.
+    let everywhere: Vec<&(Identifier, Vec<String>)> = serving
         .caa_refusals
         .iter()
+        .filter(|(_, why)| why.len() == serving.considered)
+        .collect();
+    let named: Vec<&(Identifier, Vec<String>)> = if everywhere.is_empty() {
+        serving.caa_refusals.iter().collect()
+    } else {
+        everywhere
+    };
+    let subproblems: Vec<Subproblem> = named
+        .into_iter()
         .map(|(identifier, why)| Subproblem {
             kind: ErrorKind::Caa,
-            detail: why.clone(),
+            detail: why.join("; "),
             identifier: identifier.into(),
         })
         .collect();
@@ -444,7 +456,11 @@ async fn create_order(
             });
             continue;
         }
-        let challenges = allowed_challenges(instance, &base, wildcard)?;
+        let mut challenges = allowed_challenges(instance, &base, wildcard)?;
+        // dns-persist-01 needs a name for this CA to put in the record.
+        if hub.validator.issuer_domain_names().is_empty() {
+            challenges.retain(|c| *c != ChallengeType::DnsPersist01);
+        }
         // Reuse only an authorization that outlives the new order's validity window start.
         if let Some(id) = hub
             .store

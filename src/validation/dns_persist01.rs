@@ -152,10 +152,12 @@ pub fn refusal(
 
 impl Validator {
     /// The issuer domain names a dns-persist-01 record may name for this
-    /// CA: its CAA identities, lowercase, without a trailing dot.
+    /// CA: its CAA identities, lowercase, without a trailing dot, at most
+    /// 10 (draft §3.1). None: dns-persist-01 is not offered.
     pub fn issuer_domain_names(&self) -> Vec<String> {
         self.caa_identities
             .iter()
+            .take(10)
             .map(|i| i.trim_end_matches('.').to_ascii_lowercase())
             .collect()
     }

@@ -809,6 +809,28 @@ async fn caa_passes_over_accounts_whose_ca_it_does_not_authorize() {
             .contains("only for the account https://ca-a.test/acct/someone-else"),
         "{u}"
     );
+    // And one that names A's CA for A's own account lets A serve.
+    api.expect(
+        200,
+        "/api/v1/instances/relay/ca-accounts/ca-a/test",
+        json!({}),
+    )
+    .await;
+    let a = api
+        .get("/api/v1/instances/relay/ca-accounts/ca-a")
+        .await
+        .body;
+    let url = a["account_url"].as_str().expect("registered").to_string();
+    t.dns.add_caa(
+        "named.customer.test",
+        0,
+        "issue",
+        &format!("ca-a.test; accounturi={url}"),
+    );
+    let mut order = order_and_finalize(&client, "named.customer.test").await;
+    order.poll_certificate(&retry()).await.unwrap();
+    let u = upstream_view(&api, &order).await;
+    assert_eq!(u["ca_account"], "ca-a", "{u}");
     // CAA that allows neither: the client's `caa` error, a subproblem per
     // name with the record to add, and the accounts considered.
     t.dns
@@ -837,14 +859,20 @@ async fn caa_passes_over_accounts_whose_ca_it_does_not_authorize() {
         detail.contains("ca-a: CAA records at") && detail.contains("ca-b: CAA records at"),
         "{detail}"
     );
-    assert_eq!(problem.subproblems.len(), 2, "{problem:?}");
+    // Only the name CAA forbids to every account: e.customer.test is
+    // ca-b's to issue for.
+    assert_eq!(problem.subproblems.len(), 1, "{problem:?}");
+    let only = &problem.subproblems[0];
+    assert_eq!(
+        only.identifier,
+        Some(instant_acme::Identifier::Dns("other.customer.test".into()))
+    );
+    let why = only.detail.as_deref().unwrap_or_default();
     assert!(
-        problem.subproblems.iter().any(|s| s
-            .detail
-            .as_deref()
-            .unwrap_or_default()
-            .contains("add a CAA record such as `other.customer.test CAA 0 issue")),
-        "{problem:?}"
+        why.contains("ca-a: ")
+            && why.contains("ca-b: ")
+            && why.contains("add a CAA record such as `other.customer.test CAA 0 issue"),
+        "{why}"
     );
     // An IP address cannot be relayed: the client's rejectedIdentifier.
     let ids = vec![instant_acme::Identifier::Ip("192.0.2.7".parse().unwrap())];
