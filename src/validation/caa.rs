@@ -192,39 +192,73 @@ fn evaluate(
 /// its parameters, tags lowercased.
 struct IssueValue {
     issuer: String,
-    parameters: Vec<(String, String)>,
+    parameters: Parameters,
 }
 
 /// Parses a property value; `None` when it names no issuer or breaks the
 /// syntax, which authorizes no one (RFC 8659 §4.2).
 fn issue_value(value: &[u8]) -> Option<IssueValue> {
-    let text = std::str::from_utf8(value).ok()?;
-    let mut parts = text.split(';');
-    let issuer = issuer_domain(parts.next()?.as_bytes())?;
-    let mut parameters = Vec::new();
-    for part in parts {
-        let part = part.trim_matches([' ', '\t']);
-        if part.is_empty() {
-            // `issuer;` is grammatical; `;;` and a trailing `;` after a
-            // parameter are not.
-            if parameters.is_empty() {
-                continue;
-            }
-            return None;
+    let (issuer, parameters) = split_issue_value(std::str::from_utf8(value).ok()?)?;
+    Some(IssueValue {
+        issuer,
+        parameters: parameters.ok()?,
+    })
+}
+
+/// An issue-value's parameters, `(tag, value)` in order.
+pub(super) type Parameters = Vec<(String, String)>;
+
+/// An issue-value as RFC 8659 §4.2 writes it, the syntax CAA properties
+/// and dns-persist-01 records share: its issuer-domain-name (lowercased,
+/// without a trailing dot; none when absent or malformed), and its
+/// parameters, tags lowercased, or why they break the syntax.
+pub(super) fn split_issue_value(text: &str) -> Option<(String, Result<Parameters, String>)> {
+    let (issuer, rest) = match text.split_once(';') {
+        Some((issuer, rest)) => (issuer, Some(rest)),
+        None => (text, None),
+    };
+    let issuer = issuer_domain(issuer.as_bytes())?;
+    let parameters = match rest {
+        // `issuer;` is grammatical; `;;` and a trailing `;` after a
+        // parameter are not.
+        Some(rest) if !rest.trim_matches([' ', '\t']).is_empty() => {
+            rest.split(';').map(parameter).collect()
         }
-        let (tag, value) = part.split_once('=')?;
-        let tag = tag.trim_matches([' ', '\t']).to_ascii_lowercase();
-        let value = value.trim_matches([' ', '\t']);
-        let tag_ok = !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        let value_ok = value
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b';');
-        if !tag_ok || !value_ok {
-            return None;
-        }
-        parameters.push((tag, value.to_string()));
+        _ => Ok(Vec::new()),
+    };
+    Some((issuer, parameters))
+}
+
+/// One `tag=value` parameter (RFC 8659 §4.2): the tag letters and digits
+/// with inner hyphens, the value visible ASCII but `;`.
+fn parameter(part: &str) -> Result<(String, String), String> {
+    let part = part.trim_matches([' ', '\t']);
+    if part.is_empty() {
+        return Err("an empty parameter (a stray or trailing \";\")".into());
     }
-    Some(IssueValue { issuer, parameters })
+    let Some((tag, value)) = part.split_once('=') else {
+        return Err(format!("parameter {part:?} has no \"=\""));
+    };
+    let tag = tag.trim_matches([' ', '\t']).to_ascii_lowercase();
+    let value = value.trim_matches([' ', '\t']);
+    let tag_ok = !tag.is_empty()
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !tag.starts_with('-')
+        && !tag.ends_with('-');
+    if !tag_ok {
+        return Err(format!(
+            "parameter tag {tag:?} is not letters, digits and inner hyphens"
+        ));
+    }
+    if !value
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b';')
+    {
+        return Err(format!(
+            "the value of {tag} has a space, control or non-ASCII character"
+        ));
+    }
+    Ok((tag, value.to_string()))
 }
 
 impl IssueValue {

@@ -16,6 +16,7 @@
 //! records may stand side by side: any one that authorizes is enough, and
 //! when none does the error names each of ours and what is wrong with it.
 
+use super::caa::split_issue_value;
 use super::{Failure, Validator};
 use crate::error::ErrorKind;
 use crate::policy::Identifier;
@@ -41,64 +42,31 @@ pub enum Parsed {
     Ours(PersistRecord),
 }
 
-/// A tag or an issuer label per RFC 8659 §4.2: letters and digits, with
-/// inner hyphens.
-fn is_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-}
-
-/// A parameter value per RFC 8659 §4.2: visible ASCII but `;`.
-fn is_value(text: &str) -> bool {
-    text.bytes()
-        .all(|b| (0x21..=0x7e).contains(&b) && b != b';')
-}
-
 /// Parses one TXT value (its strings already joined) against the issuer
 /// domain names this CA goes by (lowercase, no trailing dot).
 pub fn parse(record: &str, issuers: &[String]) -> Parsed {
-    let trim = |s: &str| s.trim_matches([' ', '\t']).to_string();
-    let mut parts = record.split(';');
-    let issuer = trim(parts.next().unwrap_or_default())
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if issuer.is_empty() || !issuers.contains(&issuer) {
+    let Some((issuer, parameters)) = split_issue_value(record) else {
+        return Parsed::NotOurs;
+    };
+    if !issuers.contains(&issuer) {
         return Parsed::NotOurs;
     }
+    let parameters = match parameters {
+        Ok(parameters) => parameters,
+        Err(why) => return Parsed::Malformed(why),
+    };
     let mut accounturi = None;
     let mut wildcard = false;
     let mut persist_until = None;
-    let mut seen: Vec<String> = Vec::new();
-    for part in parts {
-        let part = trim(part);
-        if part.is_empty() {
-            return Parsed::Malformed("an empty parameter (a stray or trailing \";\")".into());
-        }
-        let Some((tag, value)) = part.split_once('=') else {
-            return Parsed::Malformed(format!("parameter {part:?} has no \"=\""));
-        };
-        let (tag, value) = (trim(tag).to_ascii_lowercase(), trim(value));
-        if !is_label(&tag) {
-            return Parsed::Malformed(format!(
-                "parameter tag {tag:?} is not letters, digits and inner hyphens"
-            ));
-        }
-        if !is_value(&value) {
-            return Parsed::Malformed(format!(
-                "the value of {tag} has a space, control or non-ASCII character"
-            ));
-        }
-        if seen.contains(&tag) {
+    for (i, (tag, value)) in parameters.iter().enumerate() {
+        if parameters[..i].iter().any(|(seen, _)| seen == tag) {
             return Parsed::Malformed(format!("parameter {tag} appears twice"));
         }
-        seen.push(tag.clone());
         match tag.as_str() {
             "accounturi" if value.is_empty() => {
                 return Parsed::Malformed("accounturi is empty".into());
             }
-            "accounturi" => accounturi = Some(value),
+            "accounturi" => accounturi = Some(value.clone()),
             "policy" => wildcard = value.eq_ignore_ascii_case("wildcard"),
             "persistuntil" => match value.parse::<i64>() {
                 Ok(at) => persist_until = Some(at),
