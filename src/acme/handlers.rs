@@ -41,11 +41,10 @@ fn link(response: &mut Response, url: &str, rel: &str) {
 
 pub async fn directory(State(hub): State<Arc<Hub>>, Path(instance): Path<String>) -> AcmeResult {
     let instance = hub.instance(&instance).await?;
-    let profiles = orders::offered_profiles(&hub, &instance).await?;
-    let caa_identities = orders::caa_identities(&hub, &instance).await?;
+    let offer = orders::offer(&hub, &instance).await?;
     Ok(json_response(
         StatusCode::OK,
-        &resources::directory(&hub, &instance, &profiles, &caa_identities),
+        &resources::directory(&hub, &instance, &offer),
         None,
     ))
 }
@@ -98,7 +97,7 @@ pub async fn new_account(
     Ok(json_response(
         status,
         &resources::account(&hub, &instance.name, &account),
-        Some(resources::account_url(&hub, &instance.name, &account)),
+        Some(hub.account_url(&instance.name, &account.id)),
     ))
 }
 
@@ -142,7 +141,7 @@ pub async fn account(
     Ok(json_response(
         StatusCode::OK,
         &resources::account(&hub, &instance.name, &account),
-        Some(resources::account_url(&hub, &instance.name, &account)),
+        Some(hub.account_url(&instance.name, &account.id)),
     ))
 }
 
@@ -470,7 +469,7 @@ pub async fn key_change(
     }
     inner.verify(new_key)?;
     let payload: KeyChangePayload = inner.payload_json()?;
-    if payload.account != resources::account_url(&hub, &instance.name, account) {
+    if payload.account != hub.account_url(&instance.name, &account.id) {
         return Err(
             Error::unauthorized("the inner keyChange payload names another account").into(),
         );
@@ -488,8 +487,7 @@ pub async fn key_change(
             "the new key is already in use by an account",
         ))
         .into_response();
-        if let Ok(v) = HeaderValue::from_str(&resources::account_url(&hub, &instance.name, &holder))
-        {
+        if let Ok(v) = HeaderValue::from_str(&hub.account_url(&instance.name, &holder.id)) {
             response.headers_mut().insert(header::LOCATION, v);
         }
         return Ok(response);

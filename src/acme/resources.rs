@@ -13,15 +13,10 @@ fn problem_value(error: &Option<String>) -> Option<Value> {
 }
 
 /// RFC 8555 §7.1.1.
-pub fn directory(
-    hub: &Hub,
-    instance: &Instance,
-    profiles: &std::collections::BTreeMap<String, String>,
-    caa_identities: &[String],
-) -> Value {
+pub fn directory(hub: &Hub, instance: &Instance, offer: &crate::orders::Offer) -> Value {
     let mut meta = serde_json::Map::new();
-    if !profiles.is_empty() {
-        meta.insert("profiles".into(), json!(profiles));
+    if !offer.profiles.is_empty() {
+        meta.insert("profiles".into(), json!(offer.profiles));
     }
     if let Some(tos) = &hub.config.acme.terms_of_service {
         meta.insert("termsOfService".into(), json!(tos));
@@ -29,7 +24,7 @@ pub fn directory(
     if let Some(website) = &hub.config.acme.website {
         meta.insert("website".into(), json!(website));
     }
-    meta.insert("caaIdentities".into(), json!(caa_identities));
+    meta.insert("caaIdentities".into(), json!(offer.caa_identities));
     meta.insert(
         "externalAccountRequired".into(),
         json!(instance.external_account_required),
@@ -44,10 +39,6 @@ pub fn directory(
         "renewalInfo": hub.acme_url(instance, "renewal-info"),
         "meta": meta,
     })
-}
-
-pub fn account_url(hub: &Hub, instance: &str, account: &Account) -> String {
-    hub.account_url(instance, &account.id)
 }
 
 /// RFC 8555 §7.1.2.

@@ -127,49 +127,43 @@ pub fn order_validity_days(hub: &Hub, instance: &Instance, profile: Option<&str>
         .unwrap_or_else(|| validity_days(hub, instance))
 }
 
-/// The ACME profiles an instance offers (draft-ietf-acme-profiles §3),
-/// name to description: the local CA's, or for a relaying instance those
-/// of its CA accounts (of its environment) as they were last tested.
-pub async fn offered_profiles(
-    hub: &Hub,
-    instance: &Instance,
-) -> Result<std::collections::BTreeMap<String, String>, Error> {
-    match instance.issuer {
-        Issuer::Local => Ok(hub
-            .config
-            .ca
-            .profiles
-            .iter()
-            .map(|(name, p)| (name.clone(), p.description.clone()))
-            .collect()),
-        Issuer::Upstream => {
-            let mut offered = std::collections::BTreeMap::new();
-            for account in hub.store.ca_accounts(&instance.id).await? {
-                if account.environment == instance.environment {
-                    for (name, description) in account.profiles {
-                        offered.entry(name).or_insert(description);
-                    }
-                }
-            }
-            Ok(offered)
-        }
-    }
+/// What an instance's directory offers of the CAs behind it.
+#[derive(Debug, Default)]
+pub struct Offer {
+    /// ACME profiles (draft-ietf-acme-profiles §3), name to description.
+    pub profiles: std::collections::BTreeMap<String, String>,
+    /// The CAs' CAA identities (RFC 8555 §9.7.1 `caaIdentities`).
+    pub caa_identities: Vec<String>,
 }
 
-/// The CAA identities of the CAs an instance's certificates come from
-/// (RFC 8555 §9.7.1 `caaIdentities`): the hub's own for the local CA, the
-/// instance's CA accounts' (of its environment) for a relaying instance.
-pub async fn caa_identities(hub: &Hub, instance: &Instance) -> Result<Vec<String>, Error> {
+/// The local CA's profiles and the hub's CAA identities, or for a relaying
+/// instance those of its CA accounts (of its environment, profiles as they
+/// were last tested), read once.
+pub async fn offer(hub: &Hub, instance: &Instance) -> Result<Offer, Error> {
     match instance.issuer {
-        Issuer::Local => Ok(hub.config.validation.caa_identities.clone()),
+        Issuer::Local => Ok(Offer {
+            profiles: hub
+                .config
+                .ca
+                .profiles
+                .iter()
+                .map(|(name, p)| (name.clone(), p.description.clone()))
+                .collect(),
+            caa_identities: hub.config.validation.caa_identities.clone(),
+        }),
         Issuer::Upstream => {
+            let mut offer = Offer::default();
             let mut identities = std::collections::BTreeSet::new();
             for account in hub.store.ca_accounts(&instance.id).await? {
                 if account.environment == instance.environment {
+                    for (name, description) in account.profiles {
+                        offer.profiles.entry(name).or_insert(description);
+                    }
                     identities.extend(account.caa_identities);
                 }
             }
-            Ok(identities.into_iter().collect())
+            offer.caa_identities = identities.into_iter().collect();
+            Ok(offer)
         }
     }
 }
@@ -180,7 +174,7 @@ pub(crate) async fn check_profile(
     instance: &Instance,
     profile: &str,
 ) -> Result<(), Error> {
-    let offered = offered_profiles(hub, instance).await?;
+    let offered = offer(hub, instance).await?.profiles;
     if offered.contains_key(profile) {
         return Ok(());
     }
